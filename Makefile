@@ -1,0 +1,47 @@
+# make demo   - install everything, start Kafka + Elasticsearch, replay the sample bars,
+#               index them with the Spark stream job, print the counts
+# make test   - unit and integration tests (starts the local stack)
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: install up down status demo test unit integration clean distclean
+
+install: $(STAMP)
+	@stack/fetch.sh all
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
+	@command -v mvn >/dev/null || { echo "installing Maven (fetches the JVM artifacts)"; apt-get update -qq && apt-get install -y -qq maven >/dev/null; }
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip setuptools wheel
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+up: install
+	@stack/up.sh
+
+down:
+	@stack/down.sh
+
+status:
+	@stack/status.sh
+
+demo: up
+	@scripts/demo.sh
+
+unit: install
+	$(VENV)/bin/pytest -m "not integration" tests
+
+integration: up
+	$(VENV)/bin/pytest -m integration tests
+
+test: up
+	$(VENV)/bin/pytest tests
+
+clean: down
+	rm -rf .local
+
+distclean: clean
+	rm -rf $(VENV)

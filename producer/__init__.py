@@ -1,0 +1,1 @@
+"""The producer: market bars -> Kafka. Stays light: never imports pyspark."""

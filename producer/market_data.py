@@ -1,0 +1,204 @@
+"""HTTP client for the Polygon.io / Massive aggregates endpoint.
+
+    GET {base}/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{from}/{to}
+        ?adjusted=true&sort=asc&limit=50000
+
+Pages with `next_url`, retries what is transient (429, 5xx, timeouts, broken bodies) with
+exponential back-off honouring Retry-After, and stops with a message that says what to do
+on what is not (400, 401, 403, 404). The API key travels in the Authorization header only,
+so it is never part of a URL that could be logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
+from urllib.parse import quote
+
+import requests
+
+from finstream.config import Secret
+
+log = logging.getLogger(__name__)
+
+MAX_LIMIT = 50_000
+# Intraday ranges are split so that one request never spans more base aggregates than the
+# limit (the limit counts minute/second aggregates before they are combined).
+CHUNK_MS = {
+    "second": 12 * 3600 * 1000,
+    "minute": 30 * 86400 * 1000,
+    "hour": 2000 * 86400 * 1000,
+}
+
+ADVICE = {
+    400: "the request was refused as malformed; if it says the API key is missing, set POLYGON_API_KEY",
+    401: "the API key was refused: check POLYGON_API_KEY (or POLYGON_API_KEY_FILE)",
+    403: "your plan is not entitled to this data (timespan, history length or asset class): "
+         "ask for a shorter range or a coarser timespan, or upgrade the plan",
+    404: "unknown path or ticker: check the ticker spelling and POLYGON_BASE_URL",
+}
+
+
+class MarketDataError(RuntimeError):
+    """An API failure the user must act on; the message says how."""
+
+
+@dataclass
+class RateLimiter:
+    """At most `per_minute` requests in any minute (0 = no cap); sleeps until allowed."""
+
+    per_minute: int
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    _sent: list[float] = field(default_factory=list)
+
+    def wait(self) -> None:
+        if self.per_minute <= 0:
+            return
+        now = self.clock()
+        self._sent = [t for t in self._sent if now - t < 60]
+        if len(self._sent) >= self.per_minute:
+            pause = 60 - (now - self._sent[0])
+            log.info("request cap of %d/min reached: waiting %.1f s", self.per_minute, pause)
+            self.sleep(pause)
+        self._sent.append(self.clock())
+
+
+@dataclass
+class MassiveClient:
+    base_url: str
+    api_key: Secret
+    timeout: float = 30.0
+    max_retries: int = 6
+    backoff_base: float = 1.0
+    backoff_cap: float = 60.0
+    rate_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(0))
+    sleep: Callable[[float], None] = time.sleep
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def __post_init__(self) -> None:
+        self.base_url = self.base_url.rstrip("/")
+        if self.api_key:
+            self.session.headers["Authorization"] = f"Bearer {self.api_key.reveal()}"
+        self.session.headers["User-Agent"] = "finstream-producer/0.1"
+
+    # -- public ---------------------------------------------------------------------------
+    def aggregates(self, ticker: str, multiplier: int, timespan: str, start: date, end: date) -> Iterator[dict]:
+        """Every aggregate of [start, end] (inclusive dates, UTC), oldest first."""
+        if not self.api_key:
+            raise MarketDataError("no API key: set POLYGON_API_KEY (or POLYGON_API_KEY_FILE), "
+                                  "or use `python -m producer replay` for the bundled sample bars")
+        for lo, hi in date_chunks(timespan, start, end):
+            url = (f"{self.base_url}/v2/aggs/ticker/{quote(ticker, safe=':')}/range/{multiplier}/{timespan}/{lo}/{hi}")
+            params: dict | None = {"adjusted": "true", "sort": "asc", "limit": MAX_LIMIT}
+            seen: set[str] = set()
+            while url:
+                body = self._get_json(url, params)
+                yield from body.get("results") or []
+                next_url = body.get("next_url")
+                if next_url and next_url in seen:
+                    raise MarketDataError(f"the API returned the same next_url twice for {ticker}: "
+                                          "stopping instead of looping; retry later")
+                if next_url:
+                    seen.add(next_url)
+                url, params = next_url, None  # next_url carries every parameter but the key
+
+    # -- HTTP -----------------------------------------------------------------------------
+    def _get_json(self, url: str, params: dict | None) -> dict:
+        shown = self._redact(url.split("?")[0])
+        for attempt in range(self.max_retries + 1):
+            self.rate_limiter.wait()
+            problem, retry_after = self._attempt(url, params)
+            if isinstance(problem, dict):
+                return problem
+            if attempt == self.max_retries:
+                break
+            pause = retry_after if retry_after is not None else min(self.backoff_cap, self.backoff_base * 2**attempt)
+            log.warning("%s: %s; retry %d/%d in %.1f s", shown, problem, attempt + 1, self.max_retries, pause)
+            self.sleep(pause)
+        raise MarketDataError(f"{shown}: {problem} after {self.max_retries} retries: "
+                              "the API is unavailable or rate-limiting; try again later or lower "
+                              "POLYGON_MAX_REQUESTS_PER_MINUTE")
+
+    def _attempt(self, url: str, params: dict | None) -> tuple[dict | str, float | None]:
+        """The parsed body, or (what went wrong, Retry-After) for a transient failure."""
+        try:
+            response = self.session.get(url, params=params, timeout=self.timeout)
+        except requests.Timeout:
+            return f"no answer within {self.timeout:g} s", None
+        except requests.ConnectionError as exc:
+            return f"connection failed ({type(exc).__name__})", None
+        status = response.status_code
+        if status == 429:
+            return "HTTP 429 too many requests", retry_after_seconds(response.headers.get("Retry-After"))
+        if status >= 500:
+            return f"HTTP {status}", retry_after_seconds(response.headers.get("Retry-After"))
+        if status >= 400:
+            raise MarketDataError(f"{self._redact(url.split('?')[0])}: HTTP {status} "
+                                  f"{self._api_message(response)}: {ADVICE.get(status, 'the request was refused')}")
+        try:
+            body = response.json()
+        except ValueError:
+            return "the response body is not valid JSON (truncated?)", None
+        if not isinstance(body, dict):
+            return "the response body is not a JSON object", None
+        if body.get("status") == "ERROR":
+            raise MarketDataError(f"the API answered status ERROR: {self._redact(str(body.get('error') or body.get('message')))}")
+        return body, None
+
+    def _api_message(self, response: requests.Response) -> str:
+        try:
+            body = response.json()
+            text = body.get("message") or body.get("error") or body.get("status") or ""
+        except ValueError:
+            text = ""
+        return f"({self._redact(str(text))[:200]})" if text else ""
+
+    def _redact(self, text: str) -> str:
+        key = self.api_key.reveal()
+        return text.replace(key, "***") if key else text
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds: either a number or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def date_chunks(timespan: str, start: date, end: date) -> Iterator[tuple[str, str]]:
+    """(from, to) path segments: whole dates for daily and coarser bars, consecutive
+    non-overlapping millisecond windows for intraday ones."""
+    if start > end:
+        return
+    chunk = CHUNK_MS.get(timespan)
+    if chunk is None:
+        yield start.isoformat(), end.isoformat()
+        return
+    lo = int(datetime(start.year, start.month, start.day, tzinfo=timezone.utc).timestamp() * 1000)
+    stop = int(datetime(end.year, end.month, end.day, tzinfo=timezone.utc).timestamp() * 1000) + 86_400_000
+    while lo < stop:
+        hi = min(lo + chunk, stop)
+        yield str(lo), str(hi - 1)
+        lo = hi
+
+
+def default_range(today: date | None = None) -> tuple[date, date]:
+    """The last five years up to yesterday."""
+    end = (today or date.today()) - timedelta(days=1)
+    try:
+        start = end.replace(year=end.year - 5)
+    except ValueError:  # 29 February
+        start = end.replace(year=end.year - 5, day=28)
+    return start, end

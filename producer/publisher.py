@@ -1,0 +1,86 @@
+"""Publishes bars to Kafka: key = ticker (one ticker's bars stay in order on one partition),
+value = the bar's JSON. Idempotent producer with acks=all: a broker retry cannot write a
+bar twice, and a send is only counted once every in-sync replica has it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from kafka import KafkaProducer
+from kafka.errors import KafkaError, NoBrokersAvailable
+
+from finstream.config import Settings
+from finstream.schema import Bar
+
+log = logging.getLogger(__name__)
+
+
+class PublishError(RuntimeError):
+    pass
+
+
+@dataclass
+class BarPublisher:
+    settings: Settings
+    topic: str | None = None
+    delivered: int = 0
+    failed: int = 0
+    _errors: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.topic = self.topic or self.settings.kafka_topic
+        try:
+            self._producer = KafkaProducer(
+                bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                client_id="finstream-producer",
+                acks="all",
+                enable_idempotence=True,
+                retries=2_147_483_647,  # bounded by delivery_timeout_ms instead
+                delivery_timeout_ms=120_000,
+                # kafka-python's idempotent producer keeps ordering only with one request in flight.
+                max_in_flight_requests_per_connection=1,
+                linger_ms=20,
+                batch_size=256 * 1024,
+                compression_type="gzip",
+            )
+        except NoBrokersAvailable as exc:
+            raise PublishError(f"cannot reach Kafka at {self.settings.kafka_bootstrap_servers} ({exc}): "
+                               "start it with `make up` or set KAFKA_BOOTSTRAP_SERVERS") from None
+
+    def publish(self, bar: Bar) -> None:
+        self.send_raw(bar.key, bar.to_json())
+
+    def send_raw(self, key: bytes | None, value: bytes) -> None:
+        """Any bytes: the tests use it to publish malformed messages."""
+        future = self._producer.send(self.topic, key=key, value=value)
+        future.add_callback(self._on_delivered)
+        future.add_errback(self._on_failed)
+
+    def flush(self) -> None:
+        """Waits for every send; raises if any bar could not be delivered."""
+        self._producer.flush()
+        if self.failed:
+            raise PublishError(f"{self.failed} message(s) could not be delivered to {self.topic} "
+                               f"(first error: {self._errors[0]}); they were not written: re-run the command")
+
+    def close(self) -> None:
+        self._producer.close()
+
+    def __enter__(self) -> "BarPublisher":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if exc[0] is None:
+                self.flush()
+        finally:
+            self.close()
+
+    def _on_delivered(self, _metadata) -> None:
+        self.delivered += 1
+
+    def _on_failed(self, exc: Exception) -> None:
+        self.failed += 1
+        if len(self._errors) < 5:
+            self._errors.append(repr(exc))

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# spark-submit with the project's connectors, configuration and shared code:
+#   ./spark-submit.sh [spark-submit options] jobs/stream_index.py [job options]
+# Adds: the Kafka and ES-Hadoop connector jars (resolved once, then cached), conf/ as
+# SPARK_CONF_DIR (spark-defaults.conf, log4j2.properties), and the finstream package as a
+# --py-files zip so executors on a cluster (--master spark://...) have it too. Every other
+# argument goes to spark-submit unchanged; a --master given here overrides conf/.
+set -euo pipefail
+ROOT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$ROOT_DIR/stack/common.sh"
+
+VENV="${FINSTREAM_VENV:-$ROOT_DIR/.venv}"
+[ -x "$VENV/bin/spark-submit" ] || die "no pyspark in $VENV: run 'make install' first"
+"$STACK_DIR/fetch.sh" spark
+
+JARS="$(find "$JARS_DIR" -maxdepth 1 -name '*.jar' | sort | paste -sd, -)"
+[ -n "$JARS" ] || die "no connector jars in $JARS_DIR"
+
+# The shared package as a zip, rebuilt each time so it always matches the source.
+BUILD_DIR="$LOCAL_DIR/build"
+mkdir -p "$BUILD_DIR"
+PY_FILES="$BUILD_DIR/finstream.zip"
+rm -f "$PY_FILES"
+(cd "$ROOT_DIR/src" && "$VENV/bin/python" -m zipfile -c "$PY_FILES" finstream >/dev/null)
+
+export JAVA_HOME="${SPARK_JAVA_HOME:-$(spark_java_home)}"
+export SPARK_CONF_DIR="${SPARK_CONF_DIR:-$ROOT_DIR/conf}"
+export FINSTREAM_CONF_DIR="${FINSTREAM_CONF_DIR:-$ROOT_DIR/conf}"
+# The driver may import finstream from the zip: tell it where this checkout keeps its data.
+export FINSTREAM_LOCAL="$LOCAL_DIR"
+# Bind Spark to loopback unless told otherwise (set SPARK_LOCAL_IP on a multi-host cluster).
+export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"
+export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$VENV/bin/python}"
+export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$VENV/bin/python}"
+export PYTHONPATH="$ROOT_DIR/src${PYTHONPATH:+:$PYTHONPATH}"
+
+exec "$VENV/bin/spark-submit" --jars "$JARS" --py-files "$PY_FILES" "$@"

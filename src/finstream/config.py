@@ -1,0 +1,144 @@
+"""Configuration: defaults from conf/pipeline.toml, each overridable by the environment
+variable of the same name. Secrets never have defaults and never print."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def conf_dir() -> Path:
+    return Path(os.environ.get("FINSTREAM_CONF_DIR", PROJECT_ROOT / "conf"))
+
+
+def local_dir() -> Path:
+    """This checkout's git-ignored folder for data, logs, checkpoints and models."""
+    return Path(os.environ.get("FINSTREAM_LOCAL", PROJECT_ROOT / ".local"))
+
+
+class Secret:
+    """A credential that never shows itself in logs, reprs or exception messages."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+
+def read_secret(name: str) -> Secret:
+    """NAME from the environment, or the content of the file named by NAME_FILE."""
+    value = os.environ.get(name, "")
+    path = os.environ.get(f"{name}_FILE", "")
+    if not value and path:
+        value = Path(path).read_text(encoding="utf-8").strip()
+    return Secret(value.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap_servers: str
+    kafka_topic: str
+    kafka_topic_partitions: int
+    kafka_replication_factor: int
+    kafka_retention_ms: int
+    es_nodes: str
+    es_scheme: str
+    es_username: str
+    es_index_bars: str
+    es_index_dead_letters: str
+    es_index_predictions: str
+    es_index_model_metrics: str
+    es_index_pipeline_metrics: str
+    es_nodes_wan_only: bool
+    es_batch_size_entries: int
+    es_batch_size_bytes: str
+    es_batch_write_retry_count: int
+    es_batch_write_retry_wait: str
+    checkpoint_dir: str
+    stream_trigger_interval: str
+    stream_max_offsets_per_trigger: int
+    polygon_base_url: str
+    polygon_max_requests_per_minute: int
+    polygon_timeout_seconds: float
+    polygon_max_retries: int
+    model_dir: str
+
+    @classmethod
+    def load(cls, environ: dict[str, str] | None = None, path: Path | None = None) -> "Settings":
+        environ = os.environ if environ is None else environ
+        path = path or conf_dir() / "pipeline.toml"
+        with open(path, "rb") as f:
+            defaults = tomllib.load(f)
+        values = {}
+        for field in dataclasses.fields(cls):
+            key = field.name.upper()
+            if key not in defaults:
+                raise KeyError(f"{path} has no default for {key}")
+            raw = environ.get(key, defaults[key])
+            values[field.name] = _coerce(key, raw, field.type)
+        return cls(**values)
+
+    # -- derived values ------------------------------------------------------------------
+    def local_path(self, value: str) -> Path:
+        path = Path(value)
+        return path if path.is_absolute() else local_dir() / path
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.local_path(self.checkpoint_dir)
+
+    @property
+    def model_path(self) -> Path:
+        return self.local_path(self.model_dir)
+
+    @property
+    def es_urls(self) -> list[str]:
+        return [f"{self.es_scheme}://{node.strip()}" for node in self.es_nodes.split(",") if node.strip()]
+
+    @property
+    def polygon_api_key(self) -> Secret:
+        return read_secret("POLYGON_API_KEY")
+
+    @property
+    def es_password(self) -> Secret:
+        return read_secret("ES_PASSWORD")
+
+    @property
+    def es_api_key(self) -> Secret:
+        return read_secret("ES_API_KEY")
+
+
+def _coerce(key: str, raw, kind):
+    kind = kind if isinstance(kind, str) else kind.__name__
+    try:
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            if str(raw).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(raw).lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        return str(raw)
+    except ValueError:
+        raise ValueError(f"setting {key}={raw!r} is not a valid {kind}") from None

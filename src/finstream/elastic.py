@@ -1,0 +1,101 @@
+"""Elasticsearch: the client, the index templates (derived from finstream.schema) and the
+ES-Hadoop connector options. Driver-side only."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from elasticsearch import Elasticsearch
+from elasticsearch import exceptions as es_exceptions
+
+from finstream import schema as S
+from finstream.config import Settings
+
+log = logging.getLogger(__name__)
+
+ES_HADOOP_FORMAT = "org.elasticsearch.spark.sql"
+
+
+def client(settings: Settings, **kwargs: Any) -> Elasticsearch:
+    auth: dict[str, Any] = {}
+    if settings.es_api_key:
+        auth["api_key"] = settings.es_api_key.reveal()
+    elif settings.es_password:
+        auth["basic_auth"] = (settings.es_username or "elastic", settings.es_password.reveal())
+    return Elasticsearch(settings.es_urls, request_timeout=30, **auth, **kwargs)
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    name: str
+    uuid: str
+    version: str
+
+
+def cluster_info(es: Elasticsearch) -> ClusterInfo:
+    """Name, uuid and version of the cluster, read from endpoints every distribution
+    serves (the minimal distribution used locally has no `GET /`, which ES-Hadoop would
+    otherwise call to discover them)."""
+    health = es.cluster.health()
+    state = es.cluster.state(metric="metadata", filter_path="metadata.cluster_uuid")
+    nodes = es.nodes.info(node_id="_local", metric="_none", filter_path="nodes.*.version")
+    versions = {node["version"] for node in nodes["nodes"].values()}
+    return ClusterInfo(health["cluster_name"], state["metadata"]["cluster_uuid"], min(versions))
+
+
+def index_templates(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Composable index templates, one per index the stream job writes."""
+    settings_block = {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"}
+    return {
+        settings.es_index_bars: {"settings": settings_block, "mappings": S.bar_mapping()},
+        settings.es_index_dead_letters: {"settings": settings_block, "mappings": S.dead_letter_mapping()},
+    }
+
+
+def ensure_indices(es: Elasticsearch, settings: Settings) -> None:
+    """Puts the templates (idempotent) and creates the indices if missing, so that the
+    mappings are explicit before the first document arrives."""
+    for index, template in index_templates(settings).items():
+        es.indices.put_index_template(name=index, index_patterns=[index], template=template, priority=200)
+        try:
+            es.indices.create(index=index)
+            log.info("created index %s", index)
+        except es_exceptions.BadRequestError as exc:
+            if exc.error != "resource_already_exists_exception":
+                raise
+
+
+def count(es: Elasticsearch, index: str, query: dict[str, Any] | None = None) -> int:
+    es.indices.refresh(index=index)
+    return es.count(index=index, query=query)["count"] if query else es.count(index=index)["count"]
+
+
+def es_hadoop_options(settings: Settings, info: ClusterInfo, id_field: str | None = "doc_id") -> dict[str, str]:
+    """Options for `df.write.format(ES_HADOOP_FORMAT)`."""
+    options = {
+        "es.nodes": settings.es_nodes,
+        "es.nodes.wan.only": str(settings.es_nodes_wan_only).lower(),
+        "es.net.ssl": str(settings.es_scheme == "https").lower(),
+        "es.write.operation": "index",
+        "es.batch.size.entries": str(settings.es_batch_size_entries),
+        "es.batch.size.bytes": settings.es_batch_size_bytes,
+        "es.batch.write.retry.count": str(settings.es_batch_write_retry_count),
+        "es.batch.write.retry.wait": settings.es_batch_write_retry_wait,
+        # Visibility comes from the index refresh interval; a refresh per bulk request
+        # would cost more than the write.
+        "es.batch.write.refresh": "false",
+        "es.spark.dataframe.write.null": "false",
+        "es.internal.es.version": info.version,
+        "es.internal.es.cluster.name": info.name,
+        "es.internal.es.cluster.uuid": info.uuid,
+    }
+    if id_field:
+        options["es.mapping.id"] = id_field
+    if settings.es_api_key:
+        options["es.net.http.header.Authorization"] = f"ApiKey {settings.es_api_key.reveal()}"
+    elif settings.es_password:
+        options["es.net.http.auth.user"] = settings.es_username or "elastic"
+        options["es.net.http.auth.pass"] = settings.es_password.reveal()
+    return options

@@ -1,0 +1,16 @@
+"""One logging format for every entry point (producer, jobs)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+
+def setup_logging(level: str | None = None) -> None:
+    logging.basicConfig(
+        level=(level or os.environ.get("LOG_LEVEL", "INFO")).upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # Chatty third-party loggers; their warnings still show.
+    for name in ("kafka", "elastic_transport", "py4j", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -1,0 +1,137 @@
+"""The bar message: defined once here. The producer serialises it, the Spark schema and
+the Elasticsearch mappings are derived from it, and the tests import it.
+
+A bar is one OHLCV aggregate as the Polygon/Massive aggregates endpoint returns it
+(fields o h l c v vw n t), plus where it came from. Kafka key = ticker, value = UTF-8 JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+TIMESPANS = ("second", "minute", "hour", "day", "week", "month", "quarter", "year")
+
+# Validation rules the stream job applies (finstream.spark.bars). Kept here, beside the
+# fields they constrain, so the README and the tests read the same numbers.
+TICKER_PATTERN = r"^[A-Z0-9][A-Z0-9.:\-]{0,31}$"  # AAPL, BRK.A, C:EURUSD, X:BTCUSD, I:SPX
+MIN_TIMESTAMP_MS = 315_532_800_000  # 1980-01-01: a timestamp in seconds lands in 1970 and is refused
+MAX_FUTURE_MS = 86_400_000  # a bar may start at most one day after the time it is processed
+MAX_PRICE = 1e9
+MAX_VOLUME = 1e15
+
+
+def _field(es_type: str, doc: str, required: bool = True):
+    return field(metadata={"es_type": es_type, "doc": doc, "required": required})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bar:
+    ticker: str = _field("keyword", "Polygon ticker, upper-case: AAPL, C:EURUSD, X:BTCUSD")
+    timespan: str = _field("keyword", "Bar size unit: " + ", ".join(TIMESPANS))
+    multiplier: int = _field("integer", "Bar size = multiplier x timespan")
+    timestamp: int = _field("date", "Bar start, epoch milliseconds UTC")
+    open: float = _field("double", "First trade price")
+    high: float = _field("double", "Highest price")
+    low: float = _field("double", "Lowest price")
+    close: float = _field("double", "Last trade price")
+    volume: float = _field("double", "Traded volume (fractional for crypto)")
+    vwap: float | None = field(default=None, metadata={"es_type": "double", "doc": "Volume-weighted average price", "required": False})
+    transactions: int | None = field(default=None, metadata={"es_type": "long", "doc": "Number of trades", "required": False})
+    source: str = _field("keyword", "Where the bar came from: polygon, replay:<dataset>, test")
+
+    def to_json(self) -> bytes:
+        # allow_nan=False: the producer never emits NaN/Infinity, which are not JSON.
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+    @property
+    def key(self) -> bytes:
+        return self.ticker.encode("utf-8")
+
+    @property
+    def doc_id(self) -> str:
+        return bar_doc_id(self.ticker, self.timespan, self.multiplier, self.timestamp)
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    python_type: str  # "str" | "int" | "float"
+    es_type: str
+    required: bool
+    doc: str
+
+
+def _python_type(annotation: str) -> str:
+    return annotation.split("|")[0].strip()
+
+
+BAR_FIELDS: tuple[FieldSpec, ...] = tuple(
+    FieldSpec(f.name, _python_type(f.type), f.metadata["es_type"], f.metadata["required"], f.metadata["doc"])
+    for f in dataclasses.fields(Bar)
+)
+BAR_FIELD_NAMES = tuple(f.name for f in BAR_FIELDS)
+REQUIRED_FIELDS = tuple(f.name for f in BAR_FIELDS if f.required)
+PRICE_FIELDS = ("open", "high", "low", "close")
+
+# The document id: one bar = one document, whatever the number of replays.
+DOC_ID_FIELDS = ("ticker", "multiplier", "timespan", "timestamp")
+DOC_ID_SEPARATOR = "|"
+
+
+def bar_doc_id(ticker: str, timespan: str, multiplier: int, timestamp: int) -> str:
+    values = {"ticker": ticker, "timespan": timespan, "multiplier": multiplier, "timestamp": timestamp}
+    return DOC_ID_SEPARATOR.join(str(values[name]) for name in DOC_ID_FIELDS)
+
+
+def bar_from_dict(values: dict[str, Any]) -> Bar:
+    return Bar(**{name: values.get(name) for name in BAR_FIELD_NAMES})
+
+
+def is_finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# --- Elasticsearch documents ----------------------------------------------------------------
+# Fields the stream job adds to each bar document (not part of the Kafka message).
+BAR_DOCUMENT_EXTRA = {
+    "doc_id": {"type": "keyword"},
+    "published_at": {"type": "date", "format": "epoch_millis"},  # Kafka record timestamp
+    "indexed_at": {"type": "date", "format": "epoch_millis"},  # micro-batch time
+    "kafka_partition": {"type": "integer"},
+    "kafka_offset": {"type": "long"},
+}
+
+DEAD_LETTER_MAPPING = {
+    "doc_id": {"type": "keyword"},  # topic|partition|offset
+    "reason": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 1024}}},
+    "reasons": {"type": "keyword"},  # one entry per rule broken, for counting by reason
+    "raw": {"type": "keyword", "ignore_above": 8191},  # UTF-8 text of the value (kept whole in _source)
+    "raw_base64": {"type": "keyword", "index": False, "doc_values": False},  # set when not valid UTF-8
+    "key": {"type": "keyword", "ignore_above": 1024},
+    "topic": {"type": "keyword"},
+    "partition": {"type": "integer"},
+    "offset": {"type": "long"},
+    "published_at": {"type": "date", "format": "epoch_millis"},
+    "indexed_at": {"type": "date", "format": "epoch_millis"},
+}
+
+
+def _es_property(spec: FieldSpec) -> dict[str, Any]:
+    if spec.es_type == "date":
+        return {"type": "date", "format": "epoch_millis"}
+    return {"type": spec.es_type}
+
+
+def bar_mapping() -> dict[str, Any]:
+    properties = {spec.name: _es_property(spec) for spec in BAR_FIELDS}
+    properties.update(BAR_DOCUMENT_EXTRA)
+    # strict: a field the schema does not know is a bug in the job, not data to guess at.
+    return {"dynamic": "strict", "properties": properties}
+
+
+def dead_letter_mapping() -> dict[str, Any]:
+    return {"dynamic": "strict", "properties": dict(DEAD_LETTER_MAPPING)}

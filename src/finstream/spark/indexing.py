@@ -1,0 +1,57 @@
+"""Wiring of the stream job: Kafka source, and the micro-batch that writes bars and dead
+letters to Elasticsearch through ES-Hadoop."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame, SparkSession
+
+from finstream.config import Settings
+from finstream.elastic import ES_HADOOP_FORMAT
+from finstream.spark import bars as B
+
+log = logging.getLogger("finstream.stream_index")
+
+
+def kafka_source_options(settings: Settings) -> dict[str, str]:
+    options = {
+        "kafka.bootstrap.servers": settings.kafka_bootstrap_servers,
+        "subscribe": settings.kafka_topic,
+        # First start reads the whole log; later starts resume from the checkpoint.
+        "startingOffsets": "earliest",
+        # Retention is unlimited: a gap in the offsets is a real loss and must stop the job.
+        "failOnDataLoss": "true",
+    }
+    if settings.stream_max_offsets_per_trigger > 0:
+        options["maxOffsetsPerTrigger"] = str(settings.stream_max_offsets_per_trigger)
+    return options
+
+
+def read_records(spark: SparkSession, settings: Settings) -> DataFrame:
+    return spark.readStream.format("kafka").options(**kafka_source_options(settings)).load()
+
+
+@dataclass
+class BatchWriter:
+    """foreachBatch body: one Kafka read feeds both outputs. Document ids are deterministic,
+    so a batch replayed after a crash overwrites what it wrote before (no duplicates)."""
+
+    settings: Settings
+    es_options: dict[str, str]
+
+    def __call__(self, records: DataFrame, batch_id: int) -> None:
+        checked = B.check_messages(B.parse_messages(B.decode_records(records))).persist()
+        try:
+            bars = B.valid_bars(checked)
+            dead_letters = B.dead_letters(checked)
+            self._write(bars, self.settings.es_index_bars)
+            self._write(dead_letters, self.settings.es_index_dead_letters)
+            # Cheap: both count the persisted batch, not Kafka.
+            log.info("batch %d: %d bars indexed, %d dead letters", batch_id, bars.count(), dead_letters.count())
+        finally:
+            checked.unpersist()
+
+    def _write(self, documents: DataFrame, index: str) -> None:
+        documents.write.format(ES_HADOOP_FORMAT).options(**self.es_options).mode("append").save(index)

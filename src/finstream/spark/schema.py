@@ -1,0 +1,39 @@
+"""Spark schemas derived from finstream.schema.BAR_FIELDS (never restated by hand)."""
+
+from __future__ import annotations
+
+from pyspark.sql import types as T
+
+from finstream.schema import BAR_FIELDS, FieldSpec
+
+CORRUPT_RECORD = "_corrupt_record"
+
+_SPARK_TYPES = {
+    ("str", "keyword"): T.StringType(),
+    ("int", "integer"): T.IntegerType(),
+    ("int", "long"): T.LongType(),
+    ("int", "date"): T.LongType(),  # epoch milliseconds
+    ("float", "double"): T.DoubleType(),
+}
+
+
+def spark_type(spec: FieldSpec) -> T.DataType:
+    return _SPARK_TYPES[(spec.python_type, spec.es_type)]
+
+
+def bar_schema() -> T.StructType:
+    """The typed bar, as the stream job indexes it and the trainer reads it."""
+    return T.StructType([T.StructField(s.name, spark_type(s), nullable=not s.required) for s in BAR_FIELDS])
+
+
+def message_schema() -> T.StructType:
+    """What from_json parses a message with: every field nullable (a message may lack
+    any of them), plus the corrupt-record column that keeps the text of a bad message."""
+    fields = [T.StructField(s.name, spark_type(s), True) for s in BAR_FIELDS]
+    return T.StructType(fields + [T.StructField(CORRUPT_RECORD, T.StringType(), True)])
+
+
+def presence_schema() -> T.StructType:
+    """Every field as a string: Spark's JSON reader renders any JSON value into a string
+    field, so a non-null value here means the key is present with a non-null value."""
+    return T.StructType([T.StructField(s.name, T.StringType(), True) for s in BAR_FIELDS])

@@ -1,0 +1,45 @@
+"""The Kafka topic: created by the project with unlimited retention, because in a Kappa
+architecture the log is the system of record and training replays it from the start."""
+
+from __future__ import annotations
+
+import logging
+
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from finstream.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def topic_config(settings: Settings) -> dict[str, str]:
+    return {"retention.ms": str(settings.kafka_retention_ms), "retention.bytes": "-1"}
+
+
+def ensure_topic(settings: Settings, topic: str | None = None, partitions: int | None = None) -> None:
+    topic = topic or settings.kafka_topic
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="finstream-admin")
+    try:
+        admin.create_topics([
+            NewTopic(topic, num_partitions=partitions or settings.kafka_topic_partitions,
+                     replication_factor=settings.kafka_replication_factor, topic_configs=topic_config(settings))
+        ])
+        log.info("created topic %s", topic)
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        admin.close()
+
+
+def end_offsets(settings: Settings, topic: str | None = None) -> dict[int, int]:
+    """Partition -> next offset to be written (the log's end)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    topic = topic or settings.kafka_topic
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        return {tp.partition: offset for tp, offset in consumer.end_offsets(partitions).items()}
+    finally:
+        consumer.close()
