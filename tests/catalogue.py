@@ -1,0 +1,61 @@
+"""A catalogue of messages: accepted ones, and refused ones with the reason they get.
+Shared by the unit tests (validation on tiny DataFrames) and the integration tests
+(the same messages through Kafka, Spark and Elasticsearch)."""
+
+from __future__ import annotations
+
+import json
+
+GOOD = {"ticker": "AAPL", "timespan": "day", "multiplier": 1, "timestamp": 1_700_000_000_000, "open": 10.0,
+        "high": 12.0, "low": 9.0, "close": 11.0, "volume": 100.0, "vwap": 10.5, "transactions": 5, "source": "t"}
+NOW_MS = 1_800_000_000_000  # "now" for the unit tests (2027-01-15)
+
+
+def message(**changes) -> bytes:
+    body = {**GOOD, **changes}
+    return json.dumps({k: v for k, v in body.items() if v is not ...}).encode()
+
+
+ACCEPTED = {
+    "valid bar": message(),
+    "integers for prices": message(open=10, high=12, low=9, close=11),
+    "no vwap or transactions": message(vwap=..., transactions=...),
+    "null vwap": message(vwap=None),
+    "unknown extra field (ignored)": message(exchange="XNAS"),
+    "zero volume": message(volume=0),
+    "crypto and forex tickers": message(ticker="X:BTCUSD"),
+    "class shares": message(ticker="BRK.A"),
+}
+
+REFUSED = {
+    "empty": (b"", "empty message"),
+    "binary": (b"\xff\xfe\x00\x01", "not UTF-8 text"),
+    "not JSON": (b"hello", "not a JSON object"),
+    "JSON array": (b"[1, 2]", "not a JSON object"),
+    "JSON scalar": (b"42", "not a JSON object"),
+    "truncated JSON": (b'{"ticker": "AAPL", "open": 1', "malformed JSON"),
+    "missing close": (message(close=...), "missing field: close"),
+    "null close": (message(close=None), "missing field: close"),
+    "price as string": (message(close="11.0"), "wrong type: close (expected number)"),
+    "ticker as number": (message(ticker=42), None),  # rendered as "42": a valid-looking ticker? no: see below
+    "NaN": (b'{"ticker":"AAPL","timespan":"day","multiplier":1,"timestamp":1700000000000,"open":10,"high":12,'
+            b'"low":9,"close":NaN,"volume":1,"source":"t"}', "not a finite number: close"),
+    "Infinity": (message().replace(b'"volume": 100.0', b'"volume": Infinity'), "not a finite number: volume"),
+    "zero price": (message(low=0), "non-positive price: low"),
+    "negative price": (message(open=-1), "non-positive price: open"),
+    "high below low": (message(high=8), "high below low"),
+    "close above high": (message(close=13), "close outside [low, high]"),
+    "negative volume": (message(volume=-5), "negative volume"),
+    "timestamp in seconds": (message(timestamp=1_700_000_000), "timestamp before 1980 (seconds instead of milliseconds?)"),
+    "fractional timestamp": (message(timestamp=1.7e12 + 0.5), "wrong type: timestamp (expected integer)"),
+    "far-future timestamp": (message(timestamp=4_102_444_800_000), "timestamp in the future"),
+    "absurd price": (message(high=5e9, close=4e9), "absurd magnitude: high above 1e+09"),
+    "empty ticker": (message(ticker=""), "invalid ticker (1-32 of A-Z 0-9 . : -)"),
+    "over-long ticker": (message(ticker="A" * 33), "invalid ticker (1-32 of A-Z 0-9 . : -)"),
+    "lower-case ticker": (message(ticker="aapl"), "invalid ticker (1-32 of A-Z 0-9 . : -)"),
+    "unknown timespan": (message(timespan="fortnight"), "unknown timespan"),
+    "zero multiplier": (message(multiplier=0), "multiplier below 1"),
+}
+# Spark renders a JSON number into a string field as its text: {"ticker": 42} reads as "42",
+# a well-formed ticker. Documented as accepted (a number-like ticker is still a ticker).
+ACCEPTED["number as ticker text"] = REFUSED.pop("ticker as number")[0]

@@ -1,0 +1,109 @@
+"""Integration fixtures: the real local Kafka and Elasticsearch (`make up`), and for each
+test its own topic, indices and checkpoint, removed afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kafka.admin import KafkaAdminClient
+from kafka.errors import UnknownTopicOrPartitionError
+
+from finstream import elastic, topics
+from finstream.config import Settings, local_dir
+from producer.publisher import BarPublisher
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@dataclass
+class Pipeline:
+    """One isolated pipeline on the shared local stack."""
+
+    env: dict[str, str]
+
+    @property
+    def settings(self) -> Settings:
+        return Settings.load(environ=self.env)
+
+    def es(self):
+        return elastic.client(self.settings)
+
+    def publish(self, values: list[tuple[bytes | None, bytes]]) -> None:
+        topics.ensure_topic(self.settings)
+        with BarPublisher(self.settings) as publisher:
+            for key, value in values:
+                publisher.send_raw(key, value)
+
+    def run(self, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+        result = subprocess.run(list(args), cwd=ROOT, env={**os.environ, **self.env}, capture_output=True,
+                                text=True, timeout=timeout)
+        assert result.returncode == 0, f"{args} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+        return result
+
+    def stream_index(self) -> subprocess.CompletedProcess:
+        return self.run("./spark-submit.sh", "jobs/stream_index.py", "--available-now")
+
+    def count(self, index: str) -> int:
+        return elastic.count(self.es(), index)
+
+    def documents(self, index: str) -> dict[str, dict]:
+        es = self.es()
+        es.indices.refresh(index=index)
+        hits = es.search(index=index, size=10_000, query={"match_all": {}})["hits"]["hits"]
+        return {h["_id"]: h["_source"] for h in hits}
+
+    def checkpoint_offsets(self) -> dict[int, int]:
+        """Partition -> next offset, as the stream job's last committed batch recorded it."""
+        offsets_dir = self.settings.checkpoint_path / "offsets"
+        last = max((p for p in offsets_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+        committed = json.loads(last.read_text().strip().splitlines()[-1])[self.settings.kafka_topic]
+        return {int(p): int(o) for p, o in committed.items()}
+
+
+@pytest.fixture(scope="session")
+def stack():
+    settings = Settings.load()
+    try:
+        elastic.client(settings).cluster.health(wait_for_status="yellow", timeout="10s")
+        KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers).close()
+    except Exception as exc:  # noqa: BLE001 - any failure means the same thing here
+        pytest.fail(f"the local stack is not running ({exc!r}): start it with `make up`")
+    return settings
+
+
+@pytest.fixture
+def pipeline(stack, request):
+    run_id = f"{request.node.name[:30].lower().replace('_', '-')}-{uuid.uuid4().hex[:6]}"
+    env = {
+        "KAFKA_TOPIC": f"test-{run_id}",
+        "KAFKA_TOPIC_PARTITIONS": "2",
+        "ES_INDEX_BARS": f"test-bars-{run_id}",
+        "ES_INDEX_DEAD_LETTERS": f"test-dead-{run_id}",
+        "CHECKPOINT_DIR": str(local_dir() / "test-checkpoints" / run_id),
+    }
+    pipe = Pipeline(env)
+    yield pipe
+    settings = pipe.settings
+    es = pipe.es()
+    for index in (settings.es_index_bars, settings.es_index_dead_letters):
+        es.options(ignore_status=404).indices.delete(index=index)
+        es.options(ignore_status=404).indices.delete_index_template(name=index)
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    try:
+        admin.delete_topics([settings.kafka_topic])
+    except UnknownTopicOrPartitionError:
+        pass
+    finally:
+        admin.close()

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+
+import pytest
+
+from finstream.config import Secret, Settings, conf_dir
+
+
+def test_defaults_come_from_conf():
+    settings = Settings.load(environ={})
+    assert settings.kafka_topic == "finance-data"
+    assert settings.es_nodes == "localhost:9200"
+    assert settings.es_index_bars == "finance-bars"
+    assert settings.es_index_dead_letters == "finance-dead-letters"
+    assert settings.polygon_base_url == "https://api.massive.com"
+
+
+def test_every_setting_has_exactly_one_default():
+    with open(conf_dir() / "pipeline.toml", "rb") as f:
+        defaults = tomllib.load(f)
+    assert {f.name.upper() for f in dataclasses.fields(Settings)} == set(defaults)
+
+
+def test_environment_overrides_with_types():
+    settings = Settings.load(environ={"KAFKA_TOPIC": "t", "KAFKA_TOPIC_PARTITIONS": "7", "ES_NODES_WAN_ONLY": "false"})
+    assert (settings.kafka_topic, settings.kafka_topic_partitions, settings.es_nodes_wan_only) == ("t", 7, False)
+
+
+def test_bad_value_names_the_setting():
+    with pytest.raises(ValueError, match="KAFKA_TOPIC_PARTITIONS"):
+        Settings.load(environ={"KAFKA_TOPIC_PARTITIONS": "many"})
+
+
+def test_secrets_come_from_env_or_file_and_never_print(tmp_path, monkeypatch):
+    monkeypatch.setenv("POLYGON_API_KEY", "abc123")
+    key = Settings.load().polygon_api_key
+    assert key.reveal() == "abc123" and "abc123" not in repr(key) and "abc123" not in f"{key}"
+    monkeypatch.delenv("POLYGON_API_KEY")
+    (tmp_path / "key").write_text("from-file\n")
+    monkeypatch.setenv("POLYGON_API_KEY_FILE", str(tmp_path / "key"))
+    assert Settings.load().polygon_api_key.reveal() == "from-file"
+    assert not Secret("")
+
+
+def test_relative_paths_live_in_the_local_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv("FINSTREAM_LOCAL", str(tmp_path))
+    assert Settings.load().checkpoint_path == tmp_path / "checkpoints" / "stream_index"
+    monkeypatch.setenv("CHECKPOINT_DIR", "/abs/cp")
+    assert str(Settings.load().checkpoint_path) == "/abs/cp"

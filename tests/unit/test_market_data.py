@@ -1,0 +1,183 @@
+"""The real HTTP client against a local server that behaves like the Massive API."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+
+import pytest
+
+from finstream.config import Secret
+from producer.market_data import MarketDataError, MassiveClient, RateLimiter, date_chunks, retry_after_seconds
+from tests.fakes.massive import FakeMassive, Fault
+
+KEY = "sk-very-secret-key-123"
+DAY = 86_400_000
+START_MS = 1_704_067_200_000  # 2024-01-01T00:00Z
+
+
+@pytest.fixture
+def fake():
+    with FakeMassive(api_key=KEY, page_size=5) as server:
+        server.add_bars("AAPL", START_MS, 12)
+        yield server
+
+
+def make_client(fake: FakeMassive, key: str = KEY, **kw) -> tuple[MassiveClient, list[float]]:
+    sleeps: list[float] = []
+    kw.setdefault("max_retries", 3)
+    kw.setdefault("timeout", 2)
+    return MassiveClient(fake.url, Secret(key), sleep=sleeps.append, **kw), sleeps
+
+
+def fetch(client: MassiveClient, ticker: str = "AAPL", timespan: str = "day", start=date(2024, 1, 1), end=date(2024, 3, 1)):
+    return list(client.aggregates(ticker, 1, timespan, start, end))
+
+
+def test_follows_next_url_until_the_last_page(fake):
+    client, _ = make_client(fake)
+    results = fetch(client)
+    assert [r["t"] for r in results] == [START_MS + i * DAY for i in range(12)]
+    assert len(fake.requests) == 3  # pages of 5, 5, 2
+    first, *rest = fake.requests
+    assert first.query == {"adjusted": ["true"], "sort": ["asc"], "limit": ["50000"]}
+    assert all("cursor" in seen.query for seen in rest)
+
+
+def test_key_travels_in_the_header_never_in_a_url(fake):
+    client, _ = make_client(fake)
+    fetch(client)
+    for seen in fake.requests:
+        assert seen.headers["Authorization"] == f"Bearer {KEY}"
+        assert KEY not in seen.path and KEY not in str(seen.query)
+        assert "apiKey" not in seen.query
+
+
+def test_429_waits_for_retry_after_then_succeeds(fake):
+    fake.faults = [Fault(429, b'{"status":"ERROR"}', {"Retry-After": "7"})]
+    client, sleeps = make_client(fake)
+    assert len(fetch(client)) == 12
+    assert sleeps == [7.0]
+
+
+def test_429_without_retry_after_backs_off_exponentially(fake):
+    fake.faults = [Fault(429), Fault(429), Fault(429)]
+    client, sleeps = make_client(fake, backoff_base=1.0)
+    assert len(fetch(client)) == 12
+    assert sleeps == [1.0, 2.0, 4.0]
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_server_errors_are_retried(fake, status):
+    fake.faults = [Fault(status, b"oops")]
+    client, sleeps = make_client(fake)
+    assert len(fetch(client)) == 12
+    assert len(sleeps) == 1
+
+
+def test_bad_json_is_retried_then_succeeds(fake):
+    fake.faults = [Fault(200, b'{"results": [{"o": 1'), Fault(200, b"<html>gateway</html>")]
+    client, sleeps = make_client(fake)
+    assert len(fetch(client)) == 12
+    assert len(sleeps) == 2
+
+
+def test_persistent_failure_stops_after_bounded_retries(fake):
+    fake.faults = [Fault(503)] * 10
+    client, sleeps = make_client(fake, max_retries=3)
+    with pytest.raises(MarketDataError, match="after 3 retries"):
+        fetch(client)
+    assert len(fake.requests) == 4 and len(sleeps) == 3
+
+
+def test_401_says_to_check_the_key_and_never_shows_it(fake, caplog):
+    caplog.set_level(logging.DEBUG)
+    client, sleeps = make_client(fake, key="wrong-key-456")
+    with pytest.raises(MarketDataError) as err:
+        fetch(client)
+    assert "401" in str(err.value) and "POLYGON_API_KEY" in str(err.value)
+    assert "wrong-key-456" not in str(err.value) and "wrong-key-456" not in caplog.text
+    assert sleeps == []  # not retried
+
+
+@pytest.mark.parametrize("status, advice", [(400, "POLYGON_API_KEY"), (403, "plan"), (404, "ticker")])
+def test_client_errors_explain_what_to_do(fake, status, advice):
+    fake.faults = [Fault(status, b'{"status":"NOT_AUTHORIZED","message":"You are not entitled"}')]
+    client, sleeps = make_client(fake)
+    with pytest.raises(MarketDataError, match=advice):
+        fetch(client)
+    assert sleeps == []
+
+
+def test_status_error_body_is_reported(fake):
+    fake.faults = [Fault(200, b'{"status":"ERROR","error":"Something broke"}')]
+    client, _ = make_client(fake)
+    with pytest.raises(MarketDataError, match="Something broke"):
+        fetch(client)
+
+
+def test_missing_results_is_an_empty_answer(fake):
+    client, _ = make_client(fake)
+    assert fetch(client, ticker="NOPE") == []
+
+
+def test_repeating_next_url_stops_instead_of_looping(fake):
+    fake.repeat_next_url = True
+    client, _ = make_client(fake)
+    with pytest.raises(MarketDataError, match="same next_url"):
+        fetch(client)
+
+
+def test_timeout_is_retried(fake):
+    fake.faults = [Fault(200, b"{}", delay=1.5)]
+    client, sleeps = make_client(fake, timeout=0.5)
+    assert len(fetch(client)) == 12
+    assert len(sleeps) == 1
+
+
+def test_connection_refused_ends_in_a_clear_error():
+    client = MassiveClient("http://127.0.0.1:9", Secret(KEY), max_retries=2, sleep=lambda s: None, timeout=1)
+    with pytest.raises(MarketDataError, match="connection failed"):
+        list(client.aggregates("AAPL", 1, "day", date(2024, 1, 1), date(2024, 1, 2)))
+
+
+def test_no_key_is_refused_before_any_request(fake):
+    client, _ = make_client(fake, key="")
+    with pytest.raises(MarketDataError, match="POLYGON_API_KEY"):
+        fetch(client)
+    assert fake.requests == []
+
+
+def test_minute_ranges_are_split_into_contiguous_chunks(fake):
+    fake.add_bars("X:BTCUSD", START_MS, 70 * 24, step_ms=3_600_000)  # hourly points over 70 days
+    client, _ = make_client(fake)
+    got = fetch(client, ticker="X:BTCUSD", timespan="minute", start=date(2024, 1, 1), end=date(2024, 3, 10))
+    assert len(got) == 70 * 24 and len({r["t"] for r in got}) == len(got)
+    chunks = list(date_chunks("minute", date(2024, 1, 1), date(2024, 3, 10)))
+    assert len(chunks) == 3
+    for (_, hi), (lo, _) in zip(chunks, chunks[1:]):
+        assert int(lo) == int(hi) + 1
+
+
+def test_daily_ranges_are_one_request_with_dates():
+    assert list(date_chunks("day", date(2020, 1, 1), date(2024, 12, 31))) == [("2020-01-01", "2024-12-31")]
+
+
+def test_rate_limiter_caps_requests_per_minute():
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        now[0] += s
+
+    limiter = RateLimiter(5, clock=lambda: now[0], sleep=sleep)
+    for _ in range(11):
+        limiter.wait()
+    assert slept == [60.0, 60.0]
+
+
+def test_retry_after_accepts_seconds_and_http_dates():
+    assert retry_after_seconds("3") == 3.0
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    assert retry_after_seconds(None) is None
