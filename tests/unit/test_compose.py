@@ -1,0 +1,72 @@
+"""docker-compose.yml parses and agrees with conf/pipeline.toml and stack/versions.env."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from finstream.config import Settings
+from tests.unit.test_versions import jvm_versions
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def published_ports(service: dict) -> set[int]:
+    return {int(str(p).split(":")[0]) for p in service.get("ports", [])}
+
+
+def test_services_exist(compose):
+    assert {"kafka", "elasticsearch", "kibana", "producer", "stream-index"} <= set(compose["services"])
+
+
+def test_images_match_the_version_matrix(compose):
+    v = jvm_versions()
+    services = compose["services"]
+    assert services["kafka"]["image"].endswith(f":{v['KAFKA_VERSION']}")
+    assert services["elasticsearch"]["image"].endswith(f":{v['ES_VERSION']}")
+    assert services["kibana"]["image"].endswith(f":{v['ES_VERSION']}")
+
+
+def test_host_ports_match_the_default_config(compose):
+    defaults = Settings.load(environ={})
+    kafka_port = int(defaults.kafka_bootstrap_servers.split(":")[-1])
+    es_port = int(defaults.es_nodes.split(":")[-1])
+    assert kafka_port in published_ports(compose["services"]["kafka"])
+    assert es_port in published_ports(compose["services"]["elasticsearch"])
+
+
+def test_app_services_use_the_same_names_as_conf(compose):
+    defaults = Settings.load(environ={})
+    for name in ("producer", "stream-index"):
+        env = compose["services"][name]["environment"]
+        assert env["KAFKA_TOPIC"] == defaults.kafka_topic
+        assert env["ES_INDEX_BARS"] == defaults.es_index_bars
+        assert env["ES_INDEX_DEAD_LETTERS"] == defaults.es_index_dead_letters
+        assert env["KAFKA_BOOTSTRAP_SERVERS"].split(":")[0] in compose["services"]
+        assert env["ES_NODES"].split(":")[0] in compose["services"]
+
+
+def test_commands_are_the_project_entry_points(compose):
+    services = compose["services"]
+    assert services["stream-index"]["command"][:2] == ["./spark-submit.sh", "jobs/stream_index.py"]
+    assert services["producer"]["command"][:3] == ["python", "-m", "producer"]
+    for path in ("spark-submit.sh", "jobs/stream_index.py", "Dockerfile"):
+        assert (ROOT / path).exists()
+
+
+@pytest.mark.skipif(
+    shutil.which("docker") is None
+    or subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0,
+    reason="no docker compose client on this machine (the YAML checks above still ran)",
+)
+def test_docker_compose_config_accepts_it():
+    subprocess.run(["docker", "compose", "config", "--quiet"], cwd=ROOT, check=True)
