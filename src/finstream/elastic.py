@@ -51,13 +51,16 @@ def index_templates(settings: Settings) -> dict[str, dict[str, Any]]:
     return {
         settings.es_index_bars: {"settings": settings_block, "mappings": S.bar_mapping()},
         settings.es_index_dead_letters: {"settings": settings_block, "mappings": S.dead_letter_mapping()},
+        settings.es_index_model_metrics: {"settings": settings_block, "mappings": S.model_metrics_mapping()},
     }
 
 
-def ensure_indices(es: Elasticsearch, settings: Settings) -> None:
+def ensure_indices(es: Elasticsearch, settings: Settings, only: list[str] | None = None) -> None:
     """Puts the templates (idempotent) and creates the indices if missing, so that the
     mappings are explicit before the first document arrives."""
     for index, template in index_templates(settings).items():
+        if only is not None and index not in only:
+            continue
         es.indices.put_index_template(name=index, index_patterns=[index], template=template, priority=200)
         try:
             es.indices.create(index=index)

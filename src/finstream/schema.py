@@ -135,3 +135,25 @@ def bar_mapping() -> dict[str, Any]:
 
 def dead_letter_mapping() -> dict[str, Any]:
     return {"dynamic": "strict", "properties": dict(DEAD_LETTER_MAPPING)}
+
+
+MODEL_METRICS_MAPPING = {
+    "run_id": {"type": "keyword"},
+    "created_at": {"type": "date"},
+    "question": {"type": "keyword"},
+    "target": {"type": "keyword"},
+    "model": {"type": "keyword"},
+    "evaluation": {"type": "keyword"},  # holdout | walk_forward_fold | walk_forward_mean
+    "fold": {"type": "integer"},
+    "chosen": {"type": "boolean"},
+    "model_version": {"type": "keyword"},
+    "source": {"type": "keyword"},
+    "fingerprint": {"type": "keyword"},
+    "tickers": {"type": "keyword"},
+    "n": {"type": "long"},
+    **{name: {"type": "double"} for name in ("rmse", "mae", "mse", "r2", "mape", "direction", "skill_vs_last_value")},
+}
+
+
+def model_metrics_mapping() -> dict[str, Any]:
+    return {"dynamic": "strict", "properties": dict(MODEL_METRICS_MAPPING)}

@@ -55,6 +55,9 @@ class Pipeline:
     def stream_index(self) -> subprocess.CompletedProcess:
         return self.run("./spark-submit.sh", "jobs/stream_index.py", "--available-now")
 
+    def train(self, *args: str) -> subprocess.CompletedProcess:
+        return self.run("./spark-submit.sh", "jobs/train.py", "--no-plots", *args)
+
     def count(self, index: str) -> int:
         return elastic.count(self.es(), index)
 
@@ -91,13 +94,15 @@ def pipeline(stack, request):
         "KAFKA_TOPIC_PARTITIONS": "2",
         "ES_INDEX_BARS": f"test-bars-{run_id}",
         "ES_INDEX_DEAD_LETTERS": f"test-dead-{run_id}",
+        "ES_INDEX_MODEL_METRICS": f"test-metrics-{run_id}",
         "CHECKPOINT_DIR": str(local_dir() / "test-checkpoints" / run_id),
+        "MODEL_DIR": str(local_dir() / "test-models" / run_id),
     }
     pipe = Pipeline(env)
     yield pipe
     settings = pipe.settings
     es = pipe.es()
-    for index in (settings.es_index_bars, settings.es_index_dead_letters):
+    for index in (settings.es_index_bars, settings.es_index_dead_letters, settings.es_index_model_metrics):
         es.options(ignore_status=404).indices.delete(index=index)
         es.options(ignore_status=404).indices.delete_index_template(name=index)
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)

@@ -1,0 +1,85 @@
+"""Training on the replayed log: Spark MLlib linear, random-forest and GBT regressors,
+evaluated chronologically against the mean and last-value baselines.
+
+    ./spark-submit.sh jobs/train.py                          # next-bar close, from the Kafka log
+    ./spark-submit.sh jobs/train.py --features volume,ohlv   # the original report's questions
+    ./spark-submit.sh jobs/train.py --source es --tune
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import uuid
+
+from pyspark.sql import SparkSession
+
+from finstream import elastic
+from finstream.config import Settings, local_dir
+from finstream.logs import setup_logging
+from finstream.modelstore import new_version
+from finstream.reporting import metrics_table, write_json
+from finstream.spark import replay, training
+from finstream.spark.features import QUESTIONS
+from finstream.spark.models import REGRESSORS, load_params
+from finstream.spark.train_outputs import index_metrics, report_dict, save_model, write_plots
+
+log = logging.getLogger("finstream.train")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", choices=("kafka", "es"), default="kafka",
+                        help="replay the Kafka topic (default) or read the bars index")
+    parser.add_argument("--features", default="lags",
+                        help=f"comma-separated questions: {', '.join(QUESTIONS)} (default: lags)")
+    parser.add_argument("--tickers", default="", help="comma-separated (default: every ticker of the timespan)")
+    parser.add_argument("--timespan", default="day")
+    parser.add_argument("--multiplier", type=int, default=1)
+    parser.add_argument("--test-fraction", type=float, default=0.2)
+    parser.add_argument("--folds", type=int, default=3, help="walk-forward folds (expanding window)")
+    parser.add_argument("--models", default=",".join(REGRESSORS))
+    parser.add_argument("--tune", action="store_true", help="choose hyper-parameters on a time-ordered validation slice")
+    parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--report-dir", help="default: .local/reports/<run id>")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    setup_logging()
+    settings = Settings.load()
+    run_id = new_version()
+    report_dir = local_dir() / "reports" / run_id if not args.report_dir else local_dir() / args.report_dir
+    es = elastic.client(settings)
+    elastic.ensure_indices(es, settings, only=[settings.es_index_model_metrics])
+
+    spark = SparkSession.builder.appName("finstream-train").getOrCreate()
+    if args.source == "kafka":
+        records = replay.kafka_records(spark, settings)
+    else:
+        es_options = elastic.es_hadoop_options(settings, elastic.cluster_info(es), id_field=None)
+        records = replay.es_records(spark, settings.es_index_bars, es_options)
+    bars = replay.distinct_bars(records).persist()
+    log.info("%s: %d distinct valid bars", args.source, bars.count())
+
+    config = load_params()
+    for question in [q.strip() for q in args.features.split(",") if q.strip()]:
+        options = training.TrainOptions(
+            question=question, tickers=tuple(t for t in args.tickers.split(",") if t), timespan=args.timespan,
+            multiplier=args.multiplier, test_fraction=args.test_fraction, folds=args.folds, tune=args.tune,
+            models=tuple(m for m in args.models.split(",") if m))
+        run = training.run(bars, options, config)
+        version = new_version()
+        report = report_dict(run, run_id, args.source, version)
+        folder = save_model(run, settings.model_path, version, report)
+        write_json(report, report_dir / f"{question}.json")
+        indexed = index_metrics(es, settings.es_index_model_metrics, report)
+        plots = [] if args.no_plots else write_plots(run, report_dir)
+        print("\n" + metrics_table(report), flush=True)
+        print(f"model {folder}\nreport {report_dir / f'{question}.json'}; {len(plots)} plots; "
+              f"{indexed} metric documents in {settings.es_index_model_metrics}\n", flush=True)
+
+
+if __name__ == "__main__":
+    main()
