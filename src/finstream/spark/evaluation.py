@@ -57,6 +57,8 @@ def assert_chronological(train: DataFrame, test: DataFrame, question: Question) 
 def walk_forward(rows: DataFrame, question: Question, folds: int, start: float = 0.5):
     """Expanding-window folds: fold i trains on everything before block i of the last
     (1 - start) of each series, and tests on block i."""
+    if folds <= 0:
+        return
     width = (1.0 - start) / folds
     for i in range(folds):
         lo = start + i * width

@@ -1,0 +1,33 @@
+"""Smoke run of the training benchmark's harness on a tiny size (not a timing test)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from pyspark.sql import functions as F
+
+from finstream.spark import bars as B
+from finstream.spark.synthetic import random_walk_bars
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "train_scaling.py"
+
+
+def test_generated_bars_are_valid_bars(spark):
+    bars = random_walk_bars(spark, 3000, bars_per_ticker=1000)
+    assert bars.count() == 3000 and bars.select("ticker").distinct().count() == 3
+    records = bars.select(F.col("ticker").cast("binary").alias("key"),
+                          F.to_json(F.struct(*bars.columns, F.lit("bench").alias("source"))).cast("binary").alias("value"),
+                          F.lit("t").alias("topic"), F.lit(0).alias("partition"), F.monotonically_increasing_id().alias("offset"),
+                          F.current_timestamp().alias("timestamp"))
+    checked = B.check_messages(B.parse_messages(B.decode_records(records)))
+    assert B.dead_letters(checked).count() == 0
+
+
+def test_harness_measures_a_tiny_size(spark):
+    spec = importlib.util.spec_from_file_location("train_scaling", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    row = module.measure(spark, 1500, folds=0)
+    assert row["bars"] == 1500 and row["train_rows"] > 1000 and row["seconds"] > 0
+    assert set(row["holdout_rmse"]) == {"baseline_mean", "baseline_last_value", "linear", "random_forest", "gbt"}
