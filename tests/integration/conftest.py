@@ -55,8 +55,8 @@ class Pipeline:
     def stream_index(self) -> subprocess.CompletedProcess:
         return self.run("./spark-submit.sh", "jobs/stream_index.py", "--available-now")
 
-    def train(self, *args: str) -> subprocess.CompletedProcess:
-        return self.run("./spark-submit.sh", "jobs/train.py", "--no-plots", *args)
+    def train(self, *args: str, plots: bool = False) -> subprocess.CompletedProcess:
+        return self.run("./spark-submit.sh", "jobs/train.py", *(() if plots else ("--no-plots",)), *args)
 
     def count(self, index: str) -> int:
         return elastic.count(self.es(), index)

@@ -62,7 +62,7 @@ def test_kafka_and_es_replays_train_the_same_models(pipeline, spark):
     pipeline.publish([(b.key, b.to_json()) for b in bars + bars[:100]])  # with duplicates
     pipeline.stream_index()
     args = ("--features", "volume,lags", "--folds", "2", "--models", "linear,random_forest")
-    from_kafka = pipeline.train("--source", "kafka", "--report-dir", "from-kafka", *args)
+    from_kafka = pipeline.train("--source", "kafka", "--report-dir", "from-kafka", *args, plots=True)
     pipeline.train("--source", "es", "--report-dir", "from-es", *args)
     assert "baseline_last_value" in from_kafka.stdout and "RMSE/last" in from_kafka.stdout
 
@@ -74,6 +74,11 @@ def test_kafka_and_es_replays_train_the_same_models(pipeline, spark):
         for name in ("baseline_mean", "baseline_last_value", "linear", "random_forest"):
             assert kafka["models"][name]["holdout"]["rmse"] == pytest.approx(es["models"][name]["holdout"]["rmse"], rel=1e-9)
         assert set(kafka["models"]) == {"baseline_mean", "baseline_last_value", "linear", "random_forest"}
+
+    plots = {p.name for p in (local_dir() / "from-kafka").glob("*.png")}
+    assert plots == {"volume-predicted-vs-actual.png", "volume-residuals.png", "volume-close-scatter.png",
+                     "lags-predicted-vs-actual.png", "lags-residuals.png"}
+    assert all((local_dir() / "from-kafka" / name).stat().st_size > 10_000 for name in plots)
 
     settings = pipeline.settings
     es_client = pipeline.es()

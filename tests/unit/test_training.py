@@ -100,6 +100,18 @@ def test_baselines_are_the_training_mean_and_the_last_close(spark):
     assert base == {"baseline_mean": 3.0, "baseline_last_value": 5.0}
 
 
+def test_tuning_picks_from_the_grid_on_a_time_ordered_slice(spark):
+    from finstream.spark.training import choose_params
+
+    q = QUESTIONS["ohlv"]
+    rows = E.with_position(with_features(series(spark, 120), q).where("labelled"))
+    train, _ = E.split_at(rows, q, 0.8)
+    config = {"linear": {"maxIter": 20, "regParam": 0.0}, "grid": {"linear": {"regParam": [0.0, 100.0]}}}
+    # A huge penalty flattens the fit: the validation slice must prefer no penalty.
+    assert choose_params(train, q, "linear", config, tune=True) == {"maxIter": 20, "regParam": 0.0}
+    assert choose_params(train, q, "linear", config, tune=False) == config["linear"]
+
+
 def test_grid_combines_candidates_over_the_defaults():
     config = load_params()
     combos = grid("random_forest", config)
