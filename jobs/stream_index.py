@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     settings = Settings.load()
     es = elastic.client(settings)
+    elastic.require_cluster(es, settings)
     elastic.ensure_indices(es, settings)
     topics.ensure_topic(settings)
     writer = BatchWriter(settings, elastic.es_hadoop_options(settings, elastic.cluster_info(es)))

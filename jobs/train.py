@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     run_id = new_version()
     report_dir = local_dir() / "reports" / run_id if not args.report_dir else local_dir() / args.report_dir
     es = elastic.client(settings)
+    elastic.require_cluster(es, settings)
     elastic.ensure_indices(es, settings, only=[settings.es_index_model_metrics])
 
     spark = SparkSession.builder.appName("finstream-train").getOrCreate()

@@ -43,6 +43,7 @@ class BarPublisher:
                 linger_ms=20,
                 batch_size=256 * 1024,
                 compression_type="gzip",
+                **self.settings.kafka_client_options(),
             )
         except NoBrokersAvailable as exc:
             raise PublishError(f"cannot reach Kafka at {self.settings.kafka_bootstrap_servers} ({exc}): "
@@ -64,8 +65,10 @@ class BarPublisher:
             raise PublishError(f"{self.failed} message(s) could not be delivered to {self.topic} "
                                f"(first error: {self._errors[0]}); they were not written: re-run the command")
 
-    def close(self) -> None:
-        self._producer.close()
+    def close(self, timeout: float = 30.0) -> None:
+        # Bounded: an idempotent producer closed before its first broker handshake finished
+        # (say, right after an API error) would otherwise wait for it forever.
+        self._producer.close(timeout=timeout)
 
     def __enter__(self) -> "BarPublisher":
         return self
@@ -75,7 +78,7 @@ class BarPublisher:
             if exc[0] is None:
                 self.flush()
         finally:
-            self.close()
+            self.close(timeout=30.0 if exc[0] is None else 5.0)
 
     def _on_delivered(self, _metadata) -> None:
         self.delivered += 1

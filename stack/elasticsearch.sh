@@ -87,9 +87,20 @@ YML
 OPTS
 }
 
+# With ES_SECURITY=true: a file-realm superuser ES_USERNAME / ES_PASSWORD (the security tests).
+ensure_security_user() {
+    [ "$ES_SECURITY" = "true" ] || return 0
+    [ -n "${ES_USERNAME:-}" ] && [ -n "${ES_PASSWORD:-}" ] \
+        || die "ES_SECURITY=true needs ES_USERNAME (not the reserved 'elastic') and ES_PASSWORD"
+    local java_home="$1" users=(env ES_JAVA_HOME="$1" ES_PATH_CONF="$ES_CONF_DIR" "$ES_HOME/bin/elasticsearch-users")
+    as_es_user "${users[@]}" userdel "$ES_USERNAME" >/dev/null 2>&1 || true
+    as_es_user "${users[@]}" useradd "$ES_USERNAME" -p "$ES_PASSWORD" -r superuser >/dev/null \
+        || die "could not create the Elasticsearch user $ES_USERNAME"
+}
+
 http_ok() {
     local auth=()
-    [ -n "${ES_PASSWORD:-}" ] && auth=(-u "${ES_USERNAME:-elastic}:$ES_PASSWORD")
+    [ "$ES_SECURITY" = "true" ] && auth=(-u "${ES_USERNAME}:${ES_PASSWORD}")
     curl -sf "${auth[@]}" "http://$ES_HOST:$ES_PORT/_cluster/health?wait_for_status=yellow&timeout=1s" >/dev/null
 }
 
@@ -103,6 +114,7 @@ start() {
     ensure_user
     local java_home; java_home="$(es_java_home)"
     if [ "$(id -u)" -eq 0 ]; then chown -R "$ES_USER" "$ES_DATA_DIR" "$LOG_DIR/elasticsearch" "$ES_HOME"; fi
+    ensure_security_user "$java_home"
     rm -f "$PIDFILE"
     # -d -p: daemonise and write the pid once the node has started.
     as_es_user env ES_JAVA_HOME="$java_home" ES_PATH_CONF="$ES_CONF_DIR" ES_TMPDIR="$ES_DATA_DIR/tmp" \

@@ -55,6 +55,7 @@ REFUSED = {
     "lower-case ticker": (message(ticker="aapl"), "invalid ticker (1-32 of A-Z 0-9 . : -)"),
     "unknown timespan": (message(timespan="fortnight"), "unknown timespan"),
     "zero multiplier": (message(multiplier=0), "multiplier below 1"),
+    "very large message": (message(note="x" * 100_000), "message too large (over 65536 bytes)"),
 }
 # Spark renders a JSON number into a string field as its text: {"ticker": 42} reads as "42",
 # a well-formed ticker. Documented as accepted (a number-like ticker is still a ticker).

@@ -57,9 +57,15 @@ class Settings:
     kafka_topic_partitions: int
     kafka_replication_factor: int
     kafka_retention_ms: int
+    kafka_security_protocol: str
+    kafka_sasl_mechanism: str
+    kafka_sasl_username: str
+    kafka_ssl_cafile: str
     es_nodes: str
     es_scheme: str
     es_username: str
+    es_ca_certs: str
+    es_truststore_path: str
     es_index_bars: str
     es_index_dead_letters: str
     es_index_predictions: str
@@ -122,6 +128,37 @@ class Settings:
     @property
     def es_api_key(self) -> Secret:
         return read_secret("ES_API_KEY")
+
+    @property
+    def es_truststore_password(self) -> Secret:
+        return read_secret("ES_TRUSTSTORE_PASSWORD")
+
+    @property
+    def kafka_sasl_password(self) -> Secret:
+        return read_secret("KAFKA_SASL_PASSWORD")
+
+    def kafka_client_options(self) -> dict:
+        """Security options for kafka-python clients (producer, admin, consumer)."""
+        options: dict = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_ssl_cafile:
+            options["ssl_cafile"] = self.kafka_ssl_cafile
+        if self.kafka_security_protocol.startswith("SASL"):
+            options.update(sasl_mechanism=self.kafka_sasl_mechanism, sasl_plain_username=self.kafka_sasl_username,
+                           sasl_plain_password=self.kafka_sasl_password.reveal())
+        return options
+
+    def kafka_spark_options(self) -> dict[str, str]:
+        """The same, for Spark's Kafka source (Java client property names)."""
+        options = {"kafka.security.protocol": self.kafka_security_protocol}
+        if self.kafka_ssl_cafile:
+            options.update({"kafka.ssl.truststore.type": "PEM", "kafka.ssl.truststore.location": self.kafka_ssl_cafile})
+        if self.kafka_security_protocol.startswith("SASL"):
+            module = ("org.apache.kafka.common.security.plain.PlainLoginModule" if self.kafka_sasl_mechanism == "PLAIN"
+                      else "org.apache.kafka.common.security.scram.ScramLoginModule")
+            options["kafka.sasl.mechanism"] = self.kafka_sasl_mechanism
+            options["kafka.sasl.jaas.config"] = (f'{module} required username="{self.kafka_sasl_username}" '
+                                                 f'password="{self.kafka_sasl_password.reveal()}";')
+        return options
 
 
 def _coerce(key: str, raw, kind):

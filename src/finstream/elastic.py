@@ -24,7 +24,24 @@ def client(settings: Settings, **kwargs: Any) -> Elasticsearch:
         auth["api_key"] = settings.es_api_key.reveal()
     elif settings.es_password:
         auth["basic_auth"] = (settings.es_username or "elastic", settings.es_password.reveal())
+    if settings.es_ca_certs:
+        auth["ca_certs"] = settings.es_ca_certs
     return Elasticsearch(settings.es_urls, request_timeout=30, **auth, **kwargs)
+
+
+class ClusterUnavailable(SystemExit):
+    """Raised before any work starts: the job exits with the message, no traceback."""
+
+
+def require_cluster(es: Elasticsearch, settings: Settings) -> None:
+    try:
+        es.cluster.health(timeout="10s")
+    except es_exceptions.AuthenticationException:
+        raise ClusterUnavailable(f"Elasticsearch at {settings.es_nodes} refused the credentials: "
+                                 "check ES_USERNAME and ES_PASSWORD (or ES_API_KEY)") from None
+    except (es_exceptions.ConnectionError, es_exceptions.ConnectionTimeout) as exc:
+        raise ClusterUnavailable(f"cannot reach Elasticsearch at {settings.es_scheme}://{settings.es_nodes} "
+                                 f"({type(exc).__name__}): start it (make up) or set ES_NODES") from None
 
 
 @dataclass(frozen=True)
@@ -96,6 +113,9 @@ def es_hadoop_options(settings: Settings, info: ClusterInfo, id_field: str | Non
     }
     if id_field:
         options["es.mapping.id"] = id_field
+    if settings.es_truststore_path:
+        options["es.net.ssl.truststore.location"] = f"file://{settings.es_truststore_path}"
+        options["es.net.ssl.truststore.pass"] = settings.es_truststore_password.reveal()
     if settings.es_api_key:
         options["es.net.http.header.Authorization"] = f"ApiKey {settings.es_api_key.reveal()}"
     elif settings.es_password:

@@ -22,6 +22,7 @@ MIN_TIMESTAMP_MS = 315_532_800_000  # 1980-01-01: a timestamp in seconds lands i
 MAX_FUTURE_MS = 86_400_000  # a bar may start at most one day after the time it is processed
 MAX_PRICE = 1e9
 MAX_VOLUME = 1e15
+MAX_MESSAGE_BYTES = 65_536  # a bar is about 250 bytes; a larger message is not a bar
 
 
 def _field(es_type: str, doc: str, required: bool = True):

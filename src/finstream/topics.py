@@ -19,7 +19,8 @@ def topic_config(settings: Settings) -> dict[str, str]:
 
 def ensure_topic(settings: Settings, topic: str | None = None, partitions: int | None = None) -> None:
     topic = topic or settings.kafka_topic
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="finstream-admin")
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="finstream-admin",
+                             **settings.kafka_client_options())
     try:
         admin.create_topics([
             NewTopic(topic, num_partitions=partitions or settings.kafka_topic_partitions,
@@ -37,7 +38,7 @@ def end_offsets(settings: Settings, topic: str | None = None) -> dict[int, int]:
     from kafka import KafkaConsumer, TopicPartition
 
     topic = topic or settings.kafka_topic
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, **settings.kafka_client_options())
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         return {tp.partition: offset for tp, offset in consumer.end_offsets(partitions).items()}

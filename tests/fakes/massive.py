@@ -46,6 +46,7 @@ class FakeMassive:
         self.faults: list[Fault] = []
         self.requests: list[Seen] = []
         self.repeat_next_url = False
+        self.latency = 0.0  # seconds added to every answer
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -74,6 +75,8 @@ class FakeMassive:
         parsed = urlparse(handler.path)
         query = parse_qs(parsed.query)
         self.requests.append(Seen(parsed.path, query, dict(handler.headers.items())))
+        if self.latency:
+            threading.Event().wait(self.latency)
         if self.faults:
             fault = self.faults.pop(0)
             if fault.delay:

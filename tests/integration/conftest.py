@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,8 @@ from pathlib import Path
 import pytest
 from kafka.admin import KafkaAdminClient
 from kafka.errors import UnknownTopicOrPartitionError
+
+from elasticsearch import helpers
 
 from finstream import elastic, topics
 from finstream.config import Settings, local_dir
@@ -57,6 +60,22 @@ class Pipeline:
 
     def train(self, *args: str, plots: bool = False) -> subprocess.CompletedProcess:
         return self.run("./spark-submit.sh", "jobs/train.py", *(() if plots else ("--no-plots",)), *args)
+
+    def start_stream(self, log_path: Path, **env: str) -> subprocess.Popen:
+        """The stream job running continuously, in its own process group (so that a test
+        can SIGKILL the JVM and its Python driver together)."""
+        return subprocess.Popen(["./spark-submit.sh", "jobs/stream_index.py"], cwd=ROOT,
+                                env={**os.environ, **self.env, **env}, stdout=log_path.open("w"),
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+    def committed_batches(self) -> int:
+        commits = self.settings.checkpoint_path / "commits"
+        return len([p for p in commits.iterdir() if p.name.isdigit()]) if commits.exists() else 0
+
+    def ids(self, index: str) -> set[str]:
+        es = self.es()
+        es.indices.refresh(index=index)
+        return {hit["_id"] for hit in helpers.scan(es, index=index, _source=False)}
 
     def count(self, index: str) -> int:
         return elastic.count(self.es(), index)
@@ -112,3 +131,17 @@ def pipeline(stack, request):
         pass
     finally:
         admin.close()
+
+
+def wait_until(condition, timeout: float, what: str, interval: float = 1.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def drive_stack(command: str, *args: str, **env: str) -> None:
+    """Drives the local stack (stop/start a server) from a test."""
+    subprocess.run([str(ROOT / "stack" / command), *args], check=True, cwd=ROOT, env={**os.environ, **env},
+                   capture_output=True, timeout=240)

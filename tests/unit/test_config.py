@@ -49,3 +49,29 @@ def test_relative_paths_live_in_the_local_folder(monkeypatch, tmp_path):
     assert Settings.load().checkpoint_path == tmp_path / "checkpoints" / "stream_index"
     monkeypatch.setenv("CHECKPOINT_DIR", "/abs/cp")
     assert str(Settings.load().checkpoint_path) == "/abs/cp"
+
+
+def test_kafka_security_options_for_both_clients(monkeypatch):
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "kafka-pass-1")
+    settings = Settings.load(environ={"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+                                      "KAFKA_SASL_USERNAME": "svc", "KAFKA_SSL_CAFILE": "/ca.pem"})
+    python = settings.kafka_client_options()
+    assert python == {"security_protocol": "SASL_SSL", "ssl_cafile": "/ca.pem", "sasl_mechanism": "SCRAM-SHA-512",
+                      "sasl_plain_username": "svc", "sasl_plain_password": "kafka-pass-1"}
+    spark = settings.kafka_spark_options()
+    assert spark["kafka.security.protocol"] == "SASL_SSL" and spark["kafka.ssl.truststore.type"] == "PEM"
+    assert "ScramLoginModule required" in spark["kafka.sasl.jaas.config"]
+    assert Settings.load(environ={}).kafka_client_options() == {"security_protocol": "PLAINTEXT"}
+
+
+def test_es_credentials_and_tls_reach_es_hadoop(monkeypatch):
+    from finstream.elastic import ClusterInfo, es_hadoop_options
+
+    monkeypatch.setenv("ES_PASSWORD", "es-pass-1")
+    monkeypatch.setenv("ES_TRUSTSTORE_PASSWORD", "ts-pass")
+    settings = Settings.load(environ={"ES_SCHEME": "https", "ES_USERNAME": "writer", "ES_TRUSTSTORE_PATH": "/ts.p12"})
+    options = es_hadoop_options(settings, ClusterInfo("c", "u", "9.5.4"))
+    assert options["es.net.ssl"] == "true"
+    assert (options["es.net.http.auth.user"], options["es.net.http.auth.pass"]) == ("writer", "es-pass-1")
+    assert options["es.net.ssl.truststore.location"] == "file:///ts.p12"
+    assert settings.es_urls == ["https://localhost:9200"]

@@ -116,8 +116,10 @@ def check_messages(parsed: DataFrame, now_ms: Column | None = None) -> DataFrame
     # the finite-number rule then names. Malformed = neither of them could read it.
     malformed = F.expr("json_object_keys(raw)").isNull() & bar.getField(CORRUPT_RECORD).isNotNull()
     content_rules = F.array(*_field_rules(bar, present), *_value_rules(bar, now_ms))
+    too_large = F.length(F.col("value_bytes")) > S.MAX_MESSAGE_BYTES
     reasons = (
         F.when(is_empty, F.array(F.lit("empty message")))
+        .when(too_large, F.array(F.lit(f"message too large (over {S.MAX_MESSAGE_BYTES} bytes)")))
         .when(not_utf8, F.array(F.lit("not UTF-8 text")))
         .when(not_object, F.array(F.lit("not a JSON object")))
         .when(malformed, F.array(F.lit("malformed JSON")))

@@ -4,7 +4,9 @@ letters to Elasticsearch through ES-Hadoop."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -23,6 +25,7 @@ def kafka_source_options(settings: Settings) -> dict[str, str]:
         "startingOffsets": "earliest",
         # Retention is unlimited: a gap in the offsets is a real loss and must stop the job.
         "failOnDataLoss": "true",
+        **settings.kafka_spark_options(),
     }
     if settings.stream_max_offsets_per_trigger > 0:
         options["maxOffsetsPerTrigger"] = str(settings.stream_max_offsets_per_trigger)
@@ -40,6 +43,7 @@ class BatchWriter:
 
     settings: Settings
     es_options: dict[str, str]
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
 
     def __call__(self, records: DataFrame, batch_id: int) -> None:
         checked = B.check_messages(B.parse_messages(B.decode_records(records))).persist()
@@ -54,4 +58,27 @@ class BatchWriter:
             checked.unpersist()
 
     def _write(self, documents: DataFrame, index: str) -> None:
-        documents.write.format(ES_HADOOP_FORMAT).options(**self.es_options).mode("append").save(index)
+        """ES-Hadoop retries rejected bulk entries itself (es.batch.write.retry.*); an
+        unreachable cluster fails the write at once. Retry the whole write with back-off, a
+        bounded number of times, then stop the query with the error: ids are deterministic,
+        so rewriting a partly written batch duplicates nothing."""
+        attempts = max(1, self.settings.es_batch_write_retry_count)
+        for attempt in range(1, attempts + 1):
+            try:
+                documents.write.format(ES_HADOOP_FORMAT).options(**self.es_options).mode("append").save(index)
+                return
+            except Exception as exc:  # noqa: BLE001 - py4j wraps every JVM error alike
+                if attempt == attempts:
+                    log.error("writing to %s failed %d times; stopping (the batch will be redone on restart): %s",
+                              index, attempts, _first_line(exc))
+                    raise
+                pause = min(60.0, 2.0 ** attempt)
+                log.warning("writing to %s failed (%s); retry %d/%d in %.0f s",
+                            index, _first_line(exc), attempt, attempts - 1, pause)
+                self.sleep(pause)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    cause = next((line for line in text if "Exception:" in line and "py4j" not in line), text[0] if text else repr(exc))
+    return cause[:300]

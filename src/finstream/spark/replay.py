@@ -21,6 +21,7 @@ def kafka_records(spark: SparkSession, settings: Settings) -> DataFrame:
         .option("subscribe", settings.kafka_topic)
         .option("startingOffsets", "earliest")
         .option("endingOffsets", "latest")
+        .options(**settings.kafka_spark_options())
         .load()
     )
 

@@ -1,0 +1,58 @@
+"""Property: whatever arrives, every message becomes exactly one bar or one dead letter,
+and every bar that gets through obeys the rules."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from finstream import schema as S
+from tests.catalogue import GOOD
+from tests.unit.test_bars import check
+
+from finstream.spark import bars as B
+
+ODD_VALUES = st.one_of(
+    st.none(), st.booleans(), st.text(max_size=6), st.integers(-10**13, 10**13),
+    st.floats(allow_nan=True, allow_infinity=True), st.just([]), st.just({}),
+)
+
+
+@st.composite
+def messages(draw) -> bytes:
+    kind = draw(st.sampled_from(["mutated", "mutated", "mutated", "bytes", "json"]))
+    if kind == "bytes":
+        return draw(st.binary(max_size=40))
+    if kind == "json":
+        return json.dumps(draw(st.recursive(st.none() | st.integers() | st.text(max_size=5),
+                                            lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=4), c, max_size=3),
+                                            max_leaves=6))).encode()
+    body = dict(GOOD)
+    for name in draw(st.lists(st.sampled_from(S.BAR_FIELD_NAMES), max_size=3, unique=True)):
+        action = draw(st.sampled_from(["drop", "odd", "scale"]))
+        if action == "drop":
+            body.pop(name)
+        elif action == "odd":
+            body[name] = draw(ODD_VALUES)
+        elif isinstance(body[name], (int, float)):
+            body[name] = body[name] * draw(st.sampled_from([-1, 0, 0.5, 2, 1000, 1e12]))
+    return json.dumps(body, allow_nan=True).encode()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
+@given(values=st.lists(messages(), min_size=1, max_size=30))
+def test_every_message_is_a_bar_or_a_dead_letter(spark, values):
+    checked = check(spark, values).persist()
+    bars = B.valid_bars(checked).collect()
+    dead = B.dead_letters(checked).collect()
+    checked.unpersist()
+    assert len(bars) + len(dead) == len(values)
+    assert {b.kafka_offset for b in bars} | {d.offset for d in dead} == set(range(len(values)))
+    assert all(d.reason for d in dead)
+    for bar in bars:
+        assert 0 < bar.low <= min(bar.open, bar.close) <= max(bar.open, bar.close) <= bar.high <= S.MAX_PRICE
+        assert 0 <= bar.volume <= S.MAX_VOLUME and bar.timestamp >= S.MIN_TIMESTAMP_MS
+        assert bar.timespan in S.TIMESPANS and bar.multiplier >= 1 and bar.ticker
