@@ -64,13 +64,25 @@ def write_json(report: dict, path: Path) -> None:
     path.write_text(json.dumps(report, indent=2, default=str))
 
 
-def plot_predictions(frames: dict[str, pd.DataFrame], actual: str, title: str, path: Path) -> None:
-    """Predicted against actual price over the test period, one panel per model."""
+def _pyplot():
+    """pyplot on the file-only backend (jobs run headless); imported on first plot only."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save(plt, fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_predictions(frames: dict[str, pd.DataFrame], actual: str, title: str, path: Path) -> None:
+    """Predicted against actual price over the test period, one panel per model."""
+    plt = _pyplot()
     fig, axes = plt.subplots(len(frames), 1, figsize=(11, 2.6 * len(frames)), sharex=True, squeeze=False)
     for ax, (name, frame) in zip(axes[:, 0], frames.items()):
         ax.plot(frame["time"], frame[actual], color="black", linewidth=1, label="actual")
@@ -78,36 +90,24 @@ def plot_predictions(frames: dict[str, pd.DataFrame], actual: str, title: str, p
         ax.set_title(name, fontsize=9, loc="left")
         ax.legend(fontsize=7, loc="upper left")
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_residuals(frames: dict[str, pd.DataFrame], actual: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 4))
     for name, frame in frames.items():
         ax.hist(frame["predicted_close"] - frame[actual], bins=60, alpha=0.5, label=name)
     ax.set_xlabel("predicted - actual (price)")
     ax.set_title("Residuals over the test period", fontsize=10)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_volume_scatter(train: pd.DataFrame, test: pd.DataFrame, fits: dict[str, pd.DataFrame], path: Path) -> None:
     """The original report's figure done right: close against volume, training and test
     periods apart, and each model's fitted close across the volume range."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 5))
     ax.scatter(train["volume"], train["close"], s=4, color="grey", alpha=0.5, label="training period")
     ax.scatter(test["volume"], test["close"], s=4, color="tab:red", alpha=0.6, label="test period (later)")
@@ -118,6 +118,4 @@ def plot_volume_scatter(train: pd.DataFrame, test: pd.DataFrame, fits: dict[str,
     ax.set_ylabel("close")
     ax.set_title("close vs volume: the fit says little about the price", fontsize=10)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(plt, fig, path)

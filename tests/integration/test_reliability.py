@@ -66,9 +66,11 @@ def test_elasticsearch_outage_is_ridden_out_with_backoff(pipeline, tmp_path):
     job = pipeline.start_stream(log, STREAM_MAX_OFFSETS_PER_TRIGGER="1000", STREAM_TRIGGER_INTERVAL="1 second")
     try:
         wait_until(lambda: pipeline.committed_batches() >= 2, 180, "two batches before the outage", 0.2)
-        drive_stack("elasticsearch.sh", "stop")
-        time.sleep(30)
-        drive_stack("elasticsearch.sh", "start")
+        try:
+            drive_stack("elasticsearch.sh", "stop")
+            time.sleep(30)
+        finally:
+            drive_stack("elasticsearch.sh", "start")
         end = topics.end_offsets(pipeline.settings)
         wait_until(lambda: job.poll() is not None or pipeline.checkpoint_offsets() == end, 300,
                    "the job to catch up after the outage")
@@ -91,9 +93,11 @@ def test_broker_restart_during_backfill_delivers_every_bar_once(pipeline):
              "--from", "2020-01-01", "--to", "2023-12-31"], cwd=ROOT, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         wait_until(lambda: len(fake.requests) >= 10, 60, "the backfill to start", 0.2)
-        drive_stack("kafka.sh", "stop")
-        time.sleep(3)
-        drive_stack("kafka.sh", "start")
+        try:
+            drive_stack("kafka.sh", "stop")
+            time.sleep(3)
+        finally:
+            drive_stack("kafka.sh", "start")
         output, _ = backfill.communicate(timeout=240)
     assert backfill.returncode == 0, output
     assert "backfill: 4000 bars sent" in output
@@ -101,9 +105,10 @@ def test_broker_restart_during_backfill_delivers_every_bar_once(pipeline):
     assert pipeline.count(pipeline.settings.es_index_bars) == 4000
 
 
-def test_stream_job_against_elasticsearch_with_security(pipeline):
+def test_stream_job_against_elasticsearch_with_security(pipeline, monkeypatch):
     password = secrets.token_urlsafe(16)
     creds = {"ES_USERNAME": "finstream_writer", "ES_PASSWORD": password}
+    monkeypatch.setenv("ES_PASSWORD", password)  # secrets are read from the environment
     try:
         drive_stack("elasticsearch.sh", "stop")
         drive_stack("elasticsearch.sh", "start", ES_SECURITY="true", **creds)
@@ -116,13 +121,13 @@ def test_stream_job_against_elasticsearch_with_security(pipeline):
         assert password not in result.stdout + result.stderr
         assert pipeline.count(pipeline.settings.es_index_bars) == 200
 
-        pipeline.env["ES_PASSWORD"] = "wrong"
         refused = subprocess.run(["./spark-submit.sh", "jobs/stream_index.py", "--available-now"], cwd=ROOT,
-                                 env={**os.environ, **pipeline.env}, capture_output=True, text=True, timeout=120)
-        assert refused.returncode != 0 and "refused the credentials" in refused.stderr
-        assert "Traceback" not in refused.stderr
+                                 env={**os.environ, **pipeline.env, "ES_PASSWORD": "wrong"},
+                                 capture_output=True, text=True, timeout=120)
+        said = refused.stdout + refused.stderr  # spark-submit merges the driver's stderr into stdout
+        assert refused.returncode != 0 and "refused the credentials" in said
+        assert "Traceback" not in said and "wrong" not in said
         # Clean up while the credentials still work.
-        pipeline.env.update(creds)
         es = pipeline.es()
         for index in (pipeline.settings.es_index_bars, pipeline.settings.es_index_dead_letters):
             es.options(ignore_status=404).indices.delete(index=index)
@@ -131,3 +136,4 @@ def test_stream_job_against_elasticsearch_with_security(pipeline):
         drive_stack("elasticsearch.sh", "start")
         for key in creds:
             pipeline.env.pop(key, None)
+        monkeypatch.delenv("ES_PASSWORD")
