@@ -82,6 +82,14 @@ es_java_home() {
     printf '%s' "$home"
 }
 
+# need_command CMD PACKAGE: install a Debian package for a missing tool (as root), or say so.
+need_command() {
+    command -v "$1" >/dev/null && return 0
+    [ "$(id -u)" -eq 0 ] || die "$1 is needed: install the $2 package"
+    log "installing $2"
+    (apt-get update -qq && apt-get install -y -qq "$2") >/dev/null || die "could not install $2"
+}
+
 # wait_for DESCRIPTION SECONDS COMMAND...: poll until COMMAND succeeds.
 wait_for() {
     local what="$1" secs="$2"; shift 2

@@ -26,6 +26,7 @@ ensure_user() {
 install_distribution() {
     [ -x "$ES_HOME/bin/elasticsearch" ] && return 0
     "$STACK_DIR/fetch.sh" elasticsearch
+    need_command unzip unzip
     log "unpacking Elasticsearch $ES_VERSION into $ES_HOME"
     mkdir -p "$LOCAL_DIR"
     (cd "$LOCAL_DIR" && unzip -q -o "$ES_ZIP")
@@ -107,6 +108,7 @@ http_ok() {
 start() {
     if pid_alive "$PIDFILE"; then log "Elasticsearch already running (pid $(cat "$PIDFILE"))"; return 0; fi
     port_open "$ES_HOST" "$ES_PORT" && die "port $ES_PORT is taken by another process: stop it or set ES_PORT"
+    need_command curl curl
     install_distribution
     install_rest_root_plugin
     mkdir -p "$ES_CONF_DIR/jvm.options.d"
