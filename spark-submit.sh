@@ -34,4 +34,10 @@ export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$VENV/bin/python}"
 export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$VENV/bin/python}"
 export PYTHONPATH="$ROOT_DIR/src${PYTHONPATH:+:$PYTHONPATH}"
 
-exec "$VENV/bin/spark-submit" --jars "$JARS" --py-files "$PY_FILES" "$@"
+# Event logs of every run, for a History Server (sbin/start-history-server.sh with
+# spark.history.fs.logDirectory set to the same folder).
+EVENT_LOG_DIR="${SPARK_EVENT_LOG_DIR:-$LOCAL_DIR/spark-events}"
+mkdir -p "$EVENT_LOG_DIR"
+
+exec "$VENV/bin/spark-submit" --jars "$JARS" --py-files "$PY_FILES" \
+    --conf spark.eventLog.dir="file://$EVENT_LOG_DIR" "$@"

@@ -15,6 +15,7 @@ from finstream import elastic, topics
 from finstream.config import Settings
 from finstream.logs import setup_logging
 from finstream.spark.indexing import BatchWriter, read_records
+from finstream.spark.monitoring import ProgressListener
 
 log = logging.getLogger("finstream.stream_index")
 
@@ -38,6 +39,9 @@ def main(argv: list[str] | None = None) -> None:
     writer = BatchWriter(settings, elastic.es_hadoop_options(settings, elastic.cluster_info(es)))
 
     spark = SparkSession.builder.appName("finstream-stream-index").getOrCreate()
+    progress = ProgressListener(
+        lambda doc_id, doc: es.index(index=settings.es_index_pipeline_metrics, id=doc_id, document=doc))
+    spark.streams.addListener(progress)
     stream = (
         read_records(spark, settings)
         .writeStream.queryName("index-bars")
@@ -51,7 +55,10 @@ def main(argv: list[str] | None = None) -> None:
     query = stream.start()
     log.info("query %s started; checkpoint %s; Spark UI %s", query.name, settings.checkpoint_path,
              spark.sparkContext.uiWebUrl)
-    query.awaitTermination()
+    try:
+        query.awaitTermination()
+    finally:
+        progress.wait_for_termination_event()
     log.info("query %s stopped", query.name)
 
 

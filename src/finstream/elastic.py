@@ -69,6 +69,7 @@ def index_templates(settings: Settings) -> dict[str, dict[str, Any]]:
         settings.es_index_bars: {"settings": settings_block, "mappings": S.bar_mapping()},
         settings.es_index_dead_letters: {"settings": settings_block, "mappings": S.dead_letter_mapping()},
         settings.es_index_model_metrics: {"settings": settings_block, "mappings": S.model_metrics_mapping()},
+        settings.es_index_pipeline_metrics: {"settings": settings_block, "mappings": S.pipeline_metrics_mapping()},
     }
 
 

@@ -158,3 +158,21 @@ MODEL_METRICS_MAPPING = {
 
 def model_metrics_mapping() -> dict[str, Any]:
     return {"dynamic": "strict", "properties": dict(MODEL_METRICS_MAPPING)}
+
+
+PIPELINE_METRICS_MAPPING = {
+    "query": {"type": "keyword"},
+    "query_id": {"type": "keyword"},
+    "run_id": {"type": "keyword"},
+    "batch_id": {"type": "long"},
+    "timestamp": {"type": "date"},
+    "input_rows": {"type": "long"},
+    "input_rows_per_second": {"type": "double"},
+    "processed_rows_per_second": {"type": "double"},
+    "batch_duration_ms": {"type": "long"},
+    "offsets_behind_latest": {"type": "long"},
+}
+
+
+def pipeline_metrics_mapping() -> dict[str, Any]:
+    return {"dynamic": "strict", "properties": dict(PIPELINE_METRICS_MAPPING)}

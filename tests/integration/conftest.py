@@ -114,6 +114,8 @@ def pipeline(stack, request):
         "ES_INDEX_BARS": f"test-bars-{run_id}",
         "ES_INDEX_DEAD_LETTERS": f"test-dead-{run_id}",
         "ES_INDEX_MODEL_METRICS": f"test-metrics-{run_id}",
+        "ES_INDEX_PIPELINE_METRICS": f"test-progress-{run_id}",
+        "SPARK_EVENT_LOG_DIR": str(local_dir() / "test-spark-events" / run_id),
         "CHECKPOINT_DIR": str(local_dir() / "test-checkpoints" / run_id),
         "MODEL_DIR": str(local_dir() / "test-models" / run_id),
     }
@@ -121,7 +123,8 @@ def pipeline(stack, request):
     yield pipe
     settings = pipe.settings
     es = pipe.es()
-    for index in (settings.es_index_bars, settings.es_index_dead_letters, settings.es_index_model_metrics):
+    for index in (settings.es_index_bars, settings.es_index_dead_letters, settings.es_index_model_metrics,
+                  settings.es_index_pipeline_metrics):
         es.options(ignore_status=404).indices.delete(index=index)
         es.options(ignore_status=404).indices.delete_index_template(name=index)
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)

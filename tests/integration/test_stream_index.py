@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from finstream import topics
 from producer import samples
 from tests.catalogue import REFUSED
@@ -66,3 +68,18 @@ def test_restart_resumes_where_it_stopped_and_processes_nothing_twice(pipeline):
     assert len(after) == len(SAMPLE)
     assert {d: after[d]["indexed_at"] for d in before} == before
     assert min(after[bar.doc_id]["indexed_at"] for bar in later) > max(before.values())
+
+
+def test_progress_of_every_batch_is_logged_and_indexed(pipeline):
+    pipeline.publish(as_messages(SAMPLE))
+    result = pipeline.stream_index()
+    assert '"event": "progress"' in result.stdout + result.stderr
+    settings = pipeline.settings
+    es = pipeline.es()
+    es.indices.refresh(index=settings.es_index_pipeline_metrics)
+    docs = [h["_source"] for h in es.search(index=settings.es_index_pipeline_metrics, size=100)["hits"]["hits"]]
+    assert docs and all(d["query"] == "index-bars" for d in docs)
+    assert sum(d["input_rows"] for d in docs) == len(SAMPLE)
+    assert min(d["offsets_behind_latest"] for d in docs) == 0
+    event_logs = list(Path(pipeline.env["SPARK_EVENT_LOG_DIR"]).iterdir())
+    assert len(event_logs) == 1 and event_logs[0].stat().st_size > 0

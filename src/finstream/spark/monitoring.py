@@ -1,0 +1,80 @@
+"""Streaming progress, as one structured log line per micro-batch and a document in the
+pipeline-metrics index (ES_INDEX_PIPELINE_METRICS), for Kibana and for alerting on lag."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from pyspark.sql.streaming import StreamingQueryListener
+
+log = logging.getLogger("finstream.progress")
+
+
+def _offsets_behind(source: dict[str, Any]) -> int | None:
+    """Records between what the batch read up to and the log's end, over all partitions."""
+    latest, end = _offsets(source.get("latestOffset")), _offsets(source.get("endOffset"))
+    if latest is None or end is None:
+        return None
+    return sum(max(0, int(offset) - int(end.get(topic, {}).get(part, 0)))
+               for topic, parts in latest.items() for part, offset in parts.items())
+
+
+def _offsets(value: Any) -> dict | None:
+    """{topic: {partition: offset}}: an object in the progress JSON, a string elsewhere."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, dict) else None
+
+
+def progress_document(progress: dict[str, Any]) -> dict[str, Any]:
+    """The numbers that matter from a StreamingQueryProgress (its JSON form)."""
+    behind = [_offsets_behind(source) for source in progress.get("sources", [])]
+    behind = [b for b in behind if b is not None]
+    return {
+        "query": progress.get("name"),
+        "query_id": progress.get("id"),
+        "run_id": progress.get("runId"),
+        "batch_id": progress.get("batchId"),
+        "timestamp": progress.get("timestamp"),
+        "input_rows": progress.get("numInputRows", 0),
+        "input_rows_per_second": progress.get("inputRowsPerSecond") or 0.0,
+        "processed_rows_per_second": progress.get("processedRowsPerSecond") or 0.0,
+        "batch_duration_ms": progress.get("durationMs", {}).get("triggerExecution"),
+        "offsets_behind_latest": sum(behind) if behind else None,
+    }
+
+
+class ProgressListener(StreamingQueryListener):
+    """Never lets a monitoring failure disturb the stream: errors are logged, not raised."""
+
+    def __init__(self, index_document: Callable[[str, dict], None]) -> None:
+        self._index_document = index_document
+        self._terminated = threading.Event()
+
+    def wait_for_termination_event(self, timeout: float = 15.0) -> bool:
+        """Events reach Python asynchronously, in order: once the termination event has
+        arrived, every progress event before it has been recorded. A job calls this before
+        exiting, or its last batches' progress is lost with the Python gateway."""
+        return self._terminated.wait(timeout)
+
+    def onQueryStarted(self, event) -> None:  # noqa: N802 (Spark's name)
+        log.info(json.dumps({"event": "started", "query": event.name, "query_id": str(event.id)}))
+
+    def onQueryProgress(self, event) -> None:  # noqa: N802
+        try:
+            doc = progress_document(json.loads(event.progress.json))
+            log.info(json.dumps({"event": "progress", **doc}))
+            self._index_document(f"{doc['run_id']}|{doc['batch_id']}", doc)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not record streaming progress: %s", exc)
+
+    def onQueryTerminated(self, event) -> None:  # noqa: N802
+        log.info(json.dumps({"event": "terminated", "query_id": str(event.id), "error": event.exception}))
+        self._terminated.set()
