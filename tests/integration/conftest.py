@@ -98,38 +98,6 @@ class Pipeline:
         committed = json.loads(planned)[self.settings.kafka_topic]
         return {int(p): int(o) for p, o in committed.items()}
 
-    def start_stream(self, log_path: Path, **env: str) -> subprocess.Popen:
-        """The stream job running continuously, in its own process group (so that a test
-        can SIGKILL the JVM and its Python driver together)."""
-        return subprocess.Popen(["./spark-submit.sh", "jobs/stream_index.py"], cwd=ROOT,
-                                env={**os.environ, **self.env, **env}, stdout=log_path.open("w"),
-                                stderr=subprocess.STDOUT, start_new_session=True)
-
-    def committed_batches(self) -> int:
-        commits = self.settings.checkpoint_path / "commits"
-        return len([p for p in commits.iterdir() if p.name.isdigit()]) if commits.exists() else 0
-
-    def ids(self, index: str) -> set[str]:
-        es = self.es()
-        es.indices.refresh(index=index)
-        return {hit["_id"] for hit in helpers.scan(es, index=index, _source=False)}
-
-    def count(self, index: str) -> int:
-        return elastic.count(self.es(), index)
-
-    def documents(self, index: str) -> dict[str, dict]:
-        es = self.es()
-        es.indices.refresh(index=index)
-        hits = es.search(index=index, size=10_000, query={"match_all": {}})["hits"]["hits"]
-        return {h["_id"]: h["_source"] for h in hits}
-
-    def checkpoint_offsets(self) -> dict[int, int]:
-        """Partition -> next offset, as the stream job's last committed batch recorded it."""
-        offsets_dir = self.settings.checkpoint_path / "offsets"
-        last = max((p for p in offsets_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
-        committed = json.loads(last.read_text().strip().splitlines()[-1])[self.settings.kafka_topic]
-        return {int(p): int(o) for p, o in committed.items()}
-
 
 @pytest.fixture(scope="session")
 def stack():
