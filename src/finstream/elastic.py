@@ -88,9 +88,9 @@ def ensure_indices(es: Elasticsearch, settings: Settings, only: list[str] | None
                 raise
 
 
-def count(es: Elasticsearch, index: str, query: dict[str, Any] | None = None) -> int:
+def count(es: Elasticsearch, index: str) -> int:
     es.indices.refresh(index=index)
-    return es.count(index=index, query=query)["count"] if query else es.count(index=index)["count"]
+    return es.count(index=index)["count"]
 
 
 def es_hadoop_options(settings: Settings, info: ClusterInfo, id_field: str | None = "doc_id") -> dict[str, str]:

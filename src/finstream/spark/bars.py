@@ -21,6 +21,11 @@ JSON_OPTIONS = {
 }
 
 
+def _not_utf8() -> Column:
+    """The value's bytes do not survive a round trip through text: not valid UTF-8."""
+    return F.encode(F.col("raw"), "UTF-8") != F.col("value_bytes")
+
+
 def epoch_millis(ts: Column) -> Column:
     return (ts.cast("double") * 1000).cast("long")
 
@@ -110,7 +115,7 @@ def check_messages(parsed: DataFrame, now_ms: Column | None = None) -> DataFrame
     now_ms = epoch_millis(F.current_timestamp()) if now_ms is None else now_ms
     bar, present = F.col("bar"), F.col("present")
     is_empty = F.col("value_bytes").isNull() | (F.length(F.col("value_bytes")) == 0)
-    not_utf8 = F.encode(F.col("raw"), "UTF-8") != F.col("value_bytes")
+    not_utf8 = _not_utf8()
     not_object = ~F.ltrim(F.col("raw")).startswith("{")
     # json_object_keys is strict JSON; Spark's parser also takes NaN/Infinity, which
     # the finite-number rule then names. Malformed = neither of them could read it.
@@ -154,13 +159,12 @@ def dead_letters(checked: DataFrame, indexed_at: Column | None = None) -> DataFr
     """Refused messages with their reasons, raw value and Kafka coordinates. The id is
     topic|partition|offset, so reprocessing a batch rewrites the same dead letter."""
     indexed_at = epoch_millis(F.current_timestamp()) if indexed_at is None else indexed_at
-    not_utf8 = F.encode(F.col("raw"), "UTF-8") != F.col("value_bytes")
     return checked.where(F.size(F.col("reasons")) > 0).select(
         F.concat_ws(S.DOC_ID_SEPARATOR, F.col("topic"), F.col("partition").cast("string"), F.col("offset").cast("string")).alias("doc_id"),
         F.concat_ws("; ", F.col("reasons")).alias("reason"),
         F.col("reasons"),
         F.coalesce(F.col("raw"), F.lit("")).alias("raw"),
-        F.when(not_utf8, F.base64(F.col("value_bytes"))).alias("raw_base64"),
+        F.when(_not_utf8(), F.base64(F.col("value_bytes"))).alias("raw_base64"),
         F.col("key"),
         F.col("topic"),
         F.col("partition"),

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from finstream.config import Settings
 from finstream.elastic import ES_HADOOP_FORMAT
@@ -52,8 +53,11 @@ class BatchWriter:
             dead_letters = B.dead_letters(checked)
             self._write(bars, self.settings.es_index_bars)
             self._write(dead_letters, self.settings.es_index_dead_letters)
-            # Cheap: both count the persisted batch, not Kafka.
-            log.info("batch %d: %d bars indexed, %d dead letters", batch_id, bars.count(), dead_letters.count())
+            # One pass over the persisted batch (not Kafka) for both counts.
+            refused = (F.size("reasons") > 0).cast("long")
+            counts = checked.agg(F.count(F.lit(1)).alias("all"), F.sum(refused).alias("dead")).first()
+            log.info("batch %d: %d bars indexed, %d dead letters", batch_id, counts.all - (counts.dead or 0),
+                     counts.dead or 0)
         finally:
             checked.unpersist()
 
