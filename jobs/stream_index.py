@@ -1,4 +1,9 @@
-"""Stream job: Kafka topic -> validated bars and dead letters in Elasticsearch.
+"""Stream job: Kafka topic -> validated bars, dead letters and predictions in Elasticsearch.
+
+Two streaming queries read the topic, each with its own checkpoint below CHECKPOINT_DIR:
+  index-bars    every message -> a bar document or a dead letter
+  predict-bars  every new valid bar -> a prediction by the latest `lags` model (if any),
+                and the actual close on the prediction made at the bar before it
 
     ./spark-submit.sh jobs/stream_index.py                 # runs until stopped
     ./spark-submit.sh jobs/stream_index.py --available-now # processes what the topic holds, then exits
@@ -8,13 +13,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+from functools import partial
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
 from finstream import elastic, topics
 from finstream.config import Settings
 from finstream.logs import setup_logging
-from finstream.spark.indexing import BatchWriter, read_records
+from finstream.spark import bars as B
+from finstream.spark import serving
+from finstream.spark.indexing import BatchWriter, PredictionWriter, read_records
 from finstream.spark.monitoring import ProgressListener
 
 log = logging.getLogger("finstream.stream_index")
@@ -25,7 +34,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--available-now", action="store_true",
                         help="process everything the topic holds now, then stop")
     parser.add_argument("--trigger", help="processing-time trigger interval (default: STREAM_TRIGGER_INTERVAL)")
+    parser.add_argument("--no-predict", action="store_true", help="index bars and dead letters only")
     return parser.parse_args(argv)
+
+
+def valid_bars(records: DataFrame) -> DataFrame:
+    return B.valid_bars(B.check_messages(B.parse_messages(B.decode_records(records))))
+
+
+def start(stream: DataStreamWriter, name: str, settings: Settings, args: argparse.Namespace) -> StreamingQuery:
+    stream = stream.queryName(name).option("checkpointLocation", str(settings.query_checkpoint(name)))
+    if args.available_now:
+        stream = stream.trigger(availableNow=True)
+    else:
+        stream = stream.trigger(processingTime=args.trigger or settings.stream_trigger_interval)
+    query = stream.start()
+    log.info("query %s started; checkpoint %s", name, settings.query_checkpoint(name))
+    return query
+
+
+def await_all(spark: SparkSession, queries: list[StreamingQuery]) -> None:
+    """Returns when every query has finished; the first failure is raised (and the caller
+    stops the others)."""
+    while any(query.isActive for query in queries):
+        spark.streams.awaitAnyTermination()  # raises the query's error if it failed
+        spark.streams.resetTerminated()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,30 +69,30 @@ def main(argv: list[str] | None = None) -> None:
     elastic.require_cluster(es, settings)
     elastic.ensure_indices(es, settings)
     topics.ensure_topic(settings)
-    writer = BatchWriter(settings, elastic.es_hadoop_options(settings, elastic.cluster_info(es)))
+    es_options = elastic.es_hadoop_options(settings, elastic.cluster_info(es))
 
     spark = SparkSession.builder.appName("finstream-stream-index").getOrCreate()
     progress = ProgressListener(
         lambda doc_id, doc: es.index(index=settings.es_index_pipeline_metrics, id=doc_id, document=doc))
     spark.streams.addListener(progress)
-    stream = (
-        read_records(spark, settings)
-        .writeStream.queryName("index-bars")
-        .foreachBatch(writer)
-        .option("checkpointLocation", str(settings.checkpoint_path))
-    )
-    if args.available_now:
-        stream = stream.trigger(availableNow=True)
-    else:
-        stream = stream.trigger(processingTime=args.trigger or settings.stream_trigger_interval)
-    query = stream.start()
-    log.info("query %s started; checkpoint %s; Spark UI %s", query.name, settings.checkpoint_path,
-             spark.sparkContext.uiWebUrl)
+    records = read_records(spark, settings)
+    queries = [start(records.writeStream.foreachBatch(BatchWriter(settings, es_options)), "index-bars", settings, args)]
+    if not args.no_predict:
+        predictor = PredictionWriter(
+            settings, es_options, serving.ModelRegistry(settings.model_path),
+            partial(elastic.field_values, es, settings.es_index_predictions, field="predicted_close"))
+        rows = serving.series_rows(valid_bars(records), settings)
+        queries.append(start(rows.writeStream.outputMode("update").foreachBatch(predictor), "predict-bars",
+                             settings, args))
+    log.info("Spark UI %s (Structured Streaming tab)", spark.sparkContext.uiWebUrl)
     try:
-        query.awaitTermination()
+        await_all(spark, queries)
     finally:
-        progress.wait_for_termination_event()
-    log.info("query %s stopped", query.name)
+        for query in queries:
+            if query.isActive:
+                query.stop()
+        progress.wait_for_termination_events(len(queries))
+    log.info("queries %s stopped", ", ".join(query.name for query in queries))
 
 
 if __name__ == "__main__":

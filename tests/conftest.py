@@ -12,8 +12,12 @@ for name in ("POLYGON_API_KEY", "POLYGON_API_KEY_FILE", "ES_PASSWORD", "ES_API_K
 @pytest.fixture(scope="session")
 def spark():
     """A small local Spark session for the DataFrame unit tests (no connectors needed)."""
+    import sys
+
     from pyspark.sql import SparkSession
 
+    # Python workers (pandas functions) must run this interpreter, as spark-submit.sh arranges.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     session = (
         SparkSession.builder.master("local[2]")
         .appName("finstream-unit-tests")

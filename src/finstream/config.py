@@ -79,6 +79,8 @@ class Settings:
     checkpoint_dir: str
     stream_trigger_interval: str
     stream_max_offsets_per_trigger: int
+    stream_watermark_delay: str
+    stream_series_idle_hours: float
     polygon_base_url: str
     polygon_max_requests_per_minute: int
     polygon_timeout_seconds: float
@@ -108,6 +110,10 @@ class Settings:
     @property
     def checkpoint_path(self) -> Path:
         return self.local_path(self.checkpoint_dir)
+
+    def query_checkpoint(self, query: str) -> Path:
+        """One checkpoint per streaming query: offsets, commits and state are per query."""
+        return self.checkpoint_path / query
 
     @property
     def model_path(self) -> Path:

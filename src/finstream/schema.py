@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TIMESPANS = ("second", "minute", "hour", "day", "week", "month", "quarter", "year")
+# The longest a bar of each timespan lasts, in seconds (months and years at their longest).
+TIMESPAN_SECONDS = {"second": 1, "minute": 60, "hour": 3_600, "day": 86_400, "week": 604_800,
+                    "month": 31 * 86_400, "quarter": 92 * 86_400, "year": 366 * 86_400}
 
 # Validation rules the stream job applies (finstream.spark.bars). Kept here, beside the
 # fields they constrain, so the README and the tests read the same numbers.
@@ -160,6 +163,45 @@ def model_metrics_mapping() -> dict[str, Any]:
     return {"dynamic": "strict", "properties": dict(MODEL_METRICS_MAPPING)}
 
 
+# --- Predictions ---------------------------------------------------------------------------
+# What the `lags` model sees of a bar: computed from the bar and the 20 before it in its
+# series (finstream.spark.features), by the trainer and by the stream alike.
+LAG_FEATURES = (
+    "ret_1", "ret_2", "ret_3", "ret_mean_5", "ret_std_5", "ret_mean_20", "ret_std_20",
+    "range_pct", "body_pct", "volume_ratio_20", "vwap_gap", "close_to_mean_20",
+)
+
+# One document per predicted bar, id = the bar's doc id (so it sits "beside" the bar and a
+# replayed batch overwrites it). The actual_* and error fields arrive with the next bar.
+PREDICTION_MAPPING = {
+    "doc_id": {"type": "keyword"},
+    "ticker": {"type": "keyword"},
+    "timespan": {"type": "keyword"},
+    "multiplier": {"type": "integer"},
+    "timestamp": {"type": "date", "format": "epoch_millis"},  # the bar the prediction is made at
+    "target": {"type": "keyword"},  # next_close: the following bar's close
+    "last_close": {"type": "double"},  # this bar's close: what persistence predicts
+    "predicted_return": {"type": "double"},
+    "predicted_close": {"type": "double"},
+    "model": {"type": "keyword"},
+    "model_version": {"type": "keyword"},
+    "features": {"type": "object", "dynamic": "strict",
+                 "properties": {name: {"type": "double"} for name in LAG_FEATURES}},
+    "published_at": {"type": "date", "format": "epoch_millis"},  # the bar's Kafka record timestamp
+    "predicted_at": {"type": "date", "format": "epoch_millis"},  # when its micro-batch wrote it
+    "latency_ms": {"type": "long"},  # predicted_at - published_at
+    "actual_timestamp": {"type": "date", "format": "epoch_millis"},  # the next bar's start
+    "actual_close": {"type": "double"},
+    "error": {"type": "double"},  # predicted_close - actual_close
+    "abs_error": {"type": "double"},
+    "baseline_error": {"type": "double"},  # last_close - actual_close: persistence's error
+}
+
+
+def prediction_mapping() -> dict[str, Any]:
+    return {"dynamic": "strict", "properties": dict(PREDICTION_MAPPING)}
+
+
 PIPELINE_METRICS_MAPPING = {
     "query": {"type": "keyword"},
     "query_id": {"type": "keyword"},
@@ -171,6 +213,8 @@ PIPELINE_METRICS_MAPPING = {
     "processed_rows_per_second": {"type": "double"},
     "batch_duration_ms": {"type": "long"},
     "offsets_behind_latest": {"type": "long"},
+    "state_rows": {"type": "long"},  # rows kept by stateful operators (the predictor's bar history)
+    "rows_dropped_by_watermark": {"type": "long"},
 }
 
 

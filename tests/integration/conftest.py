@@ -49,9 +49,9 @@ class Pipeline:
             for key, value in values:
                 publisher.send_raw(key, value)
 
-    def run(self, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-        result = subprocess.run(list(args), cwd=ROOT, env={**os.environ, **self.env}, capture_output=True,
-                                text=True, timeout=timeout)
+    def run(self, *args: str, timeout: int = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        result = subprocess.run(list(args), cwd=ROOT, env={**os.environ, **self.env, **(env or {})},
+                                capture_output=True, text=True, timeout=timeout)
         assert result.returncode == 0, f"{args} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
         return result
 
@@ -69,7 +69,7 @@ class Pipeline:
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
     def committed_batches(self) -> int:
-        commits = self.settings.checkpoint_path / "commits"
+        commits = self.settings.query_checkpoint("index-bars") / "commits"
         return len([p for p in commits.iterdir() if p.name.isdigit()]) if commits.exists() else 0
 
     def ids(self, index: str) -> set[str]:
@@ -89,7 +89,7 @@ class Pipeline:
     def checkpoint_offsets(self) -> dict[int, int]:
         """Partition -> next offset, as of the last batch the stream job committed (its
         offsets are logged when it starts, its commit is written once its output is done)."""
-        checkpoint = self.settings.checkpoint_path
+        checkpoint = self.settings.query_checkpoint("index-bars")
         commits = [int(p.name) for p in (checkpoint / "commits").iterdir() if p.name.isdigit()] \
             if (checkpoint / "commits").exists() else []
         if not commits:
@@ -118,6 +118,7 @@ def pipeline(stack, request):
         "KAFKA_TOPIC_PARTITIONS": "2",
         "ES_INDEX_BARS": f"test-bars-{run_id}",
         "ES_INDEX_DEAD_LETTERS": f"test-dead-{run_id}",
+        "ES_INDEX_PREDICTIONS": f"test-predictions-{run_id}",
         "ES_INDEX_MODEL_METRICS": f"test-metrics-{run_id}",
         "ES_INDEX_PIPELINE_METRICS": f"test-progress-{run_id}",
         "SPARK_EVENT_LOG_DIR": str(local_dir() / "test-spark-events" / run_id),
@@ -128,8 +129,8 @@ def pipeline(stack, request):
     yield pipe
     settings = pipe.settings
     es = pipe.es()
-    for index in (settings.es_index_bars, settings.es_index_dead_letters, settings.es_index_model_metrics,
-                  settings.es_index_pipeline_metrics):
+    for index in (settings.es_index_bars, settings.es_index_dead_letters, settings.es_index_predictions,
+                  settings.es_index_model_metrics, settings.es_index_pipeline_metrics):
         es.options(ignore_status=404).indices.delete(index=index)
         es.options(ignore_status=404).indices.delete_index_template(name=index)
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from finstream.schema import LAG_FEATURES
+
 SERIES = ("ticker", "timespan", "multiplier")
 
 
@@ -53,11 +55,6 @@ class Question:
         """A model's prediction as a price."""
         return F.col("close") * (1 + prediction) if self.label == "next_return" else prediction
 
-
-LAG_FEATURES = (
-    "ret_1", "ret_2", "ret_3", "ret_mean_5", "ret_std_5", "ret_mean_20", "ret_std_20",
-    "range_pct", "body_pct", "volume_ratio_20", "vwap_gap", "close_to_mean_20",
-)
 
 QUESTIONS = {
     q.name: q

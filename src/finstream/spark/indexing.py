@@ -1,5 +1,5 @@
-"""Wiring of the stream job: Kafka source, and the micro-batch that writes bars and dead
-letters to Elasticsearch through ES-Hadoop."""
+"""Wiring of the stream job: the Kafka source, and the micro-batch bodies that write bars,
+dead letters and predictions to Elasticsearch through ES-Hadoop."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -14,8 +15,10 @@ from pyspark.sql import functions as F
 from finstream.config import Settings
 from finstream.elastic import ES_HADOOP_FORMAT
 from finstream.spark import bars as B
+from finstream.spark import serving
 
 log = logging.getLogger("finstream.stream_index")
+T = TypeVar("T")
 
 
 def kafka_source_options(settings: Settings) -> dict[str, str]:
@@ -62,24 +65,78 @@ class BatchWriter:
             checked.unpersist()
 
     def _write(self, documents: DataFrame, index: str) -> None:
-        """ES-Hadoop retries rejected bulk entries itself (es.batch.write.retry.*); an
-        unreachable cluster fails the write at once. Retry the whole write with back-off, a
-        bounded number of times, then stop the query with the error: ids are deterministic,
-        so rewriting a partly written batch duplicates nothing."""
-        attempts = max(1, self.settings.es_batch_write_retry_count)
-        for attempt in range(1, attempts + 1):
-            try:
-                documents.write.format(ES_HADOOP_FORMAT).options(**self.es_options).mode("append").save(index)
-                return
-            except Exception as exc:  # noqa: BLE001 - py4j wraps every JVM error alike
-                if attempt == attempts:
-                    log.error("writing to %s failed %d times; stopping (the batch will be redone on restart): %s",
-                              index, attempts, _first_line(exc))
-                    raise
-                pause = min(60.0, 2.0 ** attempt)
-                log.warning("writing to %s failed (%s); retry %d/%d in %.0f s",
-                            index, _first_line(exc), attempt, attempts - 1, pause)
-                self.sleep(pause)
+        write_documents(documents, index, self.es_options, self.settings, self.sleep)
+
+
+def write_documents(documents: DataFrame, index: str, es_options: dict[str, str], settings: Settings,
+                    sleep: Callable[[float], None] = time.sleep) -> None:
+    """ES-Hadoop retries rejected bulk entries itself (es.batch.write.retry.*); an
+    unreachable cluster fails the write at once. Retry the whole write with back-off, a
+    bounded number of times, then stop the query with the error: ids are deterministic,
+    so rewriting a partly written batch duplicates nothing."""
+    retrying(lambda: documents.write.format(ES_HADOOP_FORMAT).options(**es_options).mode("append").save(index),
+             f"writing to {index}", settings.es_batch_write_retry_count, sleep)
+
+
+def retrying(action: Callable[[], T], what: str, attempts: int, sleep: Callable[[float], None] = time.sleep) -> T:
+    """Runs action, retrying with exponential back-off (2, 4, 8... s, at most 60 s)."""
+    attempts = max(1, attempts)
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except Exception as exc:  # noqa: BLE001 - py4j wraps every JVM error alike
+            if attempt == attempts:
+                log.error("%s failed %d times; stopping (the batch will be redone on restart): %s",
+                          what, attempts, _first_line(exc))
+                raise
+            pause = min(60.0, 2.0 ** attempt)
+            log.warning("%s failed (%s); retry %d/%d in %.0f s", what, _first_line(exc), attempt, attempts - 1, pause)
+            sleep(pause)
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class PredictionWriter:
+    """foreachBatch body of the predict query: scores the batch's new bars with the served
+    model and judges earlier predictions against the bars that answer them. Document ids
+    are the bars' ids, so a replayed batch rewrites the same documents."""
+
+    settings: Settings
+    es_options: dict[str, str]
+    models: serving.ModelRegistry
+    find_predicted_closes: Callable[[list[str]], dict[str, float]]
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    clock: Callable[[], float] = field(default=time.time, repr=False)
+
+    def __call__(self, rows: DataFrame, batch_id: int) -> None:
+        rows = rows.persist()
+        featured: DataFrame | None = None
+        try:
+            counts = serving.status_counts(rows)
+            featured = serving.feature_rows(rows).persist()
+            index = self.settings.es_index_predictions
+            served = self.models.current()
+            predicted = 0
+            if served is not None and counts.get(serving.NEW):
+                predictions = serving.prediction_documents(featured, served, int(self.clock() * 1000))
+                write_documents(predictions, index, self.es_options, self.settings, self.sleep)
+                predicted = featured.where((F.col("status") == serving.NEW) & F.col("eligible") & served.covers()).count()
+            answered = serving.answered_bars(featured)
+            ids = [row.doc_id for row in answered.select("doc_id").collect()]
+            earlier = retrying(lambda: self.find_predicted_closes(ids), f"reading predictions from {index}",
+                               self.settings.es_batch_write_retry_count, self.sleep) if ids else {}
+            if earlier:
+                found = rows.sparkSession.createDataFrame(list(earlier.items()), "doc_id string, predicted_close double")
+                write_documents(serving.actual_updates(answered, found), index,
+                                {**self.es_options, "es.write.operation": "update"}, self.settings, self.sleep)
+            log.info("batch %d: %d new bars, %d predicted%s, %d earlier predictions judged, %d late, %d duplicates",
+                     batch_id, counts.get(serving.NEW, 0), predicted,
+                     f" by model {served.version}" if predicted else "", len(earlier),
+                     counts.get(serving.LATE, 0), counts.get(serving.DUPLICATE, 0))
+        finally:
+            if featured is not None:
+                featured.unpersist()
+            rows.unpersist()
 
 
 def _first_line(exc: Exception) -> str:

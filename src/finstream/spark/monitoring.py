@@ -48,7 +48,16 @@ def progress_document(progress: dict[str, Any]) -> dict[str, Any]:
         "processed_rows_per_second": progress.get("processedRowsPerSecond") or 0.0,
         "batch_duration_ms": progress.get("durationMs", {}).get("triggerExecution"),
         "offsets_behind_latest": sum(behind) if behind else None,
+        **_state(progress.get("stateOperators", [])),
     }
+
+
+def _state(operators: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rows held by the query's stateful operators, and input rows they ignored as late."""
+    if not operators:
+        return {}
+    return {"state_rows": sum(op.get("numRowsTotal", 0) for op in operators),
+            "rows_dropped_by_watermark": sum(op.get("numRowsDroppedByWatermark", 0) for op in operators)}
 
 
 class ProgressListener(StreamingQueryListener):
@@ -56,13 +65,15 @@ class ProgressListener(StreamingQueryListener):
 
     def __init__(self, index_document: Callable[[str, dict], None]) -> None:
         self._index_document = index_document
-        self._terminated = threading.Event()
+        self._terminated = threading.Condition()
+        self._terminations = 0
 
-    def wait_for_termination_event(self, timeout: float = 15.0) -> bool:
-        """Events reach Python asynchronously, in order: once the termination event has
+    def wait_for_termination_events(self, queries: int, timeout: float = 15.0) -> bool:
+        """Events reach Python asynchronously, in order: once a query's termination event has
         arrived, every progress event before it has been recorded. A job calls this before
         exiting, or its last batches' progress is lost with the Python gateway."""
-        return self._terminated.wait(timeout)
+        with self._terminated:
+            return self._terminated.wait_for(lambda: self._terminations >= queries, timeout)
 
     def onQueryStarted(self, event) -> None:  # noqa: N802 (Spark's name)
         log.info(json.dumps({"event": "started", "query": event.name, "query_id": str(event.id)}))
@@ -77,4 +88,6 @@ class ProgressListener(StreamingQueryListener):
 
     def onQueryTerminated(self, event) -> None:  # noqa: N802
         log.info(json.dumps({"event": "terminated", "query_id": str(event.id), "error": event.exception}))
-        self._terminated.set()
+        with self._terminated:
+            self._terminations += 1
+            self._terminated.notify_all()

@@ -47,7 +47,10 @@ def save_model(run: TrainingRun, model_dir: Path, version: str, report: dict) ->
     metadata = {
         "version": version, "question": report["question"], "model": run.chosen,
         "params": report["models"][run.chosen]["params"], "features": list(run.question.features),
-        "training_range": report["data"]["train_period"], "data": report["data"],
+        "training_range": report["data"]["train_period"],
+        # The series the model answers for: the stream serves it to these bars only.
+        "series": {"timespan": run.options.timespan, "multiplier": run.options.multiplier,
+                   "tickers": list(run.options.tickers)}, "data": report["data"],
         "metrics": report["models"][run.chosen]["holdout"], "run_id": report["run_id"], "source": report["source"],
     }
     return modelstore.publish(model_dir, run.question.name, version, metadata)

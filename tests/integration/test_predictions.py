@@ -1,0 +1,89 @@
+"""Real-time prediction on the real stack: train on the first part of the sample, stream the
+rest, every eligible bar predicted, predictions judged when the next bar arrives, and a model
+retrained mid-stream served from the next micro-batch without a restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+import pytest
+
+from finstream import modelstore
+from finstream.schema import LAG_FEATURES
+from producer import samples
+from tests.integration.conftest import wait_until
+
+GOOG = samples.load_bars("goog-daily")
+FIRST, SECOND, THIRD = GOOG[:1500], GOOG[1500:1700], GOOG[1700:1800]
+
+
+def publish(pipeline, bars) -> None:
+    pipeline.publish([(b.key, b.to_json()) for b in bars])
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def test_every_new_bar_is_predicted_judged_and_served_by_the_newest_model(pipeline, tmp_path):
+    settings = pipeline.settings
+    index = settings.es_index_predictions
+
+    # No model yet: the bars are indexed, the predictor only remembers them, and says so once.
+    publish(pipeline, FIRST)
+    first_run = pipeline.run("./spark-submit.sh", "jobs/stream_index.py", "--available-now",
+                             env={"STREAM_MAX_OFFSETS_PER_TRIGGER": "500"})
+    assert pipeline.count(settings.es_index_bars) == len(FIRST)
+    assert pipeline.count(index) == 0
+    assert first_run.stdout.count("no model at") == 1, first_run.stdout[-3000:]
+
+    pipeline.train("--features", "lags", "--models", "linear", "--folds", "1")
+    v1 = modelstore.latest_version(settings.model_path, "lags")
+
+    log_path = tmp_path / "stream.log"
+    stream = pipeline.start_stream(log_path, STREAM_TRIGGER_INTERVAL="1 second")
+    try:
+        publish(pipeline, SECOND)
+        wait_until(lambda: pipeline.count(index) == len(SECOND), 240, "the second slice's predictions",
+                   interval=2)
+        pipeline.train("--features", "lags", "--models", "linear", "--folds", "1")
+        v2 = modelstore.latest_version(settings.model_path, "lags")
+        assert v2 != v1
+        publish(pipeline, THIRD)
+        last_of_second = SECOND[-1].doc_id
+
+        def judged_through_third() -> bool:
+            docs = pipeline.documents(index)
+            return (len(docs) == len(SECOND) + len(THIRD)
+                    and "actual_close" in docs.get(last_of_second, {})
+                    and sum("actual_close" in d for d in docs.values()) == len(docs) - 1)
+
+        wait_until(judged_through_third, 240, "the third slice's predictions and actuals", interval=2)
+    finally:
+        stop(stream)
+        output = log_path.read_text()
+
+    docs = pipeline.documents(index)
+    assert set(docs) == {b.doc_id for b in SECOND + THIRD}  # one per eligible bar, none for FIRST
+    assert {docs[b.doc_id]["model_version"] for b in SECOND} == {v1}
+    assert {docs[b.doc_id]["model_version"] for b in THIRD} == {v2}
+    assert f"serving model {v2}" in output
+
+    streamed = SECOND + THIRD
+    for bar, following in zip(streamed, streamed[1:]):
+        doc = docs[bar.doc_id]
+        assert doc["timestamp"] == bar.timestamp and doc["last_close"] == bar.close
+        assert doc["actual_close"] == following.close and doc["actual_timestamp"] == following.timestamp
+        assert doc["error"] == pytest.approx(doc["predicted_close"] - following.close)
+        assert doc["baseline_error"] == pytest.approx(bar.close - following.close)
+        assert sorted(doc["features"]) == sorted(LAG_FEATURES)
+        assert doc["latency_ms"] == doc["predicted_at"] - doc["published_at"] >= 0
+    assert "actual_close" not in docs[THIRD[-1].doc_id]  # its next bar has not arrived
