@@ -1,12 +1,14 @@
 # make demo   - install everything, start Kafka + Elasticsearch, replay the sample bars,
-#               index them with the Spark stream job, print the counts
+#               index them with the Spark stream job, train, then stream the last bars
+#               and print the live predictions beside the actual closes
 # make test   - unit and integration tests (starts the local stack)
+# make bench-latency - produce -> searchable latency of bars and predictions (bench/results/)
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: install up down status demo test unit integration clean distclean
+.PHONY: install up down status demo test unit integration bench-latency clean distclean
 
 install: $(STAMP)
 	@stack/fetch.sh all
@@ -39,6 +41,9 @@ integration: up
 
 test: up
 	$(VENV)/bin/pytest tests
+
+bench-latency: up
+	$(VENV)/bin/python bench/latency.py
 
 clean: down
 	rm -rf .local

@@ -78,8 +78,10 @@ def main(argv: list[str] | None = None) -> None:
     records = read_records(spark, settings)
     queries = [start(records.writeStream.foreachBatch(BatchWriter(settings, es_options)), "index-bars", settings, args)]
     if not args.no_predict:
+        models = serving.ModelRegistry(settings.model_path)
+        models.current()  # load (or warn) now, not inside the first micro-batch
         predictor = PredictionWriter(
-            settings, es_options, serving.ModelRegistry(settings.model_path),
+            settings, es_options, models,
             partial(elastic.field_values, es, settings.es_index_predictions, field="predicted_close"))
         rows = serving.series_rows(valid_bars(records), settings)
         queries.append(start(rows.writeStream.outputMode("update").foreachBatch(predictor), "predict-bars",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 from finstream.config import Settings
 
@@ -28,6 +28,18 @@ def ensure_topic(settings: Settings, topic: str | None = None, partitions: int |
         ])
         log.info("created topic %s", topic)
     except TopicAlreadyExistsError:
+        pass
+    finally:
+        admin.close()
+
+
+def delete_topic(settings: Settings, topic: str | None = None) -> None:
+    """Removes a topic (tests and benchmarks clean up after themselves); absent is fine."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="finstream-admin",
+                             **settings.kafka_client_options())
+    try:
+        admin.delete_topics([topic or settings.kafka_topic])
+    except UnknownTopicOrPartitionError:
         pass
     finally:
         admin.close()

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from kafka.admin import KafkaAdminClient
-from kafka.errors import UnknownTopicOrPartitionError
 
 from elasticsearch import helpers
 
@@ -133,13 +132,7 @@ def pipeline(stack, request):
                   settings.es_index_model_metrics, settings.es_index_pipeline_metrics):
         es.options(ignore_status=404).indices.delete(index=index)
         es.options(ignore_status=404).indices.delete_index_template(name=index)
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    try:
-        admin.delete_topics([settings.kafka_topic])
-    except UnknownTopicOrPartitionError:
-        pass
-    finally:
-        admin.close()
+    topics.delete_topic(settings)
 
 
 def wait_until(condition, timeout: float, what: str, interval: float = 1.0) -> None:

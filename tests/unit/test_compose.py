@@ -46,11 +46,12 @@ def test_host_ports_match_the_default_config(compose):
 
 def test_app_services_use_the_same_names_as_conf(compose):
     defaults = Settings.load(environ={})
-    for name in ("producer", "stream-index"):
+    for name in ("producer", "stream-index", "train"):
         env = compose["services"][name]["environment"]
         assert env["KAFKA_TOPIC"] == defaults.kafka_topic
         assert env["ES_INDEX_BARS"] == defaults.es_index_bars
         assert env["ES_INDEX_DEAD_LETTERS"] == defaults.es_index_dead_letters
+        assert env["ES_INDEX_PREDICTIONS"] == defaults.es_index_predictions
         assert env["KAFKA_BOOTSTRAP_SERVERS"].split(":")[0] in compose["services"]
         assert env["ES_NODES"].split(":")[0] in compose["services"]
 
@@ -59,7 +60,11 @@ def test_commands_are_the_project_entry_points(compose):
     services = compose["services"]
     assert services["stream-index"]["command"][:2] == ["./spark-submit.sh", "jobs/stream_index.py"]
     assert services["producer"]["command"][:3] == ["python", "-m", "producer"]
-    for path in ("spark-submit.sh", "jobs/stream_index.py", "Dockerfile"):
+    assert services["train"]["command"][:2] == ["./spark-submit.sh", "jobs/train.py"]
+    # the trainer publishes models where the stream job looks for them, on a shared volume
+    assert services["train"]["environment"]["MODEL_DIR"] == services["stream-index"]["environment"]["MODEL_DIR"]
+    assert services["train"]["volumes"] == services["stream-index"]["volumes"]
+    for path in ("spark-submit.sh", "jobs/stream_index.py", "jobs/train.py", "Dockerfile"):
         assert (ROOT / path).exists()
 
 

@@ -82,9 +82,9 @@ def test_next_batch_sees_the_history_before_its_new_bars():
     state = FakeState()
     run(state, incoming(*range(25)))
     rows = run(state, incoming(25, 26, offset0=100))
-    assert list(rows["status"]) == ["history"] * HISTORY_BARS + ["new", "new"]
+    assert list(rows["status"]) == ["history"] * (HISTORY_BARS - 1) + ["answered", "new", "new"]
     assert rows["timestamp"].is_monotonic_increasing
-    assert rows.loc[rows["status"] == "history", "published_at"].isna().all()
+    assert rows.loc[rows["status"].isin(["history", "answered"]), "published_at"].isna().all()
     assert set(rows["ticker"]) == {"AAA"} and set(rows["multiplier"]) == {1}
 
 
@@ -94,7 +94,7 @@ def test_late_and_duplicate_bars_are_marked_and_not_remembered():
     before = state.value
     rows = run(state, incoming(3, 8, 10, 10, offset0=50))
     marked = dict(zip(rows["timestamp"] - T0, rows["status"]))
-    assert marked[3 * DAY] == "late" and marked[8 * DAY] in ("history", "duplicate")
+    assert marked[3 * DAY] == "late" and marked[8 * DAY] in ("answered", "duplicate")
     assert list(rows.loc[rows["timestamp"] == T0 + 10 * DAY, "status"]) == ["duplicate", "new"]
     assert state.value[0] == before[0] + [T0 + 10 * DAY]
     # the last published copy of bar 10 (offset 53) is the one remembered
@@ -159,29 +159,35 @@ def equality_run(spark, tmp_path_factory):
                           + [T.StructField("published_at", T.LongType()), T.StructField("kafka_offset", T.LongType())])
     stream = spark.readStream.schema(schema).option("maxFilesPerTrigger", 1).json(str(source))
     settings = Settings.load()
-    predictions, updates, batches = [], [], []
+    written: dict[str, dict] = {}  # what the predictions index holds: upserts merge non-null fields
+    predicted_counts, updates, batches = [], [], []
 
     def collect(rows, batch_id):
-        featured = serving.feature_rows(rows)
-        predictions.extend(serving.prediction_documents(featured, served, 0).collect())
-        answered = serving.answered_bars(featured)
-        earlier = {p.doc_id: p.predicted_close for p in predictions}
-        ids = [r.doc_id for r in answered.collect() if r.doc_id in earlier]
-        if ids:
-            found = spark.createDataFrame([(i, earlier[i]) for i in ids], "doc_id string, predicted_close double")
-            updates.extend(serving.actual_updates(answered, found).collect())
+        summary = serving.summarize(rows)
+        earlier = {i: written[i]["predicted_close"] for i in summary.answered if i in written}
+        documents = serving.documents(serving.feature_rows(rows), served, 0, earlier)
+        predicted = 0
+        for doc in documents.collect() if documents is not None else []:
+            fields = {k: v for k, v in doc.asDict(recursive=True).items() if v is not None}
+            if "model_version" not in fields:
+                updates.append(fields)
+            predicted += "model_version" in fields
+            written.setdefault(doc.doc_id, {}).update(fields)
+        predicted_counts.append((summary["new"], predicted))
         batches.append(batch_id)
 
     query = (serving.series_rows(stream, settings).writeStream.outputMode("update").foreachBatch(collect)
              .option("checkpointLocation", str(tmp_path_factory.mktemp("checkpoint")))
              .trigger(availableNow=True).start())
     query.awaitTermination()
-    return offline, {p.doc_id: p for p in predictions}, updates, batches, bars
+    return offline, written, updates, batches, predicted_counts
 
 
 def test_stream_runs_many_micro_batches(equality_run):
-    *_, batches, bars = equality_run
+    offline, online, _, batches, predicted_counts = equality_run
     assert len(batches) >= 8
+    assert sum(new for new, _ in predicted_counts) == 2 * 90  # every bar is new once
+    assert sum(predicted for _, predicted in predicted_counts) == len(online)
 
 
 def test_stream_predicts_every_eligible_bar_once(equality_run):
@@ -194,24 +200,27 @@ def test_stream_features_and_predictions_equal_the_trainers(equality_run):
     offline, online, *_ = equality_run
     for doc_id, doc in online.items():
         expected = offline[doc_id]
-        assert [doc.features[f] for f in LAG_FEATURES] == [expected[f] for f in LAG_FEATURES], doc_id
-        assert doc.predicted_close == expected.predicted_close
-        assert doc.predicted_return == expected.prediction
-        assert doc.model_version == "v-test" and doc.target == "next_close"
+        assert [doc["features"][f] for f in LAG_FEATURES] == [expected[f] for f in LAG_FEATURES], doc_id
+        assert doc["predicted_close"] == expected.predicted_close
+        assert doc["predicted_return"] == expected.prediction
+        assert doc["model_version"] == "v-test" and doc["target"] == "next_close"
 
 
 def test_every_prediction_but_the_last_gets_its_actual(equality_run):
     offline, online, updates, *_ = equality_run
-    judged = {d.doc_id: d for d in online.values() if d.actual_close is not None}
-    judged.update({u.doc_id: u for u in updates})
-    last = {max((d for d in online.values() if d.ticker == t), key=lambda d: d.timestamp).doc_id for t in ("AAA", "BBB")}
-    assert set(judged) == set(online) - last
-    for doc_id, j in judged.items():
+    last = {max((d for d in online.values() if d["ticker"] == t), key=lambda d: d["timestamp"])["doc_id"]
+            for t in ("AAA", "BBB")}
+    assert {i for i, d in online.items() if "actual_close" in d} == set(online) - last
+    for doc_id, doc in online.items():
+        if doc_id in last:
+            continue
         expected = offline[doc_id]
-        assert j.actual_close == expected.next_close and j.actual_timestamp == expected.next_timestamp
-        assert j.error == pytest.approx(online[doc_id].predicted_close - expected.next_close)
-        assert j.baseline_error == pytest.approx(expected.close - expected.next_close)
-    assert updates, "some bars' next bar came in a later batch"
+        assert doc["actual_close"] == expected.next_close and doc["actual_timestamp"] == expected.next_timestamp
+        assert doc["error"] == pytest.approx(doc["predicted_close"] - expected.next_close)
+        assert doc["baseline_error"] == pytest.approx(expected.close - expected.next_close)
+    assert updates, "some bars' next bar came in a later batch: judged by a partial document"
+    assert all(set(u) == {"doc_id", "actual_timestamp", "actual_close", "error", "abs_error", "baseline_error"}
+               for u in updates)
 
 
 # --- the served model ---------------------------------------------------------------------------

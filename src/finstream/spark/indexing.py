@@ -18,6 +18,7 @@ from finstream.spark import bars as B
 from finstream.spark import serving
 
 log = logging.getLogger("finstream.stream_index")
+predict_log = logging.getLogger("finstream.predict")
 T = TypeVar("T")
 
 
@@ -52,15 +53,15 @@ class BatchWriter:
     def __call__(self, records: DataFrame, batch_id: int) -> None:
         checked = B.check_messages(B.parse_messages(B.decode_records(records))).persist()
         try:
-            bars = B.valid_bars(checked)
-            dead_letters = B.dead_letters(checked)
-            self._write(bars, self.settings.es_index_bars)
-            self._write(dead_letters, self.settings.es_index_dead_letters)
-            # One pass over the persisted batch (not Kafka) for both counts.
+            # One pass over Kafka fills the cache and gives both counts; empty outputs are not written.
             refused = (F.size("reasons") > 0).cast("long")
             counts = checked.agg(F.count(F.lit(1)).alias("all"), F.sum(refused).alias("dead")).first()
-            log.info("batch %d: %d bars indexed, %d dead letters", batch_id, counts.all - (counts.dead or 0),
-                     counts.dead or 0)
+            dead = counts.dead or 0
+            if counts.all - dead:
+                self._write(B.valid_bars(checked), self.settings.es_index_bars)
+            if dead:
+                self._write(B.dead_letters(checked), self.settings.es_index_dead_letters)
+            log.info("batch %d: %d bars indexed, %d dead letters", batch_id, counts.all - dead, dead)
         finally:
             checked.unpersist()
 
@@ -109,33 +110,36 @@ class PredictionWriter:
     clock: Callable[[], float] = field(default=time.time, repr=False)
 
     def __call__(self, rows: DataFrame, batch_id: int) -> None:
+        started = time.perf_counter()
         rows = rows.persist()
-        featured: DataFrame | None = None
+        cached: list[DataFrame] = []
         try:
-            counts = serving.status_counts(rows)
-            featured = serving.feature_rows(rows).persist()
-            index = self.settings.es_index_predictions
-            served = self.models.current()
-            predicted = 0
-            if served is not None and counts.get(serving.NEW):
-                predictions = serving.prediction_documents(featured, served, int(self.clock() * 1000))
-                write_documents(predictions, index, self.es_options, self.settings, self.sleep)
-                predicted = featured.where((F.col("status") == serving.NEW) & F.col("eligible") & served.covers()).count()
-            answered = serving.answered_bars(featured)
-            ids = [row.doc_id for row in answered.select("doc_id").collect()]
-            earlier = retrying(lambda: self.find_predicted_closes(ids), f"reading predictions from {index}",
-                               self.settings.es_batch_write_retry_count, self.sleep) if ids else {}
-            if earlier:
-                found = rows.sparkSession.createDataFrame(list(earlier.items()), "doc_id string, predicted_close double")
-                write_documents(serving.actual_updates(answered, found), index,
-                                {**self.es_options, "es.write.operation": "update"}, self.settings, self.sleep)
-            log.info("batch %d: %d new bars, %d predicted%s, %d earlier predictions judged, %d late, %d duplicates",
-                     batch_id, counts.get(serving.NEW, 0), predicted,
-                     f" by model {served.version}" if predicted else "", len(earlier),
-                     counts.get(serving.LATE, 0), counts.get(serving.DUPLICATE, 0))
+            summary = serving.summarize(rows)  # runs the stateful step once, into the cache
+            served, predicted, earlier = None, 0, {}
+            if summary[serving.NEW]:
+                index = self.settings.es_index_predictions
+                served = self.models.current()
+                earlier = retrying(lambda: self.find_predicted_closes(summary.answered),
+                                   f"reading predictions from {index}", self.settings.es_batch_write_retry_count,
+                                   self.sleep) if summary.answered else {}
+                featured = serving.feature_rows(rows).persist()
+                documents = serving.documents(featured, served, int(self.clock() * 1000), earlier)
+                cached += [featured]
+                if documents is not None:
+                    documents = documents.persist()
+                    cached.append(documents)
+                    # upsert: a prediction is created (or rewritten, on replay); an earlier one
+                    # gets only its actual and error fields.
+                    write_documents(documents, index, {**self.es_options, "es.write.operation": "upsert"},
+                                    self.settings, self.sleep)
+                    predicted = documents.where(F.col("model_version").isNotNull()).count() if served else 0
+            predict_log.info("batch %d: %d new bars, %d predicted%s, %d earlier predictions judged, %d late, "
+                             "%d duplicates (%.1f s)", batch_id, summary[serving.NEW], predicted,
+                             f" by model {served.version}" if predicted else "", len(earlier),
+                             summary[serving.LATE], summary[serving.DUPLICATE], time.perf_counter() - started)
         finally:
-            if featured is not None:
-                featured.unpersist()
+            for frame in cached:
+                frame.unpersist()
             rows.unpersist()
 
 

@@ -35,14 +35,16 @@ from finstream import modelstore
 from finstream import schema as S
 from finstream.config import Settings
 from finstream.spark.bars import bar_doc_id
-from finstream.spark.features import HISTORY_BARS, QUESTIONS, SERIES, series_window, with_features
+from finstream.spark.features import HISTORY_BARS, QUESTIONS, SERIES, with_features
 from finstream.spark.training import predict
 
 log = logging.getLogger("finstream.predict")
 
 QUESTION = QUESTIONS["lags"]  # the one question that forecasts: the next bar's close
 HISTORY_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume", "vwap")
-HISTORY, NEW, LATE, DUPLICATE = "history", "new", "late", "duplicate"
+# Row status: a remembered bar (ANSWERED: the newest one, when new bars follow it), a new bar,
+# or an incoming bar that is not used (late or duplicate).
+HISTORY, ANSWERED, NEW, LATE, DUPLICATE = "history", "answered", "new", "late", "duplicate"
 
 STATE_SCHEMA = T.StructType(
     [T.StructField("timestamp", T.ArrayType(T.LongType()))]
@@ -87,7 +89,10 @@ def keep_history(key: tuple, frames: Iterator[pd.DataFrame], state: GroupState, 
     timeout = int(incoming["published_at"].max()) + idle_timeout_ms(timespan, multiplier, idle_hours)
     state.setTimeoutTimestamp(max(timeout, state.getCurrentWatermarkMs() + 1))
 
-    rows = pd.concat([history.assign(published_at=np.nan, status=HISTORY), incoming], ignore_index=True)
+    history = history.assign(published_at=np.nan, status=HISTORY)
+    if len(history) and (incoming["status"] == NEW).any():
+        history.loc[history.index[-1], "status"] = ANSWERED
+    rows = pd.concat([history, incoming], ignore_index=True)
     rows["ticker"], rows["timespan"], rows["multiplier"] = ticker, timespan, int(multiplier)
     yield rows[list(ROW_COLUMNS)]
 
@@ -171,7 +176,7 @@ class ModelRegistry:
 def feature_rows(rows: DataFrame) -> DataFrame:
     """History and new bars through the trainer's feature function: a new bar with 20
     remembered bars before it gets exactly the features training computes for it."""
-    return with_features(rows.where(F.col("status").isin(HISTORY, NEW)), QUESTION)
+    return with_features(rows.where(F.col("status").isin(HISTORY, ANSWERED, NEW)), QUESTION)
 
 
 def _judged(predicted: Column, last_close: Column, actual: Column) -> list[Column]:
@@ -203,17 +208,9 @@ def prediction_documents(featured: DataFrame, served: ServedModel, predicted_at_
     )
 
 
-def answered_bars(featured: DataFrame) -> DataFrame:
-    """Remembered bars whose next bar arrived in this batch: their predictions (if any were
-    made, in an earlier batch) can now be judged."""
-    next_status = F.lead("status", 1).over(series_window())
-    return (featured.withColumn("_next_status", next_status)
-            .where((F.col("status") == HISTORY) & (F.col("_next_status") == NEW))
-            .select(bar_doc_id(featured).alias("doc_id"), "close", "next_close", "next_timestamp"))
-
-
 def actual_updates(answered: DataFrame, earlier: DataFrame) -> DataFrame:
     """Partial documents for earlier predictions (doc_id, predicted_close): actual and error."""
+    answered = answered.select(bar_doc_id(answered).alias("doc_id"), "close", "next_close", "next_timestamp")
     return answered.join(earlier, "doc_id").select(
         "doc_id",
         F.col("next_timestamp").alias("actual_timestamp"),
@@ -222,6 +219,34 @@ def actual_updates(answered: DataFrame, earlier: DataFrame) -> DataFrame:
     )
 
 
-def status_counts(rows: DataFrame) -> dict[str, int]:
-    counts = rows.groupBy("status").count().collect()
-    return {row["status"]: row["count"] for row in counts}
+@dataclass(frozen=True)
+class BatchSummary:
+    counts: dict[str, int]  # rows per status
+    answered: list[str]  # doc ids of remembered bars whose next bar arrived
+
+    def __getitem__(self, status: str) -> int:
+        return self.counts.get(status, 0)
+
+
+def summarize(rows: DataFrame) -> BatchSummary:
+    """One pass over the batch's rows: how many of each status, and which earlier predictions
+    (if any were made) the new bars answer."""
+    answered_id = F.when(F.col("status") == ANSWERED, bar_doc_id(rows))
+    row = rows.agg(*[F.sum((F.col("status") == s).cast("long")).alias(s) for s in (NEW, LATE, DUPLICATE)],
+                   F.collect_list(answered_id).alias("answered")).first()
+    return BatchSummary({s: int(row[s] or 0) for s in (NEW, LATE, DUPLICATE)}, list(row.answered))
+
+
+def documents(featured: DataFrame, served: ServedModel | None, predicted_at_ms: int,
+              earlier: dict[str, float]) -> DataFrame | None:
+    """This batch's writes to the predictions index: new predictions (if a model is served)
+    and partial documents judging earlier ones ({doc_id: predicted_close} found in the index)."""
+    parts = []
+    if served is not None:
+        parts.append(prediction_documents(featured, served, predicted_at_ms))
+    if earlier:
+        found = featured.sparkSession.createDataFrame(list(earlier.items()), "doc_id string, predicted_close double")
+        parts.append(actual_updates(featured.where(F.col("status") == ANSWERED), found))
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1], allowMissingColumns=True)

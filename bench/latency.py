@@ -1,0 +1,276 @@
+"""End-to-end latency of the running stream job: bars published at a fixed rate, and the
+time until each is searchable in the bars index, and until its prediction is.
+
+    make bench-latency
+    .venv/bin/python bench/latency.py --rates 100,1000 --seconds 30 --tickers 100 --trigger "1 second"
+
+Runs on the local stack (`make up`) in its own topic, indices, checkpoint and model folder,
+removed afterwards. Steps: publish 40 minute bars of history per ticker, train a `lags`
+model on them (jobs/train.py), start jobs/stream_index.py, wait until it has caught up, then
+for each rate publish for --seconds and watch both indices' document counts every 50 ms.
+The k-th bar sent is taken as searchable when the index first holds k of this phase's
+documents: a micro-batch takes every offset published before it starts, and its documents
+become visible together at the next index refresh, so visibility follows send order at
+the granularity that matters here (one batch). Writes bench/results/latency.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from bisect import bisect_left
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+
+from finstream import elastic, topics  # noqa: E402
+from finstream.config import Settings, local_dir  # noqa: E402
+from finstream.schema import Bar  # noqa: E402
+from producer.publisher import BarPublisher  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+HISTORY = 40  # bars per ticker before the measured phases: 20 more than a prediction needs
+MINUTE_MS = 60_000
+
+
+@dataclass
+class Series:
+    """Random-walk minute bars, one series per ticker, continuing from phase to phase."""
+
+    tickers: int
+    start_ms: int
+    rng: random.Random = field(default_factory=lambda: random.Random(7))
+    steps: list[int] = field(default_factory=list)
+    closes: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.steps = [0] * self.tickers
+        self.closes = [50.0 + i for i in range(self.tickers)]
+
+    def bars(self, count: int):
+        for n in range(count):
+            i = n % self.tickers
+            previous = self.closes[i]
+            close = previous * math.exp(self.rng.gauss(0.0, 0.002))
+            high, low = max(previous, close) * 1.001, min(previous, close) * 0.999
+            yield Bar(ticker=f"LAT{i:04d}", timespan="minute", multiplier=1,
+                      timestamp=self.start_ms + self.steps[i] * MINUTE_MS, open=previous, high=high, low=low,
+                      close=close, volume=float(self.rng.randint(1_000, 50_000)), vwap=None, transactions=None,
+                      source="bench")
+            self.closes[i] = close
+            self.steps[i] += 1
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def latencies(send_times: list[float], timeline: list[tuple[float, int]], base: int) -> list[float]:
+    """Seconds from each send to the first observation of the index holding that many of the
+    phase's documents (base = documents before the phase). Unobserved sends are left out."""
+    times = [t for t, _ in timeline]
+    counts = [c - base for _, c in timeline]
+    # counts only grow; first index where count >= k, via a running maximum
+    running, best = [], 0
+    for c in counts:
+        best = max(best, c)
+        running.append(best)
+    result = []
+    for k, sent in enumerate(send_times, start=1):
+        at = bisect_left(running, k)
+        if at < len(times):
+            result.append(max(0.0, times[at] - sent))
+    return result
+
+
+def summary(values: list[float]) -> dict:
+    if not values:
+        return {"n": 0}
+    return {"n": len(values), "p50": round(percentile(values, 50), 3), "p95": round(percentile(values, 95), 3),
+            "p99": round(percentile(values, 99), 3), "max": round(max(values), 3)}
+
+
+class CountWatcher(threading.Thread):
+    """Polls the document count of some indices every `interval` seconds."""
+
+    def __init__(self, es, indices: list[str], interval: float = 0.05) -> None:
+        super().__init__(daemon=True)
+        self.es, self.indices, self.interval = es, indices, interval
+        self.timelines: dict[str, list[tuple[float, int]]] = {i: [] for i in indices}
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.is_set():
+            for index in self.indices:
+                try:
+                    self.timelines[index].append((time.time(), self.es.count(index=index)["count"]))
+                except Exception:  # noqa: BLE001 - a missed poll is a gap in the timeline, not a failure
+                    pass
+            self._done.wait(self.interval)
+
+    def last(self, index: str) -> int:
+        timeline = self.timelines[index]
+        return timeline[-1][1] if timeline else 0
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.5)
+
+
+def isolated_env(run_id: str) -> dict[str, str]:
+    return {
+        "KAFKA_TOPIC": f"bench-{run_id}", "ES_INDEX_BARS": f"bench-bars-{run_id}",
+        "ES_INDEX_DEAD_LETTERS": f"bench-dead-{run_id}", "ES_INDEX_PREDICTIONS": f"bench-predictions-{run_id}",
+        "ES_INDEX_MODEL_METRICS": f"bench-metrics-{run_id}", "ES_INDEX_PIPELINE_METRICS": f"bench-progress-{run_id}",
+        "CHECKPOINT_DIR": str(local_dir() / "bench" / run_id / "checkpoints"),
+        "MODEL_DIR": str(local_dir() / "bench" / run_id / "models"),
+        "SPARK_EVENT_LOG_DIR": str(local_dir() / "bench" / run_id / "spark-events"),
+    }
+
+
+def publish(settings: Settings, bars, per_second: float | None) -> list[float]:
+    sends = []
+    with BarPublisher(settings) as publisher:
+        started = time.monotonic()
+        for n, bar in enumerate(bars):
+            if per_second:
+                delay = started + n / per_second - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            sends.append(time.time())
+            publisher.publish(bar)
+    return sends
+
+
+def batch_durations(es, settings: Settings, since: float) -> dict[str, float]:
+    """Median micro-batch duration per query during a phase, from the pipeline metrics."""
+    es.indices.refresh(index=settings.es_index_pipeline_metrics)
+    hits = es.search(index=settings.es_index_pipeline_metrics, size=1000,
+                     query={"range": {"timestamp": {"gte": int(since * 1000), "format": "epoch_millis"}}})
+    by_query: dict[str, list[float]] = {}
+    for hit in hits["hits"]["hits"]:
+        doc = hit["_source"]
+        if doc.get("input_rows"):
+            by_query.setdefault(doc["query"], []).append(doc["batch_duration_ms"] / 1000)
+    return {q: round(percentile(v, 50), 3) for q, v in by_query.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rates", default="100,1000", help="bars per second, comma-separated")
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--tickers", type=int, default=100)
+    parser.add_argument("--trigger", default="1 second", help="the stream job's trigger interval")
+    parser.add_argument("--out", default=str(RESULTS / "latency"))
+    parser.add_argument("--keep", action="store_true", help="keep the topic, indices and folders")
+    args = parser.parse_args()
+
+    run_id = uuid.uuid4().hex[:8]
+    env = isolated_env(run_id)
+    os.environ.update(env)
+    settings = Settings.load()
+    es = elastic.client(settings)
+    elastic.require_cluster(es, settings)
+    topics.ensure_topic(settings)
+    series = Series(args.tickers, start_ms=(int(time.time() * 1000) // MINUTE_MS - 2 * 24 * 60) * MINUTE_MS)
+    stream_log = local_dir() / "logs" / f"bench-latency-{run_id}.log"
+    stream_log.parent.mkdir(parents=True, exist_ok=True)
+    stream = None
+    try:
+        print(f"history: {HISTORY} minute bars x {args.tickers} tickers; training a lags model", flush=True)
+        publish(settings, series.bars(HISTORY * args.tickers), None)
+        subprocess.run(["./spark-submit.sh", "jobs/train.py", "--features", "lags", "--models", "linear",
+                        "--folds", "0", "--timespan", "minute", "--no-plots", "--report-dir", f"bench/{run_id}/report"],
+                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stream = subprocess.Popen(["./spark-submit.sh", "jobs/stream_index.py"], cwd=ROOT,
+                                  env={**os.environ, "STREAM_TRIGGER_INTERVAL": args.trigger},
+                                  stdout=stream_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+        bars_index, predictions_index = settings.es_index_bars, settings.es_index_predictions
+        watcher = CountWatcher(es, [bars_index, predictions_index], interval=0.5)
+        watcher.start()
+        wait_for(lambda: watcher.last(bars_index) == HISTORY * args.tickers
+                 and watcher.last(predictions_index) == (HISTORY - 20) * args.tickers, 300,
+                 f"the stream job to catch up (log: {stream_log})")
+        watcher.stop()
+
+        phases = []
+        for rate in (float(r) for r in args.rates.split(",")):
+            count = int(rate * args.seconds)
+            base = {i: elastic.count(es, i) for i in (bars_index, predictions_index)}
+            watcher = CountWatcher(es, [bars_index, predictions_index])
+            watcher.start()
+            started = time.time()
+            print(f"{rate:g} bars/s for {args.seconds:g} s ...", flush=True)
+            sends = publish(settings, series.bars(count), rate)
+            wait_for(lambda: all(watcher.last(i) >= base[i] + count for i in base), 180,
+                     f"{count} bars and predictions to be searchable (log: {stream_log})")
+            watcher.stop()
+            phase = {
+                "rate": rate, "bars": count, "achieved_rate": round(count / (sends[-1] - sends[0]), 1),
+                "bar_searchable_s": summary(latencies(sends, watcher.timelines[bars_index], base[bars_index])),
+                "prediction_searchable_s": summary(latencies(sends, watcher.timelines[predictions_index],
+                                                             base[predictions_index])),
+                "median_batch_s": batch_durations(es, settings, started),
+            }
+            phases.append(phase)
+            print(json.dumps(phase), flush=True)
+    finally:
+        if stream is not None and stream.poll() is None:
+            os.killpg(stream.pid, signal.SIGTERM)
+            stream.wait(timeout=60)
+        if not args.keep:
+            cleanup(es, settings, run_id)
+
+    result = {"benchmark": "latency", "date": datetime.now(timezone.utc).isoformat(),
+              "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+              "trigger": args.trigger, "refresh_interval": "1s", "tickers": args.tickers,
+              "seconds_per_rate": args.seconds, "phases": phases}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2))
+    table = ["| bars/s | bars | bar searchable p50 / p95 / p99 (s) | prediction searchable p50 / p95 / p99 (s) "
+             "| median batch (s): index / predict |", "|---:|---:|---|---|---|"]
+    for p in phases:
+        b, q, d = p["bar_searchable_s"], p["prediction_searchable_s"], p["median_batch_s"]
+        table.append(f"| {p['rate']:g} | {p['bars']:,} | {b['p50']} / {b['p95']} / {b['p99']} | "
+                     f"{q['p50']} / {q['p95']} / {q['p99']} | {d.get('index-bars', '-')} / {d.get('predict-bars', '-')} |")
+    out.with_suffix(".md").write_text("\n".join(table) + "\n")
+    print("\n".join(table))
+    return 0
+
+
+def cleanup(es, settings: Settings, run_id: str) -> None:
+    for index in (settings.es_index_bars, settings.es_index_dead_letters, settings.es_index_predictions,
+                  settings.es_index_model_metrics, settings.es_index_pipeline_metrics):
+        es.options(ignore_status=404).indices.delete(index=index)
+        es.options(ignore_status=404).indices.delete_index_template(name=index)
+    topics.delete_topic(settings)
+    shutil.rmtree(local_dir() / "bench" / run_id, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""The latency benchmark's arithmetic and generated bars (not a timing test)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from finstream import schema as S
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "latency.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("latency_bench", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_latency_is_time_until_the_index_holds_that_many_documents(bench):
+    sends = [10.0, 11.0, 12.0, 13.0]
+    # base 5 documents before the phase; one poll saw a stale (lower) count
+    timeline = [(10.5, 5), (11.2, 6), (11.9, 5), (12.4, 8), (14.0, 9)]
+    assert bench.latencies(sends, timeline, base=5) == pytest.approx([1.2, 1.4, 0.4, 1.0])
+
+
+def test_unseen_documents_are_left_out(bench):
+    assert bench.latencies([1.0, 2.0], [(1.5, 1)], base=0) == [0.5]
+
+
+def test_percentiles_are_nearest_rank(bench):
+    values = [float(v) for v in range(1, 101)]
+    assert (bench.percentile(values, 50), bench.percentile(values, 99), bench.percentile(values, 100)) == (50, 99, 100)
+    assert bench.summary([]) == {"n": 0}
+
+
+def test_generated_bars_are_valid_and_continue_each_series(bench):
+    series = bench.Series(tickers=3, start_ms=1_700_000_000_000)
+    first, second = list(series.bars(6)), list(series.bars(3))
+    for bar in first + second:
+        assert bar.low <= min(bar.open, bar.close) <= max(bar.open, bar.close) <= bar.high
+        assert bar.timespan in S.TIMESPANS and bar.volume > 0
+    by_ticker = {}
+    for bar in first + second:
+        by_ticker.setdefault(bar.ticker, []).append(bar)
+    for bars in by_ticker.values():
+        assert [b.timestamp for b in bars] == [1_700_000_000_000 + i * 60_000 for i in range(3)]
+        assert all(b.open == a.close for a, b in zip(bars, bars[1:]))  # each bar opens at the last close
