@@ -188,7 +188,7 @@ PREDICTION_MAPPING = {
     "features": {"type": "object", "dynamic": "strict",
                  "properties": {name: {"type": "double"} for name in LAG_FEATURES}},
     "published_at": {"type": "date", "format": "epoch_millis"},  # the bar's Kafka record timestamp
-    "predicted_at": {"type": "date", "format": "epoch_millis"},  # when its micro-batch wrote it
+    "predicted_at": {"type": "date", "format": "epoch_millis"},  # when its micro-batch began writing
     "latency_ms": {"type": "long"},  # predicted_at - published_at
     "actual_timestamp": {"type": "date", "format": "epoch_millis"},  # the next bar's start
     "actual_close": {"type": "double"},

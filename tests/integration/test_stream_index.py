@@ -78,8 +78,11 @@ def test_progress_of_every_batch_is_logged_and_indexed(pipeline):
     es = pipeline.es()
     es.indices.refresh(index=settings.es_index_pipeline_metrics)
     docs = [h["_source"] for h in es.search(index=settings.es_index_pipeline_metrics, size=100)["hits"]["hits"]]
-    assert docs and all(d["query"] == "index-bars" for d in docs)
-    assert sum(d["input_rows"] for d in docs) == len(SAMPLE)
-    assert min(d["offsets_behind_latest"] for d in docs) == 0
+    assert {d["query"] for d in docs} == {"index-bars", "predict-bars"}
+    for query in ("index-bars", "predict-bars"):  # each query reads every message once
+        assert sum(d["input_rows"] for d in docs if d["query"] == query) == len(SAMPLE)
+        assert min(d["offsets_behind_latest"] for d in docs if d["query"] == query) == 0
+    series = {(b.ticker, b.timespan, b.multiplier) for b in SAMPLE}
+    assert max(d["state_rows"] for d in docs if d["query"] == "predict-bars") == len(series)
     event_logs = list(Path(pipeline.env["SPARK_EVENT_LOG_DIR"]).iterdir())
     assert len(event_logs) == 1 and event_logs[0].stat().st_size > 0
