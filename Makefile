@@ -3,12 +3,13 @@
 #               and print the live predictions beside the actual closes
 # make test   - unit and integration tests (starts the local stack)
 # make bench-latency - produce -> searchable latency of bars and predictions (bench/results/)
+# make cluster-up     - a Spark standalone master and 2 workers on this machine (spark://127.0.0.1:7077)
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: install up down status demo test unit integration bench-latency clean distclean
+.PHONY: install up down status cluster-up cluster-down demo test unit integration bench-latency clean distclean
 
 install: $(STAMP)
 	@stack/fetch.sh all
@@ -29,6 +30,12 @@ down:
 
 status:
 	@stack/status.sh
+
+cluster-up: install
+	@stack/spark-cluster.sh start
+
+cluster-down:
+	@stack/spark-cluster.sh stop
 
 demo: up
 	@scripts/demo.sh

@@ -47,7 +47,7 @@ def test_the_reports_illusion_and_the_honest_figure(pipeline, spark):
     assert illusion_r2 > 0.9
 
     # The product, on the same index: de-duplicated, split by time, compared with baselines.
-    pipeline.train("--source", "es", "--features", "volume", "--folds", "2", "--models", "linear,random_forest",
+    pipeline.train("--source", "es", "--features", "volume", "--folds", "0", "--models", "linear,random_forest",
                    "--report-dir", "illusion")
     honest = report(pipeline, "illusion", "volume")
     assert honest["data"]["bars"] == len(GOOG)  # 5 x 2148 documents -> 2148 bars
@@ -61,7 +61,7 @@ def test_kafka_and_es_replays_train_the_same_models(pipeline, spark):
     bars = GOOG[:900]
     pipeline.publish([(b.key, b.to_json()) for b in bars + bars[:100]])  # with duplicates
     pipeline.stream_index()
-    args = ("--features", "volume,lags", "--folds", "2", "--models", "linear,random_forest")
+    args = ("--features", "volume,lags", "--folds", "1", "--models", "linear,random_forest")
     from_kafka = pipeline.train("--source", "kafka", "--report-dir", "from-kafka", *args, plots=True)
     pipeline.train("--source", "es", "--report-dir", "from-es", *args)
     assert "baseline_last_value" in from_kafka.stdout and "RMSE/last" in from_kafka.stdout
@@ -83,7 +83,7 @@ def test_kafka_and_es_replays_train_the_same_models(pipeline, spark):
     settings = pipeline.settings
     es_client = pipeline.es()
     metric_docs = es_client.count(index=settings.es_index_model_metrics)["count"]
-    assert metric_docs == 2 * 2 * 4 * (1 + 2 + 1)  # 2 runs x 2 questions x 4 models x (holdout, 2 folds, mean)
+    assert metric_docs == 2 * 2 * 4 * (1 + 1 + 1)  # 2 runs x 2 questions x 4 models x (holdout, 1 fold, mean)
 
     version = modelstore.latest_version(settings.model_path, "lags")
     metadata = modelstore.load_metadata(settings.model_path, "lags", version)

@@ -25,7 +25,20 @@ def published_ports(service: dict) -> set[int]:
 
 
 def test_services_exist(compose):
-    assert {"kafka", "elasticsearch", "kibana", "producer", "stream-index"} <= set(compose["services"])
+    assert {"kafka", "elasticsearch", "kibana", "spark-master", "spark-worker", "producer", "stream-index",
+            "train"} <= set(compose["services"])
+
+
+def test_spark_jobs_are_submitted_to_the_master_and_share_storage(compose):
+    services = compose["services"]
+    assert "spark://spark-master:7077" in services["spark-worker"]["command"]
+    for name in ("stream-index", "train"):
+        command = services[name]["command"]
+        assert command[command.index("--master") + 1] == "spark://spark-master:7077"
+        assert f"spark.driver.host={name}" in command  # executors call the driver back by its service name
+        assert "spark-master" in services[name]["depends_on"]
+        # checkpoints, state and models: the same volume on drivers and executors
+        assert services[name]["volumes"] == services["spark-worker"]["volumes"]
 
 
 def test_images_match_the_version_matrix(compose):
@@ -58,9 +71,10 @@ def test_app_services_use_the_same_names_as_conf(compose):
 
 def test_commands_are_the_project_entry_points(compose):
     services = compose["services"]
-    assert services["stream-index"]["command"][:2] == ["./spark-submit.sh", "jobs/stream_index.py"]
+    assert services["stream-index"]["command"][0] == "./spark-submit.sh"
+    assert "jobs/stream_index.py" in services["stream-index"]["command"]
     assert services["producer"]["command"][:3] == ["python", "-m", "producer"]
-    assert services["train"]["command"][:2] == ["./spark-submit.sh", "jobs/train.py"]
+    assert services["train"]["command"][0] == "./spark-submit.sh" and "jobs/train.py" in services["train"]["command"]
     # the trainer publishes models where the stream job looks for them, on a shared volume
     assert services["train"]["environment"]["MODEL_DIR"] == services["stream-index"]["environment"]["MODEL_DIR"]
     assert services["train"]["volumes"] == services["stream-index"]["volumes"]
