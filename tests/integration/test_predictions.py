@@ -45,7 +45,7 @@ def test_every_new_bar_is_predicted_judged_and_served_by_the_newest_model(pipeli
     assert pipeline.count(index) == 0
     assert first_run.stdout.count("no model at") == 1, first_run.stdout[-3000:]
 
-    pipeline.train("--features", "lags", "--models", "linear", "--folds", "1")
+    pipeline.train("--features", "lags", "--models", "linear", "--folds", "0")
     v1 = modelstore.latest_version(settings.model_path, "lags")
 
     log_path = tmp_path / "stream.log"
@@ -54,7 +54,7 @@ def test_every_new_bar_is_predicted_judged_and_served_by_the_newest_model(pipeli
         publish(pipeline, SECOND)
         wait_until(lambda: pipeline.count(index) == len(SECOND), 240, "the second slice's predictions",
                    interval=2)
-        pipeline.train("--features", "lags", "--models", "linear", "--folds", "1")
+        pipeline.train("--features", "lags", "--models", "linear", "--folds", "0")
         v2 = modelstore.latest_version(settings.model_path, "lags")
         assert v2 != v1
         publish(pipeline, THIRD)

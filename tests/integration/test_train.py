@@ -40,7 +40,7 @@ def test_the_reports_illusion_and_the_honest_figure(pipeline, spark):
     frame = spark.createDataFrame([(d["volume"], d["close"]) for d in docs], "volume double, close double")
     train, test = frame.randomSplit([0.8, 0.2], seed=7)
     model = RandomForestRegressor(
-        featuresCol="features", labelCol="close", numTrees=50, maxDepth=25, maxBins=4096, seed=7).fit(
+        featuresCol="features", labelCol="close", numTrees=10, maxDepth=20, maxBins=4096, seed=7).fit(
         VectorAssembler(inputCols=["volume"], outputCol="features").transform(train))
     predictions = model.transform(VectorAssembler(inputCols=["volume"], outputCol="features").transform(test))
     illusion_r2 = RegressionEvaluator(labelCol="close", metricName="r2").evaluate(predictions)

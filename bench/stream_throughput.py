@@ -1,0 +1,84 @@
+"""Throughput of jobs/stream_index.py on a backlog: N generated minute bars published first,
+then one --available-now run; the rate is N over the micro-batch's duration (from the
+query's own progress metrics, so Spark's start-up is not counted).
+
+    .venv/bin/python bench/stream_throughput.py --bars 200000 --tickers 200 [--predict]
+Runs on the local stack (`make up`) in its own topic, indices and checkpoint, removed
+afterwards. Writes bench/results/stream_throughput[-predict].json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import latency as L  # noqa: E402  (the latency benchmark's generator, isolation and clean-up)
+
+from finstream import elastic, topics  # noqa: E402
+from finstream.config import Settings, local_dir  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bars", type=int, default=200_000)
+    parser.add_argument("--tickers", type=int, default=200)
+    parser.add_argument("--predict", action="store_true", help="with the predict-bars query and a trained model")
+    args = parser.parse_args()
+
+    run_id = uuid.uuid4().hex[:8]
+    os.environ.update(L.isolated_env(run_id))
+    settings = Settings.load()
+    es = elastic.client(settings)
+    elastic.require_cluster(es, settings)
+    topics.ensure_topic(settings)
+    series = L.Series(args.tickers, start_ms=(int(time.time() * 1000) // L.MINUTE_MS - 30 * 24 * 60) * L.MINUTE_MS)
+    try:
+        started = time.time()
+        L.publish(settings, series.bars(args.bars), None)
+        publish_s = time.time() - started
+        if args.predict:
+            subprocess.run(["./spark-submit.sh", "jobs/train.py", "--features", "lags", "--models", "linear",
+                            "--folds", "0", "--timespan", "minute", "--no-plots", "--report-dir",
+                            f"bench/{run_id}/report"], cwd=L.ROOT, check=True, capture_output=True)
+        job = ["./spark-submit.sh", "jobs/stream_index.py", "--available-now"] + ([] if args.predict else ["--no-predict"])
+        started = time.time()
+        subprocess.run(job, cwd=L.ROOT, check=True, capture_output=True)
+        wall_s = time.time() - started
+        assert elastic.count(es, settings.es_index_bars) == args.bars
+        es.indices.refresh(index=settings.es_index_pipeline_metrics)
+        hits = es.search(index=settings.es_index_pipeline_metrics, size=100)["hits"]["hits"]
+        busy: dict[str, float] = {}
+        for hit in hits:
+            doc = hit["_source"]
+            if doc.get("input_rows"):
+                busy[doc["query"]] = busy.get(doc["query"], 0.0) + doc["batch_duration_ms"] / 1000
+        predictions = elastic.count(es, settings.es_index_predictions) if args.predict else 0
+    finally:
+        L.cleanup(es, settings, run_id)
+
+    result = {"benchmark": "stream_throughput", "date": datetime.now(timezone.utc).isoformat(),
+              "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}, "bars": args.bars,
+              "tickers": args.tickers, "predict": args.predict, "predictions": predictions,
+              "publish_bars_per_s": round(args.bars / publish_s),
+              "job_wall_s": round(wall_s, 1),
+              "batch_s": {q: round(s, 1) for q, s in busy.items()},
+              "bars_per_s": {q: round(args.bars / s) for q, s in busy.items()}}
+    out = BENCH / "results" / ("stream_throughput-predict.json" if args.predict else "stream_throughput.json")
+    out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
