@@ -47,7 +47,7 @@ integration: up
 	$(VENV)/bin/pytest -m integration tests
 
 test: up
-	$(VENV)/bin/pytest tests
+	$(VENV)/bin/pytest --durations=10 tests
 
 bench-latency: up
 	$(VENV)/bin/python bench/latency.py
