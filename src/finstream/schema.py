@@ -130,15 +130,19 @@ def _es_property(spec: FieldSpec) -> dict[str, Any]:
     return {"type": spec.es_type}
 
 
+def strict_mapping(properties: dict[str, Any]) -> dict[str, Any]:
+    """strict: a field the schema does not know is a bug in the job, not data to guess at."""
+    return {"dynamic": "strict", "properties": dict(properties)}
+
+
 def bar_mapping() -> dict[str, Any]:
     properties = {spec.name: _es_property(spec) for spec in BAR_FIELDS}
     properties.update(BAR_DOCUMENT_EXTRA)
-    # strict: a field the schema does not know is a bug in the job, not data to guess at.
-    return {"dynamic": "strict", "properties": properties}
+    return strict_mapping(properties)
 
 
 def dead_letter_mapping() -> dict[str, Any]:
-    return {"dynamic": "strict", "properties": dict(DEAD_LETTER_MAPPING)}
+    return strict_mapping(DEAD_LETTER_MAPPING)
 
 
 MODEL_METRICS_MAPPING = {
@@ -160,7 +164,7 @@ MODEL_METRICS_MAPPING = {
 
 
 def model_metrics_mapping() -> dict[str, Any]:
-    return {"dynamic": "strict", "properties": dict(MODEL_METRICS_MAPPING)}
+    return strict_mapping(MODEL_METRICS_MAPPING)
 
 
 # --- Predictions ---------------------------------------------------------------------------
@@ -199,7 +203,7 @@ PREDICTION_MAPPING = {
 
 
 def prediction_mapping() -> dict[str, Any]:
-    return {"dynamic": "strict", "properties": dict(PREDICTION_MAPPING)}
+    return strict_mapping(PREDICTION_MAPPING)
 
 
 PIPELINE_METRICS_MAPPING = {
@@ -219,4 +223,4 @@ PIPELINE_METRICS_MAPPING = {
 
 
 def pipeline_metrics_mapping() -> dict[str, Any]:
-    return {"dynamic": "strict", "properties": dict(PIPELINE_METRICS_MAPPING)}
+    return strict_mapping(PIPELINE_METRICS_MAPPING)
