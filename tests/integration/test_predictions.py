@@ -10,10 +10,11 @@ import subprocess
 
 import pytest
 
-from finstream import modelstore
+from finstream import kibana, modelstore
 from finstream.schema import LAG_FEATURES
 from producer import samples
 from tests.integration.conftest import wait_until
+from tests.kibana_vega import chart_values, to_svg, with_values
 
 GOOG = samples.load_bars("goog-daily")
 FIRST, SECOND, THIRD = GOOG[:1500], GOOG[1500:1700], GOOG[1700:1800]
@@ -39,6 +40,7 @@ def test_every_new_bar_is_predicted_judged_and_served_by_the_newest_model(pipeli
 
     # No model yet: the bars are indexed, the predictor only remembers them, and says so once.
     publish(pipeline, FIRST)
+    pipeline.publish([(b"GOOG", b'{"ticker": "GOOG"')])  # one dead letter, for the dashboard
     first_run = pipeline.run("./spark-submit.sh", "jobs/stream_index.py", "--available-now",
                              env={"STREAM_MAX_OFFSETS_PER_TRIGGER": "500"})
     assert pipeline.count(settings.es_index_bars) == len(FIRST)
@@ -87,3 +89,30 @@ def test_every_new_bar_is_predicted_judged_and_served_by_the_newest_model(pipeli
         assert sorted(doc["features"]) == sorted(LAG_FEATURES)
         assert doc["latency_ms"] == doc["predicted_at"] - doc["published_at"] >= 0
     assert "actual_close" not in docs[THIRD[-1].doc_id]  # its next bar has not arrived
+
+    check_dashboards(pipeline)
+
+
+def check_dashboards(pipeline) -> None:
+    """Every Kibana chart's query, as Kibana expands it, runs on this run's indices and feeds
+    its chart real rows; the charts render, and the numbers they show are the documents'."""
+    settings = pipeline.settings
+    es = pipeline.es()
+    everything = (0, 4_102_444_800_000)  # the dashboard's time picker set wide: 1970-2100
+    values = {}
+    for chart in kibana.charts():
+        spec = chart.spec(settings)
+        values[chart.id] = chart_values(es, spec, everything)
+        assert values[chart.id], f"{chart.id}: no rows from {chart.index(settings)}"
+        assert "<path" in to_svg(with_values(spec, values[chart.id])), chart.id
+
+    def total(chart_id: str, metric: str, field: str = "value") -> float:
+        return sum(b[metric][field] for row in values[chart_id] for b in row["series"]["buckets"])
+
+    assert sum(row["doc_count"] for row in values["finstream-dead-letters"]
+               if row["key"] == "malformed JSON") == 1
+    assert total("finstream-volume", "m0") == pytest.approx(sum(b.volume for b in FIRST + SECOND + THIRD))
+    assert {row["key"] for row in values["finstream-throughput"]} == {"index-bars", "predict-bars"}
+    judged = [d for d in pipeline.documents(settings.es_index_predictions).values() if "error" in d]
+    assert total("finstream-live-error", "m0", "count") == len(judged)
+    assert total("finstream-live-error", "m0", "sum_of_squares") == pytest.approx(sum(d["error"] ** 2 for d in judged))

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from finstream import kibana
 from finstream.config import Settings
 from tests.unit.test_versions import jvm_versions
 
@@ -25,7 +26,7 @@ def published_ports(service: dict) -> set[int]:
 
 
 def test_services_exist(compose):
-    assert {"kafka", "elasticsearch", "kibana", "spark-master", "spark-worker", "producer", "stream-index",
+    assert {"kafka", "elasticsearch", "kibana", "kibana-dashboards", "spark-master", "spark-worker", "producer", "stream-index",
             "train"} <= set(compose["services"])
 
 
@@ -80,6 +81,19 @@ def test_commands_are_the_project_entry_points(compose):
     assert services["train"]["volumes"] == services["stream-index"]["volumes"]
     for path in ("spark-submit.sh", "jobs/stream_index.py", "jobs/train.py", "Dockerfile"):
         assert (ROOT / path).exists()
+
+
+def test_the_dashboards_are_imported_once_kibana_is_healthy(compose):
+    services = compose["services"]
+    importer = services["kibana-dashboards"]
+    assert importer["depends_on"]["kibana"]["condition"] == "service_healthy"
+    assert "healthcheck" in services["kibana"]
+    mount, target = importer["volumes"][0].split(":")[:2]
+    assert (ROOT / mount / kibana.NDJSON_PATH.name) == kibana.NDJSON_PATH
+    script = importer["command"][0]
+    assert f"file=@{target}/{kibana.NDJSON_PATH.name}" in script
+    assert "/api/saved_objects/_import?overwrite=true" in script and "kbn-xsrf" in script
+    assert "http://kibana:5601" in script and '"success":true' in script  # a refused object fails the one-shot
 
 
 @pytest.mark.skipif(
