@@ -1,14 +1,18 @@
-"""python -m producer {backfill,replay} ...
+"""python -m producer {backfill,live,replay} ...
 
     backfill  bars from the Polygon.io / Massive aggregates API (needs POLYGON_API_KEY)
+    live      new bars from the same API as they close, resuming from the topic (runs until stopped)
     replay    real historical sample bars shipped with the project's dependencies
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from datetime import date
@@ -19,8 +23,9 @@ from finstream import topics
 from finstream.config import Settings
 from finstream.logs import setup_logging
 from finstream.schema import TIMESPANS, Bar
+from producer import live as live_feed
 from producer import samples
-from producer.market_data import MarketDataError, MassiveClient, RateLimiter, default_range
+from producer.market_data import MarketDataError, MassiveClient, RateLimiter, bar_from_aggregate, default_range
 from producer.publisher import BarPublisher, PublishError
 
 log = logging.getLogger("producer")
@@ -40,6 +45,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     backfill.add_argument("--max-requests-per-minute", type=int,
                           help="request cap (free tier: 5); default POLYGON_MAX_REQUESTS_PER_MINUTE")
 
+    live = commands.add_parser("live", help="publish new bars as they close, until stopped (SIGINT/SIGTERM)")
+    live.add_argument("--tickers", default="AAPL", help="comma-separated, e.g. AAPL,MSFT,X:BTCUSD")
+    live.add_argument("--timespan", default="minute", choices=TIMESPANS)
+    live.add_argument("--multiplier", type=int, default=1)
+    live.add_argument("--poll-seconds", type=float, help="default LIVE_POLL_SECONDS")
+    live.add_argument("--delay-minutes", type=float,
+                      help="how long after a bar closes the API serves it (free plans: 15); default LIVE_DELAY_MINUTES")
+    live.add_argument("--max-requests-per-minute", type=int,
+                      help="request cap (free tier: 5); default POLYGON_MAX_REQUESTS_PER_MINUTE")
+
     replay = commands.add_parser("replay", help="publish the bundled sample bars (no key, no network)")
     replay.add_argument("--dataset", default=samples.ALL, choices=[*samples.DATASETS, samples.ALL])
     replay.add_argument("--speed", default="max", help="bars per second, or 'max' (default)")
@@ -55,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         topics.ensure_topic(settings)
         with BarPublisher(settings) as publisher:
-            sent = backfill(args, settings, publisher) if args.command == "backfill" else replay(args, publisher)
+            run = {"backfill": backfill, "live": live, "replay": replay}[args.command]
+            sent = run(args, settings, publisher)
         print(f"{args.command}: {sent} bars sent to topic {settings.kafka_topic} "
               f"({publisher.delivered} acknowledged)", flush=True)
         return 0
@@ -67,14 +83,19 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def api_client(args: argparse.Namespace, settings: Settings, sleep=None) -> MassiveClient:
+    per_minute = args.max_requests_per_minute if args.max_requests_per_minute is not None \
+        else settings.polygon_max_requests_per_minute
+    pauses = {"sleep": sleep} if sleep else {}
+    return MassiveClient(settings.polygon_base_url, settings.polygon_api_key,
+                         timeout=settings.polygon_timeout_seconds, max_retries=settings.polygon_max_retries,
+                         rate_limiter=RateLimiter(per_minute, **pauses), **pauses)
+
+
 def backfill(args: argparse.Namespace, settings: Settings, publisher: BarPublisher) -> int:
     start, end = default_range()
     start, end = args.start or start, args.end or end
-    per_minute = args.max_requests_per_minute if args.max_requests_per_minute is not None \
-        else settings.polygon_max_requests_per_minute
-    client = MassiveClient(settings.polygon_base_url, settings.polygon_api_key,
-                           timeout=settings.polygon_timeout_seconds, max_retries=settings.polygon_max_retries,
-                           rate_limiter=RateLimiter(per_minute))
+    client = api_client(args, settings)
     total = 0
     for ticker in [t.strip() for t in args.tickers.split(",") if t.strip()]:
         results = client.aggregates(ticker, args.multiplier, args.timespan, start, end)
@@ -85,15 +106,24 @@ def backfill(args: argparse.Namespace, settings: Settings, publisher: BarPublish
     return total
 
 
-def bar_from_aggregate(ticker: str, timespan: str, multiplier: int, result: dict) -> Bar:
-    """An API aggregate as a bar. A missing field stays null: the stream job dead-letters
-    the bar with the reason instead of the producer dropping it."""
-    return Bar(ticker=ticker, timespan=timespan, multiplier=multiplier, timestamp=result.get("t"),
-               open=result.get("o"), high=result.get("h"), low=result.get("l"), close=result.get("c"),
-               volume=result.get("v"), vwap=result.get("vw"), transactions=result.get("n"), source="polygon")
+def live(args: argparse.Namespace, settings: Settings, publisher: BarPublisher) -> int:
+    """Runs until SIGINT/SIGTERM; the pauses (poll interval, request cap, back-off) end early
+    on a stop, and the publisher is flushed before the exit."""
+    overrides = {name: value for name, value in (("live_poll_seconds", args.poll_seconds),
+                                                 ("live_delay_minutes", args.delay_minutes)) if value is not None}
+    settings = dataclasses.replace(settings, **overrides)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    feed = live_feed.LiveFeed(settings, api_client(args, settings, sleep=stop.wait), publisher,
+                              [t.strip() for t in args.tickers.split(",") if t.strip()], args.timespan,
+                              args.multiplier, stop=stop)
+    sent = feed.run()
+    log.info("stopped: %d bars published this run, all flushed", sent)
+    return sent
 
 
-def replay(args: argparse.Namespace, publisher: BarPublisher) -> int:
+def replay(args: argparse.Namespace, settings: Settings, publisher: BarPublisher) -> int:
     per_second = None if args.speed == "max" else float(args.speed)
     if per_second is not None and per_second <= 0:
         raise ValueError("--speed must be a positive number of bars per second, or 'max'")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
@@ -22,6 +22,7 @@ from urllib.parse import quote
 import requests
 
 from finstream.config import Secret
+from finstream.schema import Bar
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +90,17 @@ class MassiveClient:
     # -- public ---------------------------------------------------------------------------
     def aggregates(self, ticker: str, multiplier: int, timespan: str, start: date, end: date) -> Iterator[dict]:
         """Every aggregate of [start, end] (inclusive dates, UTC), oldest first."""
+        yield from self._ranges(ticker, multiplier, timespan, date_chunks(timespan, start, end))
+
+    def aggregates_between(self, ticker: str, multiplier: int, timespan: str, lo_ms: int, hi_ms: int) -> Iterator[dict]:
+        """Every aggregate starting in [lo_ms, hi_ms] (epoch milliseconds), oldest first."""
+        yield from self._ranges(ticker, multiplier, timespan, ms_chunks(timespan, lo_ms, hi_ms + 1))
+
+    def _ranges(self, ticker: str, multiplier: int, timespan: str, windows: Iterable[tuple[str, str]]) -> Iterator[dict]:
         if not self.api_key:
             raise MarketDataError("no API key: set POLYGON_API_KEY (or POLYGON_API_KEY_FILE), "
                                   "or use `python -m producer replay` for the bundled sample bars")
-        for lo, hi in date_chunks(timespan, start, end):
+        for lo, hi in windows:
             url = (f"{self.base_url}/v2/aggs/ticker/{quote(ticker, safe=':')}/range/{multiplier}/{timespan}/{lo}/{hi}")
             params: dict | None = {"adjusted": "true", "sort": "asc", "limit": MAX_LIMIT}
             seen: set[str] = set()
@@ -182,12 +190,17 @@ def date_chunks(timespan: str, start: date, end: date) -> Iterator[tuple[str, st
     non-overlapping millisecond windows for intraday ones."""
     if start > end:
         return
-    chunk = CHUNK_MS.get(timespan)
-    if chunk is None:
+    if timespan not in CHUNK_MS:
         yield start.isoformat(), end.isoformat()
         return
     lo = int(datetime(start.year, start.month, start.day, tzinfo=timezone.utc).timestamp() * 1000)
     stop = int(datetime(end.year, end.month, end.day, tzinfo=timezone.utc).timestamp() * 1000) + 86_400_000
+    yield from ms_chunks(timespan, lo, stop)
+
+
+def ms_chunks(timespan: str, lo: int, stop: int) -> Iterator[tuple[str, str]]:
+    """Consecutive non-overlapping millisecond windows covering [lo, stop)."""
+    chunk = CHUNK_MS.get(timespan, stop - lo)
     while lo < stop:
         hi = min(lo + chunk, stop)
         yield str(lo), str(hi - 1)
@@ -202,3 +215,11 @@ def default_range(today: date | None = None) -> tuple[date, date]:
     except ValueError:  # 29 February
         start = end.replace(year=end.year - 5, day=28)
     return start, end
+
+
+def bar_from_aggregate(ticker: str, timespan: str, multiplier: int, result: dict) -> Bar:
+    """An API aggregate as a bar. A missing field stays null: the stream job dead-letters
+    the bar with the reason instead of the producer dropping it."""
+    return Bar(ticker=ticker, timespan=timespan, multiplier=multiplier, timestamp=result.get("t"),
+               open=result.get("o"), high=result.get("h"), low=result.get("l"), close=result.get("c"),
+               volume=result.get("v"), vwap=result.get("vw"), transactions=result.get("n"), source="polygon")

@@ -85,6 +85,9 @@ class Settings:
     polygon_max_requests_per_minute: int
     polygon_timeout_seconds: float
     polygon_max_retries: int
+    live_poll_seconds: float
+    live_start_hours_back: float
+    live_delay_minutes: float
     model_dir: str
 
     @classmethod

@@ -1,0 +1,148 @@
+"""The live feed against the fake aggregates API with a simulated clock, publishing into the
+real Kafka: bars appear as simulated time passes, the producer is stopped and restarted
+(after a gap) mid-way, and the topic ends up with every closed bar exactly once, in order
+per ticker; markets are polled only while open, within the request cap. Then the real
+command under SIGTERM."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from datetime import datetime, timedelta, timezone
+
+from kafka import KafkaConsumer
+
+from finstream import topics
+from finstream.config import Secret
+from producer.live import NEW_YORK, LiveFeed
+from producer.market_data import MassiveClient, RateLimiter
+from producer.publisher import BarPublisher
+from tests.fakes.massive import FakeMassive
+from tests.integration.conftest import ROOT, wait_until
+
+MINUTE = 60_000
+REQUEST_CAP = 5  # per minute: the free tier's
+
+
+def ny(*args) -> int:
+    return int(datetime(*args, tzinfo=NEW_YORK).timestamp() * 1000)
+
+
+class SimulatedClock:
+    """Time that passes only when the code under test waits; stops the feed at `end`."""
+
+    def __init__(self, start_ms: int) -> None:
+        self.now_ms = start_ms
+        self.end_ms = start_ms
+        self.stop = threading.Event()
+
+    def seconds(self) -> float:
+        return self.now_ms / 1000
+
+    def wait(self, seconds: float) -> bool:
+        self.now_ms += max(1, int(seconds * 1000))
+        if self.now_ms >= self.end_ms:
+            self.stop.set()
+        return self.stop.is_set()
+
+
+def topic_bars(settings) -> list[dict]:
+    consumer = KafkaConsumer(settings.kafka_topic, bootstrap_servers=settings.kafka_bootstrap_servers,
+                             auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
+                             consumer_timeout_ms=5_000)
+    try:
+        return [json.loads(r.value) for r in sorted(consumer, key=lambda r: (r.partition, r.offset))]
+    finally:
+        consumer.close()
+
+
+def run_feed(settings, fake, clock, tickers, until_ms) -> int:
+    clock.end_ms, clock.stop = until_ms, threading.Event()
+    client = MassiveClient(fake.url, Secret(fake.api_key), rate_limiter=RateLimiter(REQUEST_CAP, clock=clock.seconds,
+                                                                                    sleep=clock.wait),
+                           sleep=clock.wait)
+    with BarPublisher(settings) as publisher:
+        feed = LiveFeed(settings, client, publisher, tickers, "minute", 1, clock=clock.seconds, stop=clock.stop,
+                        wait=clock.wait)
+        return feed.run()
+
+
+def test_bars_published_once_in_order_across_a_restart_and_a_weekend(pipeline):
+    settings = dataclasses.replace(pipeline.settings, live_poll_seconds=300, live_start_hours_back=1,
+                                   live_delay_minutes=0)
+    topics.ensure_topic(settings)
+    friday_open, monday_open = ny(2026, 11, 20, 9, 30), ny(2026, 11, 23, 9, 30)
+    start, stop_at, restart_at, end = (ny(2026, 11, 20, 15, 0), ny(2026, 11, 21, 12, 0), ny(2026, 11, 22, 12, 0),
+                                       ny(2026, 11, 23, 10, 0))
+    clock = SimulatedClock(start)
+    with FakeMassive(clock=lambda: clock.now_ms) as fake:
+        fake.add_bars("AAPL", friday_open, 390, step_ms=MINUTE)  # Friday's session
+        fake.add_bars("AAPL", monday_open, 390, step_ms=MINUTE, price=150)
+        first_btc = ny(2026, 11, 20, 0, 0)
+        fake.add_bars("X:BTCUSD", first_btc, 4 * 24 * 60, step_ms=MINUTE, price=90_000)
+        tickers = ["AAPL", "X:BTCUSD"]
+
+        run_feed(settings, fake, clock, tickers, stop_at)          # Friday afternoon to Saturday noon
+        clock.now_ms = restart_at                                  # down for a day, then restarted
+        run_feed(settings, fake, clock, tickers, end)              # resumes from the topic
+        finals = {t: {b["t"]: b for b in bars} for t, bars in fake.bars.items()}
+
+        bars = topic_bars(settings)
+        by_ticker = {t: [b for b in bars if b["ticker"] == t] for t in tickers}
+        for ticker, published in by_ticker.items():
+            times = [b["timestamp"] for b in published]
+            assert times == sorted(set(times)), f"{ticker}: a duplicate or out of order"
+            for bar in published:  # the closed bar's values, never the forming one's
+                assert bar["close"] == finals[ticker][bar["timestamp"]]["c"]
+                assert bar["timestamp"] + MINUTE <= end
+        # Every bar from the first look-back on, without a gap over the restart or the weekend,
+        # up to within one poll interval of the end.
+        btc_times = [b["timestamp"] for b in by_ticker["X:BTCUSD"]]
+        assert btc_times == list(range(start - 60 * MINUTE, btc_times[-1] + 1, MINUTE))
+        assert btc_times[-1] >= end - 6 * MINUTE
+        aapl_times = [b["timestamp"] for b in by_ticker["AAPL"]]
+        friday = list(range(start - 60 * MINUTE, ny(2026, 11, 20, 16, 0), MINUTE))  # to the closing bar
+        assert aapl_times == friday + list(range(monday_open, aapl_times[-1] + 1, MINUTE))
+        assert aapl_times[-1] >= end - 6 * MINUTE
+
+        # Not polled while its market is shut (after the closing bar's poll); crypto always.
+        aapl_asked = [r.at for r in fake.requests if "/AAPL/" in r.path]
+        assert not [t for t in aapl_asked if ny(2026, 11, 20, 16, 7) < t < monday_open]
+        btc_asked = [r.at for r in fake.requests if "BTCUSD" in r.path]
+        assert [t for t in btc_asked if ny(2026, 11, 21, 0, 0) < t < stop_at]  # Saturday
+        # The request cap holds in every minute.
+        asked = sorted(r.at for r in fake.requests)
+        assert max(sum(1 for t in asked if s <= t < s + MINUTE) for s in asked) <= REQUEST_CAP
+
+
+def test_sigterm_flushes_and_a_restart_adds_no_duplicate(pipeline):
+    settings = pipeline.settings
+    topics.ensure_topic(settings)
+    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    with FakeMassive() as fake:
+        fake.add_bars("X:BTCUSD", int((now - timedelta(hours=3)).timestamp() * 1000), 170, step_ms=MINUTE)
+        env = {**os.environ, **pipeline.env, "POLYGON_BASE_URL": fake.url, "POLYGON_API_KEY": fake.api_key,
+               "LIVE_START_HOURS_BACK": "4", "LIVE_POLL_SECONDS": "1"}
+
+        def run_until_sigterm() -> str:
+            process = subprocess.Popen([sys.executable, "-m", "producer", "live", "--tickers", "X:BTCUSD"], cwd=ROOT,
+                                       env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            wait_until(lambda: len(fake.requests) >= 3, 60, "a few polls")
+            process.send_signal(signal.SIGTERM)
+            output, _ = process.communicate(timeout=60)
+            assert process.returncode == 0, output
+            return output
+
+        first = run_until_sigterm()
+        assert "all flushed" in first and "resuming" not in first
+        published = [b["timestamp"] for b in topic_bars(settings)]
+        assert len(published) == 170  # the bars that have closed (the fake's last one closed 10 minutes ago)
+        fake.requests.clear()
+        second = run_until_sigterm()
+        assert "resuming after" in second
+        assert [b["timestamp"] for b in topic_bars(settings)] == published

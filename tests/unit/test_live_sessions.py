@@ -1,0 +1,48 @@
+"""Market sessions of the live feed, in New York time (daylight saving included)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from producer.live import NEW_YORK, is_open, market, next_poll_time, should_poll
+
+
+def ny(*args) -> datetime:
+    return datetime(*args, tzinfo=NEW_YORK)
+
+
+@pytest.mark.parametrize("ticker, kind", [("AAPL", "us_equity"), ("BRK.A", "us_equity"), ("X:BTCUSD", "crypto"),
+                                          ("C:EURUSD", "forex")])
+def test_market_of_a_ticker(ticker, kind):
+    assert market(ticker) == kind
+
+
+@pytest.mark.parametrize("at, equity, forex", [
+    (ny(2026, 11, 20, 9, 29), False, True),    # Friday before the bell
+    (ny(2026, 11, 20, 9, 30), True, True),
+    (ny(2026, 11, 20, 15, 59), True, True),
+    (ny(2026, 11, 20, 16, 0), False, True),
+    (ny(2026, 11, 20, 17, 0), False, False),   # forex shuts Friday 17:00
+    (ny(2026, 11, 22, 16, 59), False, False),  # Sunday
+    (ny(2026, 11, 22, 17, 0), False, True),    # forex reopens Sunday 17:00
+    (ny(2026, 7, 1, 9, 30), True, True),       # summer time: 13:30 UTC
+])
+def test_sessions(at, equity, forex):
+    assert is_open("us_equity", at) is equity
+    assert is_open("forex", at) is forex
+    assert is_open("crypto", at)
+
+
+def test_polled_after_the_bell_for_the_closing_bar_then_not():
+    after_close = timedelta(minutes=1, seconds=60)
+    assert should_poll("us_equity", ny(2026, 11, 20, 16, 1), after_close)
+    assert not should_poll("us_equity", ny(2026, 11, 20, 16, 3), after_close)
+
+
+def test_next_poll_time_skips_the_weekend():
+    assert next_poll_time("us_equity", ny(2026, 11, 20, 18, 2)) == ny(2026, 11, 23, 9, 30)
+    assert next_poll_time("forex", ny(2026, 11, 21, 12, 0)) == ny(2026, 11, 22, 17, 0)
+    now = ny(2026, 11, 21, 3, 7, 12)
+    assert next_poll_time("crypto", now) == now
