@@ -2,6 +2,8 @@
 #               index them with the Spark stream job, train, then stream the last bars
 #               and print the live predictions beside the actual closes
 # make test   - unit and integration tests (starts the local stack)
+# make bench   - throughput of the stream job beside the alternatives (1M bars), then latency
+#               (bench/results/; BENCH_ARGS="--bars 100000" for a shorter run)
 # make bench-latency - produce -> searchable latency of bars and predictions (bench/results/)
 # make cluster-up     - a Spark standalone master and 2 workers on this machine (spark://127.0.0.1:7077)
 SHELL := /bin/bash
@@ -9,7 +11,7 @@ PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: install up down status cluster-up cluster-down demo test unit integration bench-latency clean distclean
+.PHONY: install up down status cluster-up cluster-down demo test unit integration bench bench-latency clean distclean
 
 install: $(STAMP)
 	@stack/fetch.sh all
@@ -48,6 +50,10 @@ integration: up
 
 test: up
 	$(VENV)/bin/pytest --durations=10 tests
+
+bench: up
+	$(VENV)/bin/python bench/compare.py $(BENCH_ARGS)
+	$(VENV)/bin/python bench/latency.py
 
 bench-latency: up
 	$(VENV)/bin/python bench/latency.py

@@ -1,0 +1,192 @@
+"""Throughput of the stream job beside what a user would otherwise write, on the same Kafka
+topic and the same Elasticsearch, each method into its own fresh index.
+
+    make bench                                   # 1 000 000 bars, then the latency benchmark
+    .venv/bin/python bench/compare.py --bars 100000 [--methods stream_index,bulk] [--refresh 30s]
+
+Steps: generate N minute bars (--tickers series) and publish them with the producer's own
+publisher; then, one method at a time, start it as a process and watch its index's document
+count every 50 ms. A method's rate is the documents that became searchable between the first
+and the last poll that saw new ones, over that time (its start-up, and the ceiling's
+serialisation, are not counted; the wall time from process start is reported beside).
+`one_by_one` is time-boxed (--one-by-one-seconds, then SIGTERM): at its rate a million bars
+take hours. CPU seconds and peak RSS are the method's process tree's (`wait4`), and the
+Elasticsearch server's CPU seconds over the same run.
+
+Methods: stream_index (jobs/stream_index.py --available-now --no-predict, ES-Hadoop) and
+bench/methods.py's one_by_one, bulk and ceiling. Writes bench/results/compare.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import latency as L  # noqa: E402  (bar generator, publisher, count watcher, isolation, clean-up)
+
+from finstream import elastic, topics  # noqa: E402
+from finstream.config import Settings, local_dir  # noqa: E402
+
+METHODS = ("stream_index", "one_by_one", "bulk", "ceiling")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu_seconds(name: str) -> float | None:
+    """User + system CPU seconds of a local server (stack/ pid file), None if not local."""
+    try:
+        pid = (local_dir() / "run" / f"{name}.pid").read_text().strip()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def command(method: str, index: str, expected: int) -> list[str]:
+    if method == "stream_index":
+        return ["./spark-submit.sh", "jobs/stream_index.py", "--available-now", "--no-predict"]
+    return [sys.executable, str(BENCH / "methods.py"), method, "--index", index, "--expected", str(expected)]
+
+
+def sustained(timeline: list[tuple[float, int]], started: float) -> tuple[int, float, float]:
+    """(documents, seconds, documents/s) between the first and the last poll that saw growth.
+    A run so short that everything became visible at once is timed from its process start."""
+    growth = [(t, n) for (t, n), (_, before) in zip(timeline[1:], timeline) if n > before]
+    first = next(((t, n) for t, n in timeline if n > 0), None)
+    if not growth or first is None:
+        return 0, 0.0, 0.0
+    (t0, n0), (t1, n1) = first, growth[-1]
+    if t1 <= t0:
+        t0, n0 = started, 0
+    return n1, t1 - t0, (n1 - n0) / (t1 - t0)
+
+
+def run_method(method: str, settings: Settings, es, expected: int, box_seconds: float, log_dir: Path,
+               refresh: str = "") -> dict:
+    index = f"{settings.es_index_bars}-{method.replace('_', '-')}"
+    method_settings = replace(settings, es_index_bars=index)
+    elastic.ensure_indices(es, method_settings, only=[index])
+    if refresh:
+        es.indices.put_settings(index=index, settings={"refresh_interval": refresh})
+    env = {**os.environ, "ES_INDEX_BARS": index,
+           "CHECKPOINT_DIR": str(Path(os.environ["CHECKPOINT_DIR"]) / method)}
+    try:
+        watcher = L.CountWatcher(es, [index])
+        es_cpu, kafka_cpu = server_cpu_seconds("elasticsearch"), server_cpu_seconds("kafka")
+        log_path = log_dir / f"{method}.log"
+        started = time.time()
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(command(method, index, expected), cwd=L.ROOT, env=env, stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+        watcher.start()
+        deadline = started + (box_seconds if method == "one_by_one" else 3_600)
+        # wait4, not Popen.poll: reaping the process must also return its resource usage.
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        while pid == 0 and time.time() < deadline and watcher.last(index) < expected:
+            time.sleep(0.2)
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid == 0:
+            if method == "one_by_one":
+                os.killpg(process.pid, signal.SIGTERM)  # time box: it finishes the current bar and reports
+            pid, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            watcher.stop()
+            raise SystemExit(f"{method} failed (exit {process.returncode}); see {log_path}")
+        # Everything the process wrote becomes searchable within one refresh interval.
+        final = elastic.count(es, index)
+        L.wait_for(lambda: watcher.last(index) >= final, 120, f"{method}'s {final} documents to be counted")
+        watcher.stop()
+        wall = time.time() - started
+        documents, seconds, rate = sustained(watcher.timelines[index], started)
+        es_cpu_after, kafka_cpu_after = server_cpu_seconds("elasticsearch"), server_cpu_seconds("kafka")
+        if method != "one_by_one" and final != expected:
+            raise SystemExit(f"{method} indexed {final} of {expected} bars; see {log_path}")
+    finally:
+        es.options(ignore_status=404).indices.delete(index=index)
+        es.options(ignore_status=404).indices.delete_index_template(name=index)
+    return {
+        "method": method, "documents": final, "seconds": round(seconds, 2), "records_per_s": round(rate),
+        "wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024),
+        "es_cpu_s": round(es_cpu_after - es_cpu, 1) if es_cpu is not None else None,
+        "kafka_cpu_s": round(kafka_cpu_after - kafka_cpu, 1) if kafka_cpu is not None else None,
+    }
+
+
+def table(result: dict) -> str:
+    rows = result["methods"]
+    reference = next((r["records_per_s"] for r in rows if r["method"] == "stream_index"), None)
+    lines = [f"{result['bars']:,} minute bars of {result['tickers']} tickers; {result['machine']['cpus']} cores; "
+             f"{result['date'][:10]}; index refresh {result['refresh']}",
+             "",
+             "| method | documents | seconds | records/s | x stream_index | CPU s | peak RSS MB | ES CPU s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        ratio = f"{r['records_per_s'] / reference:.2f}" if reference else "-"
+        lines.append(f"| {r['method']} | {r['documents']:,} | {r['seconds']} | {r['records_per_s']:,} | {ratio} | "
+                     f"{r['cpu_s']} | {r['peak_rss_mb']:,} | {r['es_cpu_s']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bars", type=int, default=1_000_000)
+    parser.add_argument("--tickers", type=int, default=1_000)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--one-by-one-seconds", type=float, default=60)
+    parser.add_argument("--refresh", default="", help="index refresh_interval for every method (default: the template's)")
+    parser.add_argument("--out", default=str(L.RESULTS / "compare"))
+    args = parser.parse_args()
+    methods = args.methods.split(",")
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        parser.error(f"unknown method(s) {sorted(unknown)}; choose from {', '.join(METHODS)}")
+
+    run_id = uuid.uuid4().hex[:8]
+    os.environ.update(L.isolated_env(run_id))
+    settings = Settings.load()
+    es = elastic.client(settings).options(request_timeout=120)
+    elastic.require_cluster(es, settings)
+    topics.ensure_topic(settings)
+    log_dir = local_dir() / "bench" / run_id
+    log_dir.mkdir(parents=True, exist_ok=True)
+    series = L.Series(args.tickers, start_ms=(int(time.time() * 1000) // L.MINUTE_MS - 60 * 24 * 60) * L.MINUTE_MS)
+    rows = []
+    try:
+        started = time.time()
+        L.publish(settings, series.bars(args.bars), None)
+        publish_rate = args.bars / (time.time() - started)
+        print(f"published {args.bars:,} bars at {publish_rate:,.0f}/s", flush=True)
+        for method in methods:
+            row = run_method(method, settings, es, args.bars, args.one_by_one_seconds, log_dir, args.refresh)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    finally:
+        L.cleanup(es, settings, run_id)
+
+    result = {"benchmark": "compare", "date": datetime.now(timezone.utc).isoformat(),
+              "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}, "bars": args.bars,
+              "tickers": args.tickers, "refresh": args.refresh or "1s", "publish_bars_per_s": round(publish_rate),
+              "one_by_one_seconds": args.one_by_one_seconds, "methods": rows}
+    out = Path(args.out)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    out.with_suffix(".md").write_text(table(result))
+    print(table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

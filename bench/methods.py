@@ -1,0 +1,142 @@
+"""The ways to index the topic that the stream job is compared with (bench/compare.py runs
+each as its own process, so its CPU time and peak memory are its own):
+
+  one_by_one  the report's original method: a kafka-python consumer that indexes each bar
+              with its own request (`es.index`)
+  bulk        what a Python user would write instead: kafka-python consumer, `helpers.bulk`
+              with large chunks, large fetches
+  ceiling     no Kafka and no Python per document in the timed part: the documents are
+              serialised into `_bulk` bodies first, then POSTed straight to Elasticsearch
+              over two connections; what Elasticsearch itself can take here
+
+The consumers do what the stream job does to a bar: parse the JSON, take the bar's fields,
+compute its deterministic id, add the Kafka coordinates and times (the same document, under
+the same strict mapping). Refused messages are counted, not dead-lettered: the benchmark
+topic holds none.
+
+    python bench/methods.py bulk --index bench-bulk-x --expected 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+
+from elasticsearch import helpers  # noqa: E402
+from kafka import KafkaConsumer  # noqa: E402
+
+from finstream import elastic  # noqa: E402
+from finstream.config import Settings  # noqa: E402
+from finstream.schema import bar_from_dict  # noqa: E402
+
+CHUNK = 5_000  # documents per _bulk request (ES-Hadoop's es.batch.size.entries is the same)
+
+
+def bar_document(record) -> dict | None:
+    """The document the stream job writes for a valid bar, or None for a refused message."""
+    try:
+        bar = bar_from_dict(json.loads(record.value))
+    except (ValueError, TypeError):
+        return None
+    if bar.close is None or bar.ticker is None or bar.timestamp is None:
+        return None
+    document = dict(bar.__dict__)
+    document.update(doc_id=bar.doc_id, published_at=record.timestamp, indexed_at=int(time.time() * 1000),
+                    kafka_partition=record.partition, kafka_offset=record.offset)
+    return document
+
+
+def consumer(settings: Settings, **options) -> KafkaConsumer:
+    return KafkaConsumer(settings.kafka_topic, bootstrap_servers=settings.kafka_bootstrap_servers,
+                         group_id=f"bench-{uuid.uuid4().hex[:8]}", auto_offset_reset="earliest",
+                         enable_auto_commit=False, consumer_timeout_ms=10_000,
+                         **settings.kafka_client_options(), **options)
+
+
+def documents(records, expected: int, stop: threading.Event):
+    seen = 0
+    for record in records:
+        seen += 1
+        document = bar_document(record)
+        if document is not None:
+            yield document
+        if seen >= expected or stop.is_set():
+            return
+
+
+def one_by_one(settings: Settings, index: str, expected: int, stop: threading.Event) -> int:
+    es = elastic.client(settings)
+    indexed = 0
+    for document in documents(consumer(settings), expected, stop):
+        es.index(index=index, id=document["doc_id"], document=document)
+        indexed += 1
+    return indexed
+
+
+def bulk(settings: Settings, index: str, expected: int, stop: threading.Event) -> int:
+    es = elastic.client(settings).options(request_timeout=120)
+    records = consumer(settings, max_poll_records=CHUNK, fetch_max_bytes=64 * 1024 * 1024,
+                       max_partition_fetch_bytes=16 * 1024 * 1024)
+    actions = ({"_index": index, "_id": d["doc_id"], "_source": d} for d in documents(records, expected, stop))
+    indexed, errors = helpers.bulk(es, actions, chunk_size=CHUNK, max_chunk_bytes=50 * 1024 * 1024,
+                                   stats_only=True)
+    if errors:
+        raise SystemExit(f"{errors} documents refused by Elasticsearch")
+    return indexed
+
+
+def ceiling(settings: Settings, index: str, expected: int, stop: threading.Event) -> int:
+    """Reads the topic first (not timed by the harness's clock: the harness times from the
+    first document searchable), then sends ready-made _bulk bodies."""
+    bodies, batch = [], []
+    for document in documents(consumer(settings, max_poll_records=CHUNK), expected, stop):
+        batch.append(json.dumps({"index": {"_index": index, "_id": document["doc_id"]}}))
+        batch.append(json.dumps(document, separators=(",", ":")))
+        if len(batch) == 2 * CHUNK:
+            bodies.append(("\n".join(batch) + "\n").encode())
+            batch = []
+    if batch:
+        bodies.append(("\n".join(batch) + "\n").encode())
+    print(json.dumps({"event": "serialised", "bodies": len(bodies), "at": time.time()}), flush=True)
+    es = elastic.client(settings).options(request_timeout=120)
+
+    def send(body: bytes) -> int:
+        answer = es.bulk(body=body, filter_path="errors,items.*.status")
+        if answer["errors"]:
+            raise SystemExit("Elasticsearch refused documents: " + json.dumps(answer.body)[:500])
+        return body.count(b"\n") // 2
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return sum(pool.map(send, bodies))
+
+
+METHODS = {"one_by_one": one_by_one, "bulk": bulk, "ceiling": ceiling}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("method", choices=sorted(METHODS))
+    parser.add_argument("--index", required=True)
+    parser.add_argument("--expected", type=int, required=True, help="messages in the topic")
+    args = parser.parse_args()
+    stop = threading.Event()  # SIGTERM: finish the current document and report (a time-boxed run)
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    started = time.time()
+    indexed = METHODS[args.method](Settings.load(), args.index, args.expected, stop)
+    print(json.dumps({"event": "done", "method": args.method, "indexed": indexed,
+                      "seconds": round(time.time() - started, 2)}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
