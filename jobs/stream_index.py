@@ -42,8 +42,12 @@ def valid_bars(records: DataFrame) -> DataFrame:
     return B.valid_bars(B.check_messages(B.parse_messages(B.decode_records(records))))
 
 
-def start(stream: DataStreamWriter, name: str, settings: Settings, args: argparse.Namespace) -> StreamingQuery:
+def start(spark: SparkSession, stream: DataStreamWriter, name: str, settings: Settings,
+          args: argparse.Namespace) -> StreamingQuery:
     stream = stream.queryName(name).option("checkpointLocation", str(settings.query_checkpoint(name)))
+    # Each query's jobs in its own FAIR pool (spark.scheduler.mode, conf/): a slow predict
+    # batch does not hold the cores while bars wait. The query thread inherits the property.
+    spark.sparkContext.setLocalProperty("spark.scheduler.pool", name)
     if args.available_now:
         stream = stream.trigger(availableNow=True)
     else:
@@ -76,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         lambda doc_id, doc: es.index(index=settings.es_index_pipeline_metrics, id=doc_id, document=doc))
     spark.streams.addListener(progress)
     records = read_records(spark, settings)
-    queries = [start(records.writeStream.foreachBatch(BatchWriter(settings, es_options)), "index-bars", settings, args)]
+    queries = [start(spark, records.writeStream.foreachBatch(BatchWriter(settings, es_options)), "index-bars", settings, args)]
     if not args.no_predict:
         models = serving.ModelRegistry(settings.model_path)
         models.current()  # load (or warn) now, not inside the first micro-batch
@@ -84,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
             settings, es_options, models,
             partial(elastic.field_values, es, settings.es_index_predictions, field="predicted_close"))
         rows = serving.series_rows(valid_bars(records), settings)
-        queries.append(start(rows.writeStream.outputMode("update").foreachBatch(predictor), "predict-bars",
+        queries.append(start(spark, rows.writeStream.outputMode("update").foreachBatch(predictor), "predict-bars",
                              settings, args))
     log.info("Spark UI %s (Structured Streaming tab)", spark.sparkContext.uiWebUrl)
     try:

@@ -76,9 +76,11 @@ class Settings:
     es_batch_size_bytes: str
     es_batch_write_retry_count: int
     es_batch_write_retry_wait: str
+    es_batch_write_refresh: bool
     checkpoint_dir: str
     stream_trigger_interval: str
     stream_max_offsets_per_trigger: int
+    stream_min_partitions: int
     stream_watermark_delay: str
     stream_series_idle_hours: float
     polygon_base_url: str

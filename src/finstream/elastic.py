@@ -105,9 +105,9 @@ def es_hadoop_options(settings: Settings, info: ClusterInfo, id_field: str | Non
         "es.batch.size.bytes": settings.es_batch_size_bytes,
         "es.batch.write.retry.count": str(settings.es_batch_write_retry_count),
         "es.batch.write.retry.wait": settings.es_batch_write_retry_wait,
-        # Visibility comes from the index refresh interval; a refresh per bulk request
-        # would cost more than the write.
-        "es.batch.write.refresh": "false",
+        # ES_BATCH_WRITE_REFRESH: refresh when a write task ends (latency), or leave visibility
+        # to the index's 1 s refresh interval.
+        "es.batch.write.refresh": str(settings.es_batch_write_refresh).lower(),
         "es.spark.dataframe.write.null": "false",
         "es.internal.es.version": info.version,
         "es.internal.es.cluster.name": info.name,

@@ -4,6 +4,7 @@ installed pyspark, stack/spark-cluster.sh) give the same documents and metrics a
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import urllib.request
 
@@ -71,6 +72,8 @@ def test_stream_and_train_on_a_standalone_cluster_match_local(cluster, pipeline)
         apps = json.load(urllib.request.urlopen(MASTER_UI, timeout=10))["completedapps"]
         assert {"finstream-train", "finstream-stream-index"} <= {app["name"] for app in apps}
     finally:
+        for side in ("local", "cluster"):
+            shutil.rmtree(local_dir() / f"{pipeline.env['KAFKA_TOPIC']}-{side}", ignore_errors=True)
         es = pipeline.es()
         for name in ("ES_INDEX_BARS", "ES_INDEX_DEAD_LETTERS", "ES_INDEX_PREDICTIONS", "ES_INDEX_MODEL_METRICS"):
             es.options(ignore_status=404).indices.delete(index=env[name])

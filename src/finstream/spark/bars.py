@@ -119,7 +119,8 @@ def check_messages(parsed: DataFrame, now_ms: Column | None = None) -> DataFrame
     not_object = ~F.ltrim(F.col("raw")).startswith("{")
     # json_object_keys is strict JSON; Spark's parser also takes NaN/Infinity, which
     # the finite-number rule then names. Malformed = neither of them could read it.
-    malformed = F.expr("json_object_keys(raw)").isNull() & bar.getField(CORRUPT_RECORD).isNotNull()
+    # The cheap test first: `&` stops there for the messages that parsed (nearly all).
+    malformed = bar.getField(CORRUPT_RECORD).isNotNull() & F.expr("json_object_keys(raw)").isNull()
     content_rules = F.array(*_field_rules(bar, present), *_value_rules(bar, now_ms))
     too_large = F.length(F.col("value_bytes")) > S.MAX_MESSAGE_BYTES
     reasons = (
@@ -171,6 +172,17 @@ def dead_letters(checked: DataFrame, indexed_at: Column | None = None) -> DataFr
         F.col("offset"),
         F.col("published_at"),
         indexed_at.alias("indexed_at"),
+    )
+
+
+def for_outputs(checked: DataFrame) -> DataFrame:
+    """What valid_bars and dead_letters read, with the message itself kept only where a dead
+    letter needs it: a cached batch then weighs little more than its bars."""
+    refused = F.size(F.col("reasons")) > 0
+    return checked.select(
+        "key", "topic", "partition", "offset", "published_at", "bar", "reasons",
+        F.when(refused, F.col("raw")).alias("raw"),
+        F.when(refused, F.col("value_bytes")).alias("value_bytes"),
     )
 
 
