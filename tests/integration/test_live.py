@@ -22,7 +22,7 @@ from finstream.config import Secret
 from producer.live import NEW_YORK, LiveFeed
 from producer.market_data import MassiveClient, RateLimiter
 from producer.publisher import BarPublisher
-from tests.fakes.massive import FakeMassive
+from tests.fakes.massive import Fault, FakeMassive
 from tests.integration.conftest import ROOT, wait_until
 
 MINUTE = 60_000
@@ -89,7 +89,9 @@ def test_bars_published_once_in_order_across_a_restart_and_a_weekend(pipeline):
 
         run_feed(settings, fake, clock, tickers, stop_at)          # Friday afternoon to Saturday noon
         clock.now_ms = restart_at                                  # down for a day, then restarted
-        run_feed(settings, fake, clock, tickers, end)              # resumes from the topic
+        fake.faults += [Fault(429, headers={"Retry-After": "30"}), Fault(503), Fault(200, body=b'{"results": [')]
+        run_feed(settings, fake, clock, tickers, end)              # resumes from the topic, rides out the faults
+        assert not fake.faults
         finals = {t: {b["t"]: b for b in bars} for t, bars in fake.bars.items()}
 
         bars = topic_bars(settings)
