@@ -12,7 +12,7 @@ import pytest
 
 from finstream.config import local_dir
 from producer import samples
-from tests.integration.conftest import ROOT
+from tests.integration.conftest import ROOT, TRAINING_JVM
 
 MASTER = "spark://127.0.0.1:7077"
 MASTER_UI = "http://127.0.0.1:8080/json/"
@@ -54,8 +54,10 @@ def test_stream_and_train_on_a_standalone_cluster_match_local(cluster, pipeline)
     try:
         train_args = ("jobs/train.py", "--features", "lags", "--models", "linear", "--folds", "0",
                       "--no-plots")
-        pipeline.run("./spark-submit.sh", *train_args, "--report-dir", f"{pipeline.env['KAFKA_TOPIC']}-local")
-        on_cluster(pipeline, *train_args, "--report-dir", f"{pipeline.env['KAFKA_TOPIC']}-cluster", env=env)
+        pipeline.run("./spark-submit.sh", *train_args, "--report-dir", f"{pipeline.env['KAFKA_TOPIC']}-local",
+                     env=TRAINING_JVM)
+        on_cluster(pipeline, *train_args, "--report-dir", f"{pipeline.env['KAFKA_TOPIC']}-cluster",
+                   env={**env, **TRAINING_JVM})
         assert holdout(f"{pipeline.env['KAFKA_TOPIC']}-cluster") == holdout(f"{pipeline.env['KAFKA_TOPIC']}-local")
 
         # Both stream runs serve the model trained locally, so their predictions can be compared.
