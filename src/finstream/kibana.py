@@ -63,7 +63,6 @@ class Chart:
     metrics: tuple[Metric, ...]
     y_title: str
     log_scale: bool = False
-    mark: str = "line"
     reference_line: float | None = None  # e.g. 1.0 on a ratio chart
     # A value computed from two metrics, plotted instead of them (e.g. RMSE ratio).
     derived: tuple[str, str] | None = None  # (label, Vega expression over datum[label])
@@ -80,12 +79,24 @@ class Chart:
             used[metric.field] = "metric"
         return used
 
+    def aggregations(self) -> tuple[dict[str, Any], list[str]]:
+        """The metric aggregations, each asked once (p50 and p99 share one `percentiles`),
+        and the key each metric reads its value from."""
+        aggs: dict[str, Any] = {}
+        keys = []
+        for metric in self.metrics:
+            body = metric.aggregation()
+            key = next((k for k, v in aggs.items() if v == body), f"m{len(aggs)}")
+            aggs[key] = body
+            keys.append(key)
+        return aggs, keys
+
     def query(self, settings: Settings) -> dict[str, Any]:
         """The Kibana Vega `url`: index, dashboard context, time field and aggregations."""
         series = {
             "date_histogram": {"field": self.time_field, "interval": {"%autointerval%": True},
                                "min_doc_count": 1},
-            "aggs": {f"m{i}": metric.aggregation() for i, metric in enumerate(self.metrics)},
+            "aggs": self.aggregations()[0],
         }
         aggs = {"series": series}
         if self.split:
@@ -106,8 +117,8 @@ class Chart:
             bucket = "datum"
             transform = [{"calculate": "'all'", "as": "member"}]
         transform.append({"calculate": f"{bucket}.key", "as": "time"})
-        for i, metric in enumerate(self.metrics):
-            expression = re.sub(r"\bm(?=[.\[])", f"{bucket}.m{i}", metric.value)
+        for metric, key in zip(self.metrics, self.aggregations()[1]):
+            expression = re.sub(r"\bm(?=[.\[])", f"{bucket}.{key}", metric.value)
             transform.append({"calculate": expression, "as": metric.label})
         lines = [m.label for m in self.metrics]
         if self.derived:
@@ -131,7 +142,7 @@ class Chart:
         }
         if len(lines) > 1:
             encoding["strokeDash"] = {"field": "measure", "type": "nominal", "title": None}
-        layers: list[dict[str, Any]] = [{"mark": {"type": self.mark, "point": False, "tooltip": True},
+        layers: list[dict[str, Any]] = [{"mark": {"type": "line", "point": False, "tooltip": True},
                                          "encoding": encoding}]
         if self.reference_line is not None:
             layers.append({"mark": {"type": "rule", "color": "gray", "strokeDash": [4, 4]},
