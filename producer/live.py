@@ -4,10 +4,10 @@ ticker, and publish each bar once, after it has closed.
 - Resume: the last published bar time per ticker is read back from the topic itself (the
   tail of the partition its key maps to), never from a side file that could drift from it.
 - Market hours: a ticker is polled only while its market is open (and for the feed's delay,
-  one bar and one poll interval after the close, so the closing bar is fetched that day); between sessions the feed sleeps until the next
-  open. US equities: 09:30-16:00 New York time, Monday to Friday (exchange holidays are not
-  known: a holiday costs a few empty polls); forex (C:): Sunday 17:00 to Friday 17:00 New
-  York time; crypto (X:): always.
+  one bar and one poll interval after the close, so the closing bar is fetched that day);
+  between sessions the feed sleeps until the next open. US equities: 09:30-16:00 New York
+  time, Monday to Friday (exchange holidays are not known: a holiday costs a few empty
+  polls); forex (C:): Sunday 17:00 to Friday 17:00 New York time; crypto (X:): always.
 - Request cap, retries and API errors: the backfill's client (RateLimiter, back-off, advice).
 - Stops on SIGINT/SIGTERM between requests, with every sent bar flushed.
 """
@@ -198,8 +198,8 @@ class LiveFeed:
         last published one; returns how many."""
         now_ms = int(self.clock() * 1000)
         closed_before = now_ms - int(self.delay.total_seconds() * 1000)
-        start = self.last.get(ticker)
-        lo = start + 1 if start is not None else now_ms - int(self.settings.live_start_hours_back * 3_600_000)
+        last = self.last.get(ticker)
+        lo = last + 1 if last is not None else now_ms - int(self.settings.live_start_hours_back * 3_600_000)
         if lo + self.bar_ms > closed_before:
             return 0
         sent = 0
@@ -207,13 +207,14 @@ class LiveFeed:
             t = result.get("t")
             # Only bars newer than the last one and already closed: a bar still forming would
             # be published again, different, once it closes.
-            if not isinstance(t, int) or t <= (start if start is not None else lo - 1) or t + self.bar_ms > closed_before:
+            if not isinstance(t, int) or t < lo or t + self.bar_ms > closed_before:
                 continue
             self.publisher.publish(bar_from_aggregate(ticker, self.timespan, self.multiplier, result))
-            self.last[ticker] = start = t
+            self.last[ticker] = t
+            lo = t + 1
             sent += 1
         if sent:
-            log.info("%s: %d new bar(s), last %s", ticker, sent, _iso(start))
+            log.info("%s: %d new bar(s), last %s", ticker, sent, _iso(self.last[ticker]))
         self.published += sent
         return sent
 
