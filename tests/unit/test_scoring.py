@@ -1,0 +1,104 @@
+"""The stream's plain-Python scoring equals the trainer's Spark code, float for float: the
+`lags` features against the window functions, and each exported regressor against MLlib's
+own `transform` on the same rows."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+from pyspark.sql import functions as F
+
+from finstream import scoring
+from finstream.schema import LAG_FEATURES
+from finstream.spark.export import ScorerMismatch, check_parity, scoring_spec
+from finstream.spark.features import QUESTIONS, with_features
+from finstream.spark.schema import bar_schema
+from finstream.spark.training import fit, predict
+
+QUESTION = QUESTIONS["lags"]
+DAY = 86_400_000
+
+
+def random_bars(n: int, seed: int) -> list[dict]:
+    """Two series of random-walk bars with awkward values: flat stretches (zero std), zero
+    volumes, absent vwap on one series."""
+    rng = random.Random(seed)
+    rows = []
+    for ticker, with_vwap in (("AAA", True), ("BBB", False)):
+        close = 50.0 + rng.random() * 100
+        for i in range(n):
+            previous = close
+            close = previous if i % 17 < 3 else previous * math.exp(rng.gauss(0, 0.02))
+            high, low = max(previous, close) * (1 + rng.random() * 0.01), min(previous, close) * (1 - rng.random() * 0.01)
+            volume = 0.0 if 40 <= i < 62 and ticker == "BBB" else rng.uniform(1e3, 1e7)
+            rows.append({"ticker": ticker, "timespan": "day", "multiplier": 1, "timestamp": 1_600_000_000_000 + i * DAY,
+                         "open": previous, "high": high, "low": low, "close": close, "volume": volume,
+                         "vwap": (high + low + close) / 3 if with_vwap else None, "transactions": None,
+                         "source": "test"})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def featured(spark):
+    frame = spark.createDataFrame(random_bars(300, seed=11), bar_schema())
+    return with_features(frame, QUESTION).persist()
+
+
+def python_features(bars: list[dict]) -> dict[tuple, tuple | None]:
+    """Each bar's features from the bars before it, as the stream computes them."""
+    result = {}
+    for ticker in ("AAA", "BBB"):
+        series = [b for b in bars if b["ticker"] == ticker]
+        for i, bar in enumerate(series):
+            window = series[max(0, i - scoring.HISTORY_BARS + 1):i + 1]
+            result[(ticker, bar["timestamp"])] = scoring.lag_features(
+                *([b[k] for b in window] for k in ("open", "high", "low", "close", "volume", "vwap")))
+    return result
+
+
+def test_python_features_equal_the_window_functions_bit_for_bit(featured):
+    expected = python_features(random_bars(300, seed=11))
+    rows = featured.select("ticker", "timestamp", "eligible", *LAG_FEATURES).collect()
+    assert len(rows) == 600
+    for row in rows:
+        mine = expected[(row.ticker, row.timestamp)]
+        if not row.eligible:
+            assert mine is None, (row.ticker, row.timestamp)
+            continue
+        assert mine == tuple(row[f] for f in LAG_FEATURES), (row.ticker, row.timestamp)
+    # the awkward stretches are there: zero volumes make bars ineligible, flat closes give std 0
+    assert any(not r.eligible for r in rows if r.ticker == "BBB" and r.timestamp > 1_600_000_000_000 + 60 * DAY)
+    assert sum(r.eligible for r in rows) > 500
+
+
+@pytest.mark.parametrize("kind, params", [
+    ("linear", {"regParam": 0.01, "elasticNetParam": 0.0}),
+    ("random_forest", {"numTrees": 20, "maxDepth": 6, "seed": 3}),
+    ("gbt", {"maxIter": 15, "maxDepth": 3, "seed": 3}),
+])
+def test_exported_scorer_equals_mllib_transform(spark, featured, tmp_path, kind, params):
+    rows = featured.where("labelled")
+    model = fit(rows.where(F.col("timestamp") < 1_600_000_000_000 + 200 * DAY), QUESTION, kind, params)
+    model.write().overwrite().save(str(tmp_path / "model"))
+    spec = scoring_spec(model, kind, QUESTION.features, tmp_path / "model")
+    scored = predict(model, featured.where("eligible"), QUESTION)
+    assert check_parity(spec, scored, QUESTION.features) == scored.count()
+    scorer = scoring.scorer_from_spec(spec)
+    for row in scored.select("close", "predicted_close", *QUESTION.features).limit(50).collect():
+        predicted = scorer.predict([row[f] for f in QUESTION.features])
+        assert scoring.predicted_close(row.close, predicted) == row.predicted_close
+
+
+def test_a_scorer_that_disagrees_with_mllib_is_refused(spark, featured, tmp_path):
+    model = fit(featured.where("labelled"), QUESTION, "linear", {"regParam": 0.0})
+    spec = scoring_spec(model, "linear", QUESTION.features, tmp_path)
+    spec["intercept"] += 1e-12
+    with pytest.raises(ScorerMismatch, match="MLlib gives"):
+        check_parity(spec, predict(model, featured.where("eligible"), QUESTION), QUESTION.features)
+
+
+def test_a_scorer_for_other_features_is_refused():
+    with pytest.raises(ValueError, match="retrain it"):
+        scoring.scorer_from_spec({"kind": "linear", "features": ["volume"]})
