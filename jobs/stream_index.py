@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-from functools import partial
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
 from finstream import elastic, topics
 from finstream.config import Settings
 from finstream.logs import setup_logging
+from finstream.modelstore import ServedModels
 from finstream.spark import bars as B
 from finstream.spark import serving
-from finstream.spark.indexing import BatchWriter, PredictionWriter, read_records
+from finstream.spark.indexing import BatchWriter, PredictionWriter, checked_messages, read_records
 from finstream.spark.monitoring import ProgressListener
 
 log = logging.getLogger("finstream.stream_index")
@@ -36,10 +36,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--trigger", help="processing-time trigger interval (default: STREAM_TRIGGER_INTERVAL)")
     parser.add_argument("--no-predict", action="store_true", help="index bars and dead letters only")
     return parser.parse_args(argv)
-
-
-def valid_bars(records: DataFrame) -> DataFrame:
-    return B.valid_bars(B.check_messages(B.parse_messages(B.decode_records(records))))
 
 
 def start(spark: SparkSession, stream: DataStreamWriter, name: str, settings: Settings,
@@ -80,14 +76,15 @@ def main(argv: list[str] | None = None) -> None:
         lambda doc_id, doc: es.index(index=settings.es_index_pipeline_metrics, id=doc_id, document=doc))
     spark.streams.addListener(progress)
     records = read_records(spark, settings)
-    queries = [start(spark, records.writeStream.foreachBatch(BatchWriter(settings, es_options)), "index-bars", settings, args)]
+    messages = checked_messages(records).observe("messages", *B.message_counts())
+    queries = [start(spark, messages.writeStream.foreachBatch(BatchWriter(settings, es_options)), "index-bars",
+                     settings, args)]
     if not args.no_predict:
-        models = serving.ModelRegistry(settings.model_path)
+        models = ServedModels(settings.model_path, serving.QUESTION.name)
         models.current()  # load (or warn) now, not inside the first micro-batch
-        predictor = PredictionWriter(
-            settings, es_options, models,
-            partial(elastic.field_values, es, settings.es_index_predictions, field="predicted_close"))
-        rows = serving.series_rows(valid_bars(records), settings)
+        rows = serving.prediction_rows(B.valid_bars(checked_messages(records)), settings)
+        rows = rows.observe("predictions", *serving.status_counts())
+        predictor = PredictionWriter(settings, es_options, models)
         queries.append(start(spark, rows.writeStream.outputMode("update").foreachBatch(predictor), "predict-bars",
                              settings, args))
     log.info("Spark UI %s (Structured Streaming tab)", spark.sparkContext.uiWebUrl)

@@ -1,14 +1,24 @@
-"""Versioned models: MODEL_DIR/<question>/<version>/{model/, metadata.json}, and a LATEST
-file naming the newest version (replaced atomically, so a reader never sees half of it)."""
+"""Versioned models: MODEL_DIR/<question>/<version>/{model/, scorer.json, metadata.json}, and
+a LATEST file naming the newest version (replaced atomically, so a reader never sees half of
+it). `model/` is the MLlib PipelineModel; `scorer.json` the same model as plain-Python
+parameters (finstream.scoring), which is what the stream serves."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from finstream.scoring import Scorer, scorer_from_spec
+
+log = logging.getLogger(__name__)
+
 LATEST = "LATEST"
+SCORER = "scorer.json"
+METADATA = "metadata.json"
 
 
 def new_version(now: datetime | None = None) -> str:
@@ -19,10 +29,12 @@ def version_dir(model_dir: Path, question: str, version: str) -> Path:
     return model_dir / question / version
 
 
-def publish(model_dir: Path, question: str, version: str, metadata: dict) -> Path:
-    """Writes the metadata beside an already saved model, then points LATEST at it."""
+def publish(model_dir: Path, question: str, version: str, metadata: dict, scorer: dict | None = None) -> Path:
+    """Writes the metadata (and the scorer) beside an already saved model, then points LATEST at it."""
     folder = version_dir(model_dir, question, version)
-    (folder / "metadata.json").write_text(json.dumps(metadata, indent=2, sort_keys=True))
+    if scorer is not None:
+        (folder / SCORER).write_text(json.dumps(scorer))
+    (folder / METADATA).write_text(json.dumps(metadata, indent=2, sort_keys=True))
     pointer = model_dir / question / LATEST
     tmp = pointer.with_suffix(".tmp")
     tmp.write_text(version + "\n")
@@ -36,4 +48,78 @@ def latest_version(model_dir: Path, question: str) -> str | None:
 
 
 def load_metadata(model_dir: Path, question: str, version: str) -> dict:
-    return json.loads((version_dir(model_dir, question, version) / "metadata.json").read_text())
+    return json.loads((version_dir(model_dir, question, version) / METADATA).read_text())
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    version: str
+    kind: str
+    scorer: Scorer
+    timespan: str
+    multiplier: int
+    tickers: frozenset[str]  # empty: every ticker of the timespan
+
+    def covers(self, ticker: str, timespan: str, multiplier: int) -> bool:
+        """Whether this model was trained for the series."""
+        return (timespan == self.timespan and multiplier == self.multiplier
+                and (not self.tickers or ticker in self.tickers))
+
+
+def load_served(model_dir: Path, question: str, version: str) -> ServedModel:
+    """A published version, ready to score; raises if it cannot serve this code's features."""
+    metadata = load_metadata(model_dir, question, version)
+    path = version_dir(model_dir, question, version) / SCORER
+    if not path.exists():
+        raise ValueError(f"it has no {SCORER} (trained by an older version): retrain it")
+    scorer = scorer_from_spec(json.loads(path.read_text()))
+    series = metadata["series"]
+    return ServedModel(version, metadata["model"], scorer, series["timespan"], int(series["multiplier"]),
+                       frozenset(series.get("tickers") or ()))
+
+
+class ServedModels:
+    """Follows MODEL_DIR/<question>/LATEST: a version published by train.py serves from the
+    next look on, without a restart. A version that cannot serve (unreadable, other features)
+    is refused once, and the previous one keeps serving. Cheap enough to ask for every
+    series of every micro-batch: LATEST is re-read only when its file changes."""
+
+    def __init__(self, model_dir: Path, question: str, *, report: bool = True) -> None:
+        self.pointer = model_dir / question / LATEST
+        self.model_dir, self.question, self.report = model_dir, question, report
+        self._served: ServedModel | None = None
+        self._seen: tuple | None = None  # the pointer file's identity when last read
+        self._tried: str | None = None
+        self._warned = False
+
+    def current(self) -> ServedModel | None:
+        try:
+            stat = self.pointer.stat()
+        except FileNotFoundError:
+            if self.report and not self._warned:
+                log.warning("no model at %s yet: bars are indexed but not predicted; run jobs/train.py and "
+                            "predictions start with the next micro-batch", self.pointer)
+                self._warned = True
+            return self._served
+        seen = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if seen != self._seen:
+            self._seen = seen
+            version = self.pointer.read_text().strip()
+            if version != self._tried:
+                self._tried = version
+                self._load(version)
+        return self._served
+
+    def _load(self, version: str) -> None:
+        try:
+            self._served = load_served(self.model_dir, self.question, version)
+        except Exception as exc:  # noqa: BLE001 - a bad model must not stop the stream
+            if self.report:
+                log.error("cannot serve model %s (%s); %s", version, str(exc).splitlines()[0][:300],
+                          f"still serving {self._served.version}" if self._served
+                          else "no predictions until one loads")
+            return
+        if self.report:
+            served = self._served
+            log.info("serving model %s (%s) for %s bars x%d%s", version, served.kind, served.timespan,
+                     served.multiplier, f" of {', '.join(sorted(served.tickers))}" if served.tickers else "")

@@ -219,6 +219,10 @@ PIPELINE_METRICS_MAPPING = {
     "offsets_behind_latest": {"type": "long"},
     "state_rows": {"type": "long"},  # rows kept by stateful operators (the predictor's bar history)
     "rows_dropped_by_watermark": {"type": "long"},
+    # Observed per micro-batch: index-bars' bars and dead letters; predict-bars' rows by status
+    # (predicted, judged = an earlier prediction given its actual, unscored, late, duplicate).
+    **{name: {"type": "long"} for name in ("bars", "dead_letters", "predicted", "judged", "unscored", "late",
+                                           "duplicate")},
 }
 
 

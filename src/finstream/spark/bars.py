@@ -140,50 +140,79 @@ def doc_id(ticker: Column, timespan: Column, multiplier: Column, timestamp: Colu
     return F.concat_ws(S.DOC_ID_SEPARATOR, *[parts[name].cast("string") for name in S.DOC_ID_FIELDS])
 
 
-def bar_doc_id(bars: DataFrame) -> Column:
+def bar_doc_id_column() -> Column:
+    """The doc id of the bar in the current row's ticker, timespan, multiplier and timestamp."""
     return doc_id(F.col("ticker"), F.col("timespan"), F.col("multiplier"), F.col("timestamp"))
 
 
+def _bar_values() -> dict[str, Column]:
+    """A bar document's fields: the schema's fields plus id and provenance."""
+    values = {name: F.col("bar").getField(name) for name in S.BAR_FIELD_NAMES}
+    return {**values, "published_at": F.col("published_at"), "kafka_partition": F.col("partition"),
+            "kafka_offset": F.col("offset"), "doc_id": doc_id(values["ticker"], values["timespan"], values["multiplier"], values["timestamp"])}
+
+
 def valid_bars(checked: DataFrame, indexed_at: Column | None = None) -> DataFrame:
-    """Valid messages as bar documents: the schema's fields plus id and provenance."""
+    """Valid messages as bar documents."""
     indexed_at = epoch_millis(F.current_timestamp()) if indexed_at is None else indexed_at
-    bars = checked.where(F.size(F.col("reasons")) == 0).select(
-        *[F.col("bar").getField(name).alias(name) for name in S.BAR_FIELD_NAMES],
-        F.col("published_at"),
-        F.col("partition").alias("kafka_partition"),
-        F.col("offset").alias("kafka_offset"),
-    )
-    return bars.withColumn("doc_id", bar_doc_id(bars)).withColumn("indexed_at", indexed_at)
+    return checked.where(F.size(F.col("reasons")) == 0).select(
+        *[value.alias(name) for name, value in _bar_values().items()], indexed_at.alias("indexed_at"))
+
+
+def _dead_letter_values() -> dict[str, Column]:
+    """A dead letter's fields. The id is topic|partition|offset, so reprocessing a batch
+    rewrites the same dead letter."""
+    return {
+        "doc_id": F.concat_ws(S.DOC_ID_SEPARATOR, F.col("topic"), F.col("partition").cast("string"),
+                              F.col("offset").cast("string")),
+        "reason": F.concat_ws("; ", F.col("reasons")),
+        "reasons": F.col("reasons"),
+        "raw": F.coalesce(F.col("raw"), F.lit("")),
+        "raw_base64": F.when(_not_utf8(), F.base64(F.col("value_bytes"))),
+        "key": F.col("key"),
+        "topic": F.col("topic"),
+        "partition": F.col("partition"),
+        "offset": F.col("offset"),
+        "published_at": F.col("published_at"),
+    }
 
 
 def dead_letters(checked: DataFrame, indexed_at: Column | None = None) -> DataFrame:
-    """Refused messages with their reasons, raw value and Kafka coordinates. The id is
-    topic|partition|offset, so reprocessing a batch rewrites the same dead letter."""
+    """Refused messages with their reasons, raw value and Kafka coordinates."""
     indexed_at = epoch_millis(F.current_timestamp()) if indexed_at is None else indexed_at
+    values = _dead_letter_values()
     return checked.where(F.size(F.col("reasons")) > 0).select(
-        F.concat_ws(S.DOC_ID_SEPARATOR, F.col("topic"), F.col("partition").cast("string"), F.col("offset").cast("string")).alias("doc_id"),
-        F.concat_ws("; ", F.col("reasons")).alias("reason"),
-        F.col("reasons"),
-        F.coalesce(F.col("raw"), F.lit("")).alias("raw"),
-        F.when(_not_utf8(), F.base64(F.col("value_bytes"))).alias("raw_base64"),
-        F.col("key"),
-        F.col("topic"),
-        F.col("partition"),
-        F.col("offset"),
-        F.col("published_at"),
-        indexed_at.alias("indexed_at"),
-    )
+        *[value.alias(name) for name, value in values.items()], indexed_at.alias("indexed_at"))
 
 
-def for_outputs(checked: DataFrame) -> DataFrame:
-    """What valid_bars and dead_letters read, with the message itself kept only where a dead
-    letter needs it: a cached batch then weighs little more than its bars."""
+def message_counts() -> list[Column]:
+    """Valid bars and dead letters among checked messages, observed by the query (reported
+    in its progress: no extra job)."""
     refused = F.size(F.col("reasons")) > 0
+    return [F.sum((~refused).cast("long")).alias("bars"), F.sum(refused.cast("long")).alias("dead_letters")]
+
+
+TARGET_INDEX = "target_index"  # which index a document goes to (not written into it)
+
+
+def index_documents(checked: DataFrame, bars_index: str, dead_letters_index: str,
+                    indexed_at: Column | None = None) -> DataFrame:
+    """Every checked message as one document: a bar (valid_bars' fields) or a dead letter
+    (dead_letters' fields), with the index it belongs in. The other kind's fields are null,
+    and null fields are not written, so one ES-Hadoop write fills both indices in one pass
+    over the batch (no cache, no second job)."""
+    indexed_at = epoch_millis(F.current_timestamp()) if indexed_at is None else indexed_at
+    is_bar = F.size(F.col("reasons")) == 0
+    bar, letter = _bar_values(), _dead_letter_values()
+
+    def value(name: str) -> Column:
+        if name in bar and name in letter:
+            return F.when(is_bar, bar[name]).otherwise(letter[name])
+        return F.when(is_bar, bar[name]) if name in bar else F.when(~is_bar, letter[name])
+
     return checked.select(
-        "key", "topic", "partition", "offset", "published_at", "bar", "reasons",
-        F.when(refused, F.col("raw")).alias("raw"),
-        F.when(refused, F.col("value_bytes")).alias("value_bytes"),
-    )
+        F.when(is_bar, F.lit(bars_index)).otherwise(F.lit(dead_letters_index)).alias(TARGET_INDEX),
+        *[value(name).alias(name) for name in dict.fromkeys([*bar, *letter])], indexed_at.alias("indexed_at"))
 
 
 def latest_per_doc_id(bars: DataFrame, order_col: str = "kafka_offset") -> DataFrame:

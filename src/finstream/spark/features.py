@@ -16,6 +16,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from finstream.schema import LAG_FEATURES
+from finstream.scoring import HISTORY_BARS
 
 SERIES = ("ticker", "timespan", "multiplier")
 
@@ -64,8 +65,6 @@ QUESTIONS = {
         Question("lags", LAG_FEATURES, "next_return", next_bar=True),
     )
 }
-# Bars of history a `lags` feature needs (its longest window, plus the return's own lag).
-HISTORY_BARS = 21
 
 
 def with_neighbours(bars: DataFrame) -> DataFrame:

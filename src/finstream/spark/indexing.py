@@ -14,6 +14,7 @@ from pyspark.sql import functions as F
 
 from finstream.config import Settings
 from finstream.elastic import ES_HADOOP_FORMAT
+from finstream.modelstore import ServedModels
 from finstream.spark import bars as B
 from finstream.spark import serving
 
@@ -44,45 +45,41 @@ def read_records(spark: SparkSession, settings: Settings) -> DataFrame:
     return spark.readStream.format("kafka").options(**kafka_source_options(settings)).load()
 
 
+def checked_messages(records: DataFrame) -> DataFrame:
+    """Kafka records -> every message parsed and checked (`reasons` empty for a valid bar)."""
+    return B.check_messages(B.parse_messages(B.decode_records(records)))
+
+
 @dataclass
 class BatchWriter:
-    """foreachBatch body: one Kafka read feeds both outputs. Document ids are deterministic,
-    so a batch replayed after a crash overwrites what it wrote before (no duplicates)."""
+    """foreachBatch body of index-bars: one Spark job per micro-batch. Every message becomes
+    a bar or a dead letter document, written by one ES-Hadoop write that routes each to its
+    index (`{target_index}`). Document ids are deterministic, so a batch replayed after a
+    crash overwrites what it wrote before (no duplicates)."""
 
     settings: Settings
     es_options: dict[str, str]
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
 
-    def __call__(self, records: DataFrame, batch_id: int) -> None:
-        checked = B.for_outputs(B.check_messages(B.parse_messages(B.decode_records(records)))).persist()
-        try:
-            # One pass over Kafka fills the cache and gives both counts; empty outputs are not written.
-            started = time.perf_counter()
-            refused = (F.size("reasons") > 0).cast("long")
-            counts = checked.agg(F.count(F.lit(1)).alias("all"), F.sum(refused).alias("dead")).first()
-            dead = counts.dead or 0
-            checked_s = time.perf_counter() - started
-            if counts.all - dead:
-                self._write(B.valid_bars(checked), self.settings.es_index_bars)
-            if dead:
-                self._write(B.dead_letters(checked), self.settings.es_index_dead_letters)
-            log.info("batch %d: %d bars indexed, %d dead letters (read and checked in %.1f s, written in %.1f s)",
-                     batch_id, counts.all - dead, dead, checked_s, time.perf_counter() - started - checked_s)
-        finally:
-            checked.unpersist()
-
-    def _write(self, documents: DataFrame, index: str) -> None:
-        write_documents(documents, index, self.es_options, self.settings, self.sleep)
+    def __call__(self, messages: DataFrame, batch_id: int) -> None:
+        started = time.perf_counter()
+        documents = B.index_documents(messages, self.settings.es_index_bars,
+                                      self.settings.es_index_dead_letters)
+        options = {**self.es_options, "es.resource.write": f"{{{B.TARGET_INDEX}}}",
+                   "es.mapping.exclude": B.TARGET_INDEX}
+        write_documents(documents, None, options, self.settings, self.sleep)
+        log.info("batch %d written (%.2f s)", batch_id, time.perf_counter() - started)
 
 
-def write_documents(documents: DataFrame, index: str, es_options: dict[str, str], settings: Settings,
+def write_documents(documents: DataFrame, index: str | None, es_options: dict[str, str], settings: Settings,
                     sleep: Callable[[float], None] = time.sleep) -> None:
     """ES-Hadoop retries rejected bulk entries itself (es.batch.write.retry.*); an
     unreachable cluster fails the write at once. Retry the whole write with back-off, a
     bounded number of times, then stop the query with the error: ids are deterministic,
     so rewriting a partly written batch duplicates nothing."""
-    retrying(lambda: documents.write.format(ES_HADOOP_FORMAT).options(**es_options).mode("append").save(index),
-             f"writing to {index}", settings.es_batch_write_retry_count, sleep)
+    target = index or es_options["es.resource.write"]
+    retrying(lambda: documents.write.format(ES_HADOOP_FORMAT).options(**es_options).mode("append").save(target),
+             f"writing to {target}", settings.es_batch_write_retry_count, sleep)
 
 
 def retrying(action: Callable[[], T], what: str, attempts: int, sleep: Callable[[float], None] = time.sleep) -> T:
@@ -104,49 +101,22 @@ def retrying(action: Callable[[], T], what: str, attempts: int, sleep: Callable[
 
 @dataclass
 class PredictionWriter:
-    """foreachBatch body of the predict query: scores the batch's new bars with the served
-    model and judges earlier predictions against the bars that answer them. Document ids
-    are the bars' ids, so a replayed batch rewrites the same documents."""
+    """foreachBatch body of predict-bars: one Spark job per micro-batch. The state step has
+    scored the new bars and judged the predictions they answer (finstream.spark.serving);
+    this writes them, as upserts by the bar's id: a prediction is created (or rewritten, on
+    replay), an earlier one gets only its actual and error fields."""
 
     settings: Settings
     es_options: dict[str, str]
-    models: serving.ModelRegistry
-    find_predicted_closes: Callable[[list[str]], dict[str, float]]
+    models: ServedModels  # the driver's view of the served model, for the log only
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
-    clock: Callable[[], float] = field(default=time.time, repr=False)
 
     def __call__(self, rows: DataFrame, batch_id: int) -> None:
         started = time.perf_counter()
-        rows = rows.persist()
-        cached: list[DataFrame] = []
-        try:
-            summary = serving.summarize(rows)  # runs the stateful step once, into the cache
-            served, predicted, earlier = None, 0, {}
-            if summary[serving.NEW]:
-                index = self.settings.es_index_predictions
-                served = self.models.current()
-                earlier = retrying(lambda: self.find_predicted_closes(summary.answered),
-                                   f"reading predictions from {index}", self.settings.es_batch_write_retry_count,
-                                   self.sleep) if summary.answered else {}
-                featured = serving.feature_rows(rows).persist()
-                documents = serving.documents(featured, served, int(self.clock() * 1000), earlier)
-                cached += [featured]
-                if documents is not None:
-                    documents = documents.persist()
-                    cached.append(documents)
-                    # upsert: a prediction is created (or rewritten, on replay); an earlier one
-                    # gets only its actual and error fields.
-                    write_documents(documents, index, {**self.es_options, "es.write.operation": "upsert"},
-                                    self.settings, self.sleep)
-                    predicted = documents.where(F.col("model_version").isNotNull()).count() if served else 0
-            predict_log.info("batch %d: %d new bars, %d predicted%s, %d earlier predictions judged, %d late, "
-                             "%d duplicates (%.1f s)", batch_id, summary[serving.NEW], predicted,
-                             f" by model {served.version}" if predicted else "", len(earlier),
-                             summary[serving.LATE], summary[serving.DUPLICATE], time.perf_counter() - started)
-        finally:
-            for frame in cached:
-                frame.unpersist()
-            rows.unpersist()
+        self.models.current()  # logs a new or refused version once
+        write_documents(serving.documents(rows), self.settings.es_index_predictions,
+                        {**self.es_options, "es.write.operation": "upsert"}, self.settings, self.sleep)
+        predict_log.info("batch %d written (%.2f s)", batch_id, time.perf_counter() - started)
 
 
 def _first_line(exc: Exception) -> str:

@@ -33,6 +33,11 @@ def _offsets(value: Any) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
+# Counts the stream job's queries observe per micro-batch (finstream.spark.bars.message_counts,
+# serving.status_counts), indexed with the progress.
+OBSERVED_COUNTS = ("bars", "dead_letters", "predicted", "judged", "unscored", "late", "duplicate")
+
+
 def progress_document(progress: dict[str, Any]) -> dict[str, Any]:
     """The numbers that matter from a StreamingQueryProgress (its JSON form)."""
     behind = [_offsets_behind(source) for source in progress.get("sources", [])]
@@ -49,7 +54,14 @@ def progress_document(progress: dict[str, Any]) -> dict[str, Any]:
         "batch_duration_ms": progress.get("durationMs", {}).get("triggerExecution"),
         "offsets_behind_latest": sum(behind) if behind else None,
         **_state(progress.get("stateOperators", [])),
+        **_observed(progress.get("observedMetrics") or {}),
     }
+
+
+def _observed(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The counts the query observes (bars and dead letters; predictions by status)."""
+    return {name: int(value or 0) for observation in metrics.values() for name, value in observation.items()
+            if name in OBSERVED_COUNTS}
 
 
 def _state(operators: list[dict[str, Any]]) -> dict[str, Any]:

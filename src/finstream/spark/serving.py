@@ -1,11 +1,17 @@
-"""Real-time prediction: every new bar of a served series is scored in the stream by the
-latest `lags` model, with the trainer's own feature code.
+"""Real-time prediction: every new bar of a served series is scored inside the per-series
+state step, by the latest `lags` model, in one Spark job per micro-batch.
 
     bars ─▶ watermark (publish time) ─▶ per series, Spark state: the last HISTORY_BARS bars
-         ─▶ micro-batch rows: each series' remembered bars ("history") + its new ones ("new")
-         ─▶ with_features (the trainer's function) ─▶ model at MODEL_DIR/lags/LATEST
-         ├─▶ prediction documents, id = the bar's doc id
-         └─▶ actual and error on the earlier predictions the new bars answer
+         │                                and the prediction made at the newest of them
+         └▶ for each new bar, in time order: judge the prediction made at the bar before it
+            (actual close, errors), compute its features (finstream.scoring.lag_features,
+            equal to the trainer's window functions), score it with the served model
+            ─▶ prediction documents, id = the bar's doc id
+
+The model is read by the Python worker itself (MODEL_DIR/lags/LATEST, re-read when the file
+changes, cached per worker), so no model, feature or earlier prediction crosses between the
+JVM and Python, and nothing is read back from Elasticsearch: the earlier prediction lives
+in the series' state.
 
 Order and lateness, per series: bars of one micro-batch may arrive in any order (they are
 sorted). A bar older than the newest one already remembered is `late`, and one whose time is
@@ -17,236 +23,174 @@ watermark before the state (counted in the progress metrics as rows_dropped_by_w
 
 from __future__ import annotations
 
-import logging
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pyspark.ml import PipelineModel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 
-from finstream import modelstore
 from finstream import schema as S
 from finstream.config import Settings
-from finstream.spark.bars import bar_doc_id
-from finstream.spark.features import HISTORY_BARS, QUESTIONS, SERIES, with_features
-from finstream.spark.training import predict
-
-log = logging.getLogger("finstream.predict")
+from finstream.modelstore import ServedModels
+from finstream.scoring import HISTORY_BARS, lag_features, predicted_close
+from finstream.spark.features import QUESTIONS, SERIES
+from finstream.spark.schema import bar_schema
 
 QUESTION = QUESTIONS["lags"]  # the one question that forecasts: the next bar's close
 HISTORY_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume", "vwap")
-# Row status: a remembered bar (ANSWERED: the newest one, when new bars follow it), a new bar,
-# or an incoming bar that is not used (late or duplicate).
-HISTORY, ANSWERED, NEW, LATE, DUPLICATE = "history", "answered", "new", "late", "duplicate"
+# What each output row is: a new bar's prediction, the actual and errors for a prediction
+# made in an earlier batch (a partial document), or a bar that leads to no write (new but
+# not scored: no model, another series' model, too little history; late; duplicate).
+PREDICTED, JUDGED, UNSCORED, LATE, DUPLICATE = "predicted", "judged", "unscored", "late", "duplicate"
+STATUSES = (PREDICTED, JUDGED, UNSCORED, LATE, DUPLICATE)
+NEW = "new"  # an incoming bar before it is scored
+WRITTEN = (PREDICTED, JUDGED)
+FEATURE_PREFIX = "feature_"
 
+_BAR_TYPES = {f.name: f.dataType for f in bar_schema().fields}
 STATE_SCHEMA = T.StructType(
-    [T.StructField("timestamp", T.ArrayType(T.LongType()))]
-    + [T.StructField(name, T.ArrayType(T.DoubleType())) for name in HISTORY_COLUMNS[1:]])
-ROW_SCHEMA = T.StructType(
-    [T.StructField("ticker", T.StringType()), T.StructField("timespan", T.StringType()),
-     T.StructField("multiplier", T.IntegerType()), T.StructField("timestamp", T.LongType())]
-    + [T.StructField(name, T.DoubleType()) for name in HISTORY_COLUMNS[1:]]
-    + [T.StructField("published_at", T.LongType()), T.StructField("status", T.StringType())])
-ROW_COLUMNS = tuple(ROW_SCHEMA.fieldNames())
+    [T.StructField(name, T.ArrayType(_BAR_TYPES[name])) for name in HISTORY_COLUMNS]
+    + [T.StructField("predicted_timestamp", T.LongType()), T.StructField("predicted_close", T.DoubleType())])
+
+_ES_TO_SPARK = {"keyword": T.StringType(), "integer": T.IntegerType(), "long": T.LongType(),
+                "date": T.LongType(), "double": T.DoubleType()}
+_DOCUMENT_FIELDS = [name for name in S.PREDICTION_MAPPING if name != "features"]
+# The state step's output: the prediction document's fields (features flattened: pandas
+# output columns are flat), and the row's status.
+OUTPUT_SCHEMA = T.StructType(
+    [T.StructField(name, _ES_TO_SPARK[S.PREDICTION_MAPPING[name]["type"]]) for name in _DOCUMENT_FIELDS]
+    + [T.StructField(FEATURE_PREFIX + name, T.DoubleType()) for name in QUESTION.features]
+    + [T.StructField("status", T.StringType())])
+_OUTPUT_DTYPES = {f.name: ("Int64" if isinstance(f.dataType, (T.LongType, T.IntegerType)) else
+                           "float64" if isinstance(f.dataType, T.DoubleType) else "object")
+                  for f in OUTPUT_SCHEMA.fields}
 
 
-# --- the stateful step (runs on executors) ------------------------------------------------------
+# --- the stateful step (runs in the Python workers) ---------------------------------------------
 def idle_timeout_ms(timespan: str, multiplier: int, idle_hours: float) -> int:
     """How long a series may publish nothing before its history is dropped: the configured
     time, or three of its bars if that is longer (a monthly series waits a month per bar)."""
     return int(max(idle_hours * 3_600_000, 3 * S.TIMESPAN_SECONDS[timespan] * int(multiplier) * 1000))
 
 
-def keep_history(key: tuple, frames: Iterator[pd.DataFrame], state: GroupState, *,
-                 idle_hours: float) -> Iterator[pd.DataFrame]:
-    """applyInPandasWithState body for one series: emits its remembered bars and this
-    batch's bars (each marked new, late or duplicate), and remembers the newest HISTORY_BARS."""
+_MODELS: dict[str, ServedModels] = {}  # per Python worker (workers are reused across batches)
+
+
+def served_models(model_dir: str) -> ServedModels:
+    if model_dir not in _MODELS:
+        _MODELS[model_dir] = ServedModels(Path(model_dir), QUESTION.name, report=False)
+    return _MODELS[model_dir]
+
+
+def _judged(predicted: float, last_close: float, actual: float) -> dict:
+    return {"error": predicted - actual, "abs_error": abs(predicted - actual), "baseline_error": last_close - actual}
+
+
+def mark_incoming(incoming: pd.DataFrame, remembered: list[int]) -> pd.DataFrame:
+    """Sorts a batch's bars of one series by time and marks each new, late or duplicate.
+    Several copies of a bar in one batch: the last published wins, as in the bars index."""
+    incoming = incoming.sort_values(["timestamp", "kafka_offset"], kind="stable").reset_index(drop=True)
+    repeated = incoming.duplicated("timestamp", keep="last") | incoming["timestamp"].isin(remembered)
+    late = incoming["timestamp"] < (max(remembered) if remembered else np.iinfo("int64").min)
+    incoming["status"] = np.select([repeated, late], [DUPLICATE, LATE], NEW)
+    return incoming
+
+
+def predict_series(key: tuple, frames: Iterator[pd.DataFrame], state: GroupState, *, model_dir: str,
+                   idle_hours: float, clock=time.time) -> Iterator[pd.DataFrame]:
+    """applyInPandasWithState body for one series: scores its new bars in time order, judges
+    the predictions they answer, and remembers the newest HISTORY_BARS bars and the
+    prediction made at the newest one."""
     if state.hasTimedOut:
         state.remove()
         return
     incoming = pd.concat(list(frames), ignore_index=True)
     if incoming.empty:
         return
-    history = pd.DataFrame(dict(zip(HISTORY_COLUMNS, state.get))) if state.exists else \
-        pd.DataFrame({name: pd.Series(dtype="int64" if name == "timestamp" else "float64") for name in HISTORY_COLUMNS})
-    # Several copies of a bar in one batch: the last published wins, as in the bars index.
-    incoming = incoming.sort_values(["timestamp", "kafka_offset"], kind="stable")
-    repeated = incoming.duplicated("timestamp", keep="last") | incoming["timestamp"].isin(history["timestamp"])
-    late = incoming["timestamp"] < (history["timestamp"].max() if len(history) else np.iinfo("int64").min)
-    incoming["status"] = np.select([repeated, late], [DUPLICATE, LATE], NEW)
+    ticker, timespan, multiplier = key[0], key[1], int(key[2])
+    stored = state.get if state.exists else ([[] for _ in HISTORY_COLUMNS] + [None, None])
+    window = {name: list(values) for name, values in zip(HISTORY_COLUMNS, stored)}
+    earlier_timestamp, earlier_close = stored[-2], stored[-1]
+    incoming = mark_incoming(incoming, window["timestamp"])
 
-    remembered = pd.concat([history, incoming.loc[incoming["status"] == NEW, list(HISTORY_COLUMNS)]],
-                           ignore_index=True).tail(HISTORY_BARS)
-    state.update(tuple(_nullable_list(remembered[name]) for name in HISTORY_COLUMNS))
-    ticker, timespan, multiplier = key
+    served = served_models(model_dir).current()
+    scoring = served is not None and served.covers(ticker, timespan, multiplier)
+    predicted_at = int(clock() * 1000)
+    rows: list[dict] = []
+    earlier_row: dict | None = None  # this batch's prediction at the previous new bar
+    # Plain Python values (tolist), not numpy scalars: the state and the scorer take floats.
+    columns = {name: incoming[name].tolist() for name in (*HISTORY_COLUMNS, "published_at", "status")}
+    for i in range(len(incoming)):
+        bar = {name: values[i] for name, values in columns.items()}
+        doc_id = S.bar_doc_id(ticker, timespan, multiplier, bar["timestamp"])
+        if bar["status"] != NEW:
+            rows.append({"doc_id": doc_id, "status": bar["status"]})
+            continue
+        if earlier_close is not None and window["timestamp"] and window["timestamp"][-1] == earlier_timestamp:
+            answer = {"actual_timestamp": bar["timestamp"], "actual_close": bar["close"],
+                      **_judged(earlier_close, window["close"][-1], bar["close"])}
+            if earlier_row is not None:
+                earlier_row.update(answer)  # predicted in this batch: one complete document
+            else:
+                rows.append({"doc_id": S.bar_doc_id(ticker, timespan, multiplier, earlier_timestamp),
+                             "status": JUDGED, **answer})
+        for name in HISTORY_COLUMNS:
+            value = bar[name]
+            window[name] = (window[name] + [None if value != value else value])[-HISTORY_BARS:]  # NaN: absent
+        earlier_timestamp = earlier_close = earlier_row = None
+        features = lag_features(*(window[n] for n in ("open", "high", "low", "close", "volume", "vwap"))) \
+            if scoring else None
+        if features is None:
+            rows.append({"doc_id": doc_id, "status": UNSCORED})
+            continue
+        predicted_return = served.scorer.predict(features)
+        earlier_timestamp, earlier_close = bar["timestamp"], predicted_close(bar["close"], predicted_return)
+        earlier_row = {
+            "doc_id": doc_id, "ticker": ticker, "timespan": timespan, "multiplier": multiplier,
+            "timestamp": bar["timestamp"], "target": QUESTION.actual, "last_close": bar["close"],
+            "predicted_return": predicted_return, "predicted_close": earlier_close, "model": served.kind,
+            "model_version": served.version, "published_at": bar["published_at"], "predicted_at": predicted_at,
+            "latency_ms": predicted_at - bar["published_at"], "status": PREDICTED,
+            **{FEATURE_PREFIX + name: value for name, value in zip(QUESTION.features, features)},
+        }
+        rows.append(earlier_row)
+
+    state.update(tuple(window[name] for name in HISTORY_COLUMNS) + (earlier_timestamp, earlier_close))
     timeout = int(incoming["published_at"].max()) + idle_timeout_ms(timespan, multiplier, idle_hours)
     state.setTimeoutTimestamp(max(timeout, state.getCurrentWatermarkMs() + 1))
-
-    history = history.assign(published_at=np.nan, status=HISTORY)
-    if len(history) and (incoming["status"] == NEW).any():
-        history.loc[history.index[-1], "status"] = ANSWERED
-    rows = pd.concat([history, incoming], ignore_index=True)
-    rows["ticker"], rows["timespan"], rows["multiplier"] = ticker, timespan, int(multiplier)
-    yield rows[list(ROW_COLUMNS)]
+    yield pd.DataFrame(rows, columns=OUTPUT_SCHEMA.fieldNames()).astype(_OUTPUT_DTYPES)
 
 
-def _nullable_list(values: pd.Series) -> list:
-    return [None if pd.isna(v) else v.item() if hasattr(v, "item") else v for v in values]
-
-
-def series_rows(bars: DataFrame, settings: Settings) -> DataFrame:
-    """Streaming valid bars -> per micro-batch, each series' remembered and new bars."""
+def prediction_rows(bars: DataFrame, settings: Settings) -> DataFrame:
+    """Streaming valid bars -> per micro-batch, a row per incoming bar (see STATUSES) and per
+    earlier prediction judged."""
     published = F.timestamp_seconds(F.col("published_at") / 1000).alias("published")
     return (
         bars.select(*SERIES, *HISTORY_COLUMNS, "published_at", "kafka_offset", published)
         .withWatermark("published", settings.stream_watermark_delay)
         .groupBy(*SERIES)
-        .applyInPandasWithState(partial(keep_history, idle_hours=settings.stream_series_idle_hours),
-                                ROW_SCHEMA, STATE_SCHEMA, "update", GroupStateTimeout.EventTimeTimeout)
+        .applyInPandasWithState(
+            partial(predict_series, model_dir=str(settings.model_path), idle_hours=settings.stream_series_idle_hours),
+            OUTPUT_SCHEMA, STATE_SCHEMA, "update", GroupStateTimeout.EventTimeTimeout)
     )
-
-
-# --- the model being served (driver) ---------------------------------------------------------
-@dataclass(frozen=True)
-class ServedModel:
-    version: str
-    kind: str
-    model: PipelineModel
-    timespan: str
-    multiplier: int
-    tickers: tuple[str, ...]  # empty: every ticker of the timespan
-
-    def covers(self) -> Column:
-        """The series this model was trained for."""
-        cond = (F.col("timespan") == self.timespan) & (F.col("multiplier") == self.multiplier)
-        return cond & F.col("ticker").isin(*self.tickers) if self.tickers else cond
-
-
-class ModelRegistry:
-    """MODEL_DIR/lags/LATEST, re-read before every micro-batch: a version published by
-    train.py is served from the next batch on, without a restart."""
-
-    def __init__(self, model_dir: Path, loader=PipelineModel.load) -> None:
-        self.model_dir = model_dir
-        self._loader = loader
-        self._served: ServedModel | None = None
-        self._tried: str | None = None
-        self._warned = False
-
-    def current(self) -> ServedModel | None:
-        version = modelstore.latest_version(self.model_dir, QUESTION.name)
-        if version is None:
-            if not self._warned:
-                log.warning("no model at %s yet: bars are indexed but not predicted; run jobs/train.py and "
-                            "predictions start with the next micro-batch",
-                            self.model_dir / QUESTION.name / modelstore.LATEST)
-                self._warned = True
-            return None
-        if version != self._tried:
-            self._tried = version
-            try:
-                self._served = self._load(version)
-                log.info("serving model %s (%s) for %s bars x%d%s", version, self._served.kind,
-                         self._served.timespan, self._served.multiplier,
-                         f" of {', '.join(self._served.tickers)}" if self._served.tickers else "")
-            except Exception as exc:  # noqa: BLE001 - a bad model must not stop the stream
-                log.error("cannot serve model %s (%s); %s", version, str(exc).splitlines()[0][:300],
-                          f"still serving {self._served.version}" if self._served else "no predictions until one loads")
-        return self._served
-
-    def _load(self, version: str) -> ServedModel:
-        metadata = modelstore.load_metadata(self.model_dir, QUESTION.name, version)
-        if tuple(metadata["features"]) != QUESTION.features:
-            raise ValueError(f"it was trained on features {metadata['features']}, this code computes "
-                             f"{list(QUESTION.features)}: retrain it")
-        series = metadata["series"]
-        model = self._loader(str(modelstore.version_dir(self.model_dir, QUESTION.name, version) / "model"))
-        return ServedModel(version, metadata["model"], model, series["timespan"], int(series["multiplier"]),
-                           tuple(series.get("tickers") or ()))
 
 
 # --- per micro-batch (pure DataFrame -> DataFrame) --------------------------------------------
-def feature_rows(rows: DataFrame) -> DataFrame:
-    """History and new bars through the trainer's feature function: a new bar with 20
-    remembered bars before it gets exactly the features training computes for it."""
-    return with_features(rows.where(F.col("status").isin(HISTORY, ANSWERED, NEW)), QUESTION)
+def status_counts() -> list[Column]:
+    """Rows of each status, observed by the query (reported in its progress: no extra job)."""
+    return [F.sum((F.col("status") == s).cast("long")).alias(s) for s in STATUSES]
 
 
-def _judged(predicted: Column, last_close: Column, actual: Column) -> list[Column]:
-    return [(predicted - actual).alias("error"), F.abs(predicted - actual).alias("abs_error"),
-            (last_close - actual).alias("baseline_error")]
-
-
-def prediction_documents(featured: DataFrame, served: ServedModel, predicted_at_ms: int) -> DataFrame:
-    """One document per new, eligible bar of a served series. When the next bar came in the
-    same batch, the document already carries the actual close and the errors."""
-    scored = predict(served.model, featured.where((F.col("status") == NEW) & F.col("eligible") & served.covers()),
-                     QUESTION)
-    predicted_at = F.lit(predicted_at_ms).cast("long")
-    return scored.select(
-        bar_doc_id(scored).alias("doc_id"), *SERIES, "timestamp",
-        F.lit(QUESTION.actual).alias("target"),
-        F.col("close").alias("last_close"),
-        F.col("prediction").alias("predicted_return"),
-        F.col("predicted_close"),
-        F.lit(served.kind).alias("model"),
-        F.lit(served.version).alias("model_version"),
-        F.struct(*QUESTION.features).alias("features"),
-        F.col("published_at"),
-        predicted_at.alias("predicted_at"),
-        (predicted_at - F.col("published_at")).alias("latency_ms"),
-        F.col("next_timestamp").alias("actual_timestamp"),
-        F.col("next_close").alias("actual_close"),
-        *_judged(F.col("predicted_close"), F.col("close"), F.col("next_close")),
-    )
-
-
-def actual_updates(answered: DataFrame, earlier: DataFrame) -> DataFrame:
-    """Partial documents for earlier predictions (doc_id, predicted_close): actual and error."""
-    answered = answered.select(bar_doc_id(answered).alias("doc_id"), "close", "next_close", "next_timestamp")
-    return answered.join(earlier, "doc_id").select(
-        "doc_id",
-        F.col("next_timestamp").alias("actual_timestamp"),
-        F.col("next_close").alias("actual_close"),
-        *_judged(F.col("predicted_close"), F.col("close"), F.col("next_close")),
-    )
-
-
-@dataclass(frozen=True)
-class BatchSummary:
-    counts: dict[str, int]  # rows per status
-    answered: list[str]  # doc ids of remembered bars whose next bar arrived
-
-    def __getitem__(self, status: str) -> int:
-        return self.counts.get(status, 0)
-
-
-def summarize(rows: DataFrame) -> BatchSummary:
-    """One pass over the batch's rows: how many of each status, and which earlier predictions
-    (if any were made) the new bars answer."""
-    answered_id = F.when(F.col("status") == ANSWERED, bar_doc_id(rows))
-    row = rows.agg(*[F.sum((F.col("status") == s).cast("long")).alias(s) for s in (NEW, LATE, DUPLICATE)],
-                   F.collect_list(answered_id).alias("answered")).first()
-    return BatchSummary({s: int(row[s] or 0) for s in (NEW, LATE, DUPLICATE)}, list(row.answered))
-
-
-def documents(featured: DataFrame, served: ServedModel | None, predicted_at_ms: int,
-              earlier: dict[str, float]) -> DataFrame | None:
-    """This batch's writes to the predictions index: new predictions (if a model is served)
-    and partial documents judging earlier ones ({doc_id: predicted_close} found in the index)."""
-    parts = []
-    if served is not None:
-        parts.append(prediction_documents(featured, served, predicted_at_ms))
-    if earlier:
-        found = featured.sparkSession.createDataFrame(list(earlier.items()), "doc_id string, predicted_close double")
-        parts.append(actual_updates(featured.where(F.col("status") == ANSWERED), found))
-    if not parts:
-        return None
-    return parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1], allowMissingColumns=True)
+def documents(rows: DataFrame) -> DataFrame:
+    """The writes to the predictions index: new predictions, and partial documents that add
+    the actual close and errors to earlier ones (null fields are not written)."""
+    features = F.struct(*[F.col(FEATURE_PREFIX + name).alias(name) for name in QUESTION.features])
+    return rows.where(F.col("status").isin(*WRITTEN)).select(
+        *[F.when(F.col("status") == PREDICTED, features).alias(name) if name == "features" else F.col(name)
+          for name in S.PREDICTION_MAPPING])

@@ -14,6 +14,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from finstream import modelstore, reporting
+from finstream.spark import export
 from finstream.spark.training import TrainingRun
 
 log = logging.getLogger("finstream.train")
@@ -44,6 +45,13 @@ def report_dict(run: TrainingRun, run_id: str, source: str, version: str | None)
 def save_model(run: TrainingRun, model_dir: Path, version: str, report: dict) -> Path:
     folder = modelstore.version_dir(model_dir, run.question.name, version)
     run.model.write().overwrite().save(str(folder / "model"))
+    scorer = None
+    if run.question.next_bar:
+        # The stream scores this question in plain Python: export the model, and refuse to
+        # publish it unless the export gives MLlib's floats on the holdout it was judged on.
+        scorer = export.scoring_spec(run.model, run.chosen, run.question.features, folder / "model")
+        checked = export.check_parity(scorer, run.test_predictions[run.chosen], run.question.features)
+        log.info("%s: exported scorer equals MLlib on %d holdout rows", run.question.name, checked)
     metadata = {
         "version": version, "question": report["question"], "model": run.chosen,
         "params": report["models"][run.chosen]["params"], "features": list(run.question.features),
@@ -53,7 +61,7 @@ def save_model(run: TrainingRun, model_dir: Path, version: str, report: dict) ->
                    "tickers": list(run.options.tickers)}, "data": report["data"],
         "metrics": report["models"][run.chosen]["holdout"], "run_id": report["run_id"], "source": report["source"],
     }
-    return modelstore.publish(model_dir, run.question.name, version, metadata)
+    return modelstore.publish(model_dir, run.question.name, version, metadata, scorer)
 
 
 def index_metrics(es: Elasticsearch, index: str, report: dict) -> int:
