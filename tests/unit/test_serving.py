@@ -1,8 +1,10 @@
-"""Real-time prediction: the per-series state, and no training/serving skew (the stream,
-fed the bars over many micro-batches, computes the trainer's features and predictions)."""
+"""Real-time prediction: the per-series state step, and no training/serving skew (the stream,
+fed the bars over many micro-batches, computes the trainer's features and MLlib's
+predictions, float for float)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -15,10 +17,13 @@ from pyspark.sql import types as T
 
 from finstream import modelstore
 from finstream.config import Settings
+from finstream.modelstore import ServedModels
 from finstream.schema import BAR_FIELDS, LAG_FEATURES
+from finstream.scoring import HISTORY_BARS
 from finstream.spark import serving
-from finstream.spark.bars import bar_doc_id
-from finstream.spark.features import HISTORY_BARS, with_features
+from finstream.spark.bars import bar_doc_id_column
+from finstream.spark.export import scoring_spec
+from finstream.spark.features import with_features
 from finstream.spark.schema import bar_schema
 from finstream.spark.training import fit, predict
 
@@ -63,42 +68,36 @@ def incoming(*steps: int, offset0: int = 0, vwap=None) -> pd.DataFrame:
     })
 
 
-def run(state: FakeState, frame: pd.DataFrame, key=("AAA", "day", 1)) -> pd.DataFrame:
-    out = list(serving.keep_history(key, iter([frame]), state, idle_hours=24))
+def run(state: FakeState, frame: pd.DataFrame, key=("AAA", "day", 1), model_dir="/nonexistent") -> pd.DataFrame:
+    out = list(serving.predict_series(key, iter([frame]), state, model_dir=str(model_dir), idle_hours=24))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
+def remembered(state: FakeState) -> list[int]:
+    return state.value[0]
 
 
 def test_new_bars_are_sorted_and_remembered_up_to_the_history_length():
     state = FakeState()
     rows = run(state, incoming(*reversed(range(30))))
-    assert list(rows["status"]) == ["new"] * 30
-    assert list(rows["timestamp"]) == [T0 + s * DAY for s in range(30)]
-    timestamps = state.value[0]
-    assert timestamps == [T0 + s * DAY for s in range(30 - HISTORY_BARS, 30)]
-    assert state.value[-1] == [None] * HISTORY_BARS  # vwap absent stays null, not NaN
-
-
-def test_next_batch_sees_the_history_before_its_new_bars():
-    state = FakeState()
-    run(state, incoming(*range(25)))
-    rows = run(state, incoming(25, 26, offset0=100))
-    assert list(rows["status"]) == ["history"] * (HISTORY_BARS - 1) + ["answered", "new", "new"]
-    assert rows["timestamp"].is_monotonic_increasing
-    assert rows.loc[rows["status"].isin(["history", "answered"]), "published_at"].isna().all()
-    assert set(rows["ticker"]) == {"AAA"} and set(rows["multiplier"]) == {1}
+    assert list(rows["status"]) == ["unscored"] * 30  # no model: nothing predicted, history kept
+    assert list(rows["doc_id"]) == [f"AAA|1|day|{T0 + s * DAY}" for s in range(30)]
+    assert remembered(state) == [T0 + s * DAY for s in range(30 - HISTORY_BARS, 30)]
+    assert state.value[6] == [None] * HISTORY_BARS  # vwap absent stays null, not NaN
+    assert state.value[-2:] == (None, None)  # no prediction made at the newest bar
 
 
 def test_late_and_duplicate_bars_are_marked_and_not_remembered():
     state = FakeState()
     run(state, incoming(*range(0, 10, 2)))  # bars 0, 2, 4, 6, 8
-    before = state.value
+    before = remembered(state)
     rows = run(state, incoming(3, 8, 10, 10, offset0=50))
-    marked = dict(zip(rows["timestamp"] - T0, rows["status"]))
-    assert marked[3 * DAY] == "late" and marked[8 * DAY] in ("answered", "duplicate")
-    assert list(rows.loc[rows["timestamp"] == T0 + 10 * DAY, "status"]) == ["duplicate", "new"]
-    assert state.value[0] == before[0] + [T0 + 10 * DAY]
+    marked = list(zip(rows["doc_id"], rows["status"]))
+    assert marked == [(f"AAA|1|day|{T0 + 3 * DAY}", "late"), (f"AAA|1|day|{T0 + 8 * DAY}", "duplicate"),
+                      (f"AAA|1|day|{T0 + 10 * DAY}", "duplicate"), (f"AAA|1|day|{T0 + 10 * DAY}", "unscored")]
+    assert remembered(state) == before + [T0 + 10 * DAY]
     # the last published copy of bar 10 (offset 53) is the one remembered
-    assert rows.loc[(rows["timestamp"] == T0 + 10 * DAY) & (rows["status"] == "new"), "open"].item() == 110.0
+    assert state.value[1][-1] == 110.0
 
 
 def test_idle_series_time_out_and_are_forgotten():
@@ -109,7 +108,7 @@ def test_idle_series_time_out_and_are_forgotten():
     run(monthly, incoming(0), key=("X:BTCUSD", "month", 1))
     assert monthly.timeout - (T0 + 10**9) == 3 * 31 * DAY  # three bars, longer than a day
     timed_out = FakeState(value=state.value, timed_out=True)
-    assert list(serving.keep_history(("AAA", "day", 1), iter([]), timed_out, idle_hours=24)) == []
+    assert list(serving.predict_series(("AAA", "day", 1), iter([]), timed_out, model_dir="/x", idle_hours=24)) == []
     assert timed_out.removed
 
 
@@ -128,19 +127,30 @@ def sample_bars(spark, n: int):
     return rows
 
 
-@pytest.fixture(scope="module")
-def equality_run(spark, tmp_path_factory):
-    """Trains on the first 60 bars of each series with the trainer's code, then streams all
-    90 through the predictor in micro-batches of uneven sizes (file source, one file per
-    batch) and collects what it would write."""
+def publish_trained(model_dir, version, model, kind, saved_at) -> None:
+    spec = scoring_spec(model, kind, LAG_FEATURES, saved_at)
+    modelstore.publish(model_dir, "lags", version, {"features": list(LAG_FEATURES), "model": kind,
+                                                    "series": {"timespan": "day", "multiplier": 1, "tickers": []}},
+                       spec)
+
+
+@pytest.fixture(scope="module", params=["linear", "gbt"])
+def equality_run(request, spark, tmp_path_factory):
+    """Trains on the first 60 bars of each series with the trainer's code and publishes the
+    model, then streams all 90 through the predictor in micro-batches of uneven sizes (file
+    source, one file per batch) and collects what it would write."""
+    kind = request.param
     bars = sample_bars(spark, 90)
     frame = spark.createDataFrame(bars, bar_schema())
     training = with_features(frame, serving.QUESTION)
     train_rows = training.where(F.col("labelled") & (F.col("timestamp") < T0 + 60 * DAY))
-    model = fit(train_rows, serving.QUESTION, "linear", {"regParam": 0.0})
-    served = serving.ServedModel("v-test", "linear", model, "day", 1, ())
+    params = {"regParam": 0.0} if kind == "linear" else {"maxIter": 10, "maxDepth": 3, "seed": 1}
+    model = fit(train_rows, serving.QUESTION, kind, params)
+    model_dir = tmp_path_factory.mktemp("models")
+    model.write().save(str(modelstore.version_dir(model_dir, "lags", "v-test") / "model"))
+    publish_trained(model_dir, "v-test", model, kind, modelstore.version_dir(model_dir, "lags", "v-test") / "model")
     offline = predict(model, training.where("eligible"), serving.QUESTION)
-    offline = {r.doc_id: r for r in offline.withColumn("doc_id", bar_doc_id(offline)).collect()}
+    offline = {r.doc_id: r for r in offline.withColumn("doc_id", bar_doc_id_column()).collect()}
 
     source = tmp_path_factory.mktemp("bars")
     ordered = sorted(bars, key=lambda b: (b["timestamp"], b["ticker"]))
@@ -158,36 +168,33 @@ def equality_run(spark, tmp_path_factory):
     schema = T.StructType([T.StructField(f.name, bar_schema()[f.name].dataType) for f in BAR_FIELDS]
                           + [T.StructField("published_at", T.LongType()), T.StructField("kafka_offset", T.LongType())])
     stream = spark.readStream.schema(schema).option("maxFilesPerTrigger", 1).json(str(source))
-    settings = Settings.load()
+    settings = dataclasses.replace(Settings.load(), model_dir=str(model_dir))
     written: dict[str, dict] = {}  # what the predictions index holds: upserts merge non-null fields
-    predicted_counts, updates, batches = [], [], []
+    statuses, updates, batches = [], [], []
 
     def collect(rows, batch_id):
-        summary = serving.summarize(rows)
-        earlier = {i: written[i]["predicted_close"] for i in summary.answered if i in written}
-        documents = serving.documents(serving.feature_rows(rows), served, 0, earlier)
-        predicted = 0
-        for doc in documents.collect() if documents is not None else []:
+        rows = rows.persist()
+        statuses.append(dict(rows.groupBy("status").count().collect()))
+        for doc in serving.documents(rows).collect():
             fields = {k: v for k, v in doc.asDict(recursive=True).items() if v is not None}
             if "model_version" not in fields:
                 updates.append(fields)
-            predicted += "model_version" in fields
             written.setdefault(doc.doc_id, {}).update(fields)
-        predicted_counts.append((summary["new"], predicted))
+        rows.unpersist()
         batches.append(batch_id)
 
-    query = (serving.series_rows(stream, settings).writeStream.outputMode("update").foreachBatch(collect)
+    query = (serving.prediction_rows(stream, settings).writeStream.outputMode("update").foreachBatch(collect)
              .option("checkpointLocation", str(tmp_path_factory.mktemp("checkpoint")))
              .trigger(availableNow=True).start())
     query.awaitTermination()
-    return offline, written, updates, batches, predicted_counts
+    return offline, written, updates, batches, statuses
 
 
 def test_stream_runs_many_micro_batches(equality_run):
-    offline, online, _, batches, predicted_counts = equality_run
+    offline, online, _, batches, statuses = equality_run
     assert len(batches) >= 8
-    assert sum(new for new, _ in predicted_counts) == 2 * 90  # every bar is new once
-    assert sum(predicted for _, predicted in predicted_counts) == len(online)
+    assert sum(s.get("predicted", 0) + s.get("unscored", 0) for s in statuses) == 2 * 90  # every bar new once
+    assert sum(s.get("predicted", 0) for s in statuses) == len(online)
 
 
 def test_stream_predicts_every_eligible_bar_once(equality_run):
@@ -224,31 +231,54 @@ def test_every_prediction_but_the_last_gets_its_actual(equality_run):
 
 
 # --- the served model ---------------------------------------------------------------------------
-def publish_model(model_dir, version, features=LAG_FEATURES):
+LINEAR_SPEC = {"kind": "linear", "features": list(LAG_FEATURES), "mean": [0.0] * 12, "scale": [1.0] * 12,
+               "coefficients": [0.0] * 12, "intercept": 0.001}
+
+
+def publish_model(model_dir, version, features=LAG_FEATURES, spec=LINEAR_SPEC):
     folder = modelstore.version_dir(model_dir, "lags", version)
-    (folder / "model").mkdir(parents=True)
+    folder.mkdir(parents=True)
     modelstore.publish(model_dir, "lags", version, {"features": list(features), "model": "linear",
-                                                    "series": {"timespan": "day", "multiplier": 1, "tickers": []}})
+                                                    "series": {"timespan": "day", "multiplier": 1, "tickers": []}},
+                       {**spec, "features": list(features)})
 
 
-def test_registry_warns_once_without_a_model_then_hot_reloads(tmp_path, caplog):
-    loads = []
-    registry = serving.ModelRegistry(tmp_path, loader=lambda path: loads.append(path) or object())
-    with caplog.at_level(logging.WARNING, logger="finstream.predict"):
-        assert registry.current() is None and registry.current() is None
+def test_served_models_warn_once_without_a_model_then_hot_reload(tmp_path, caplog):
+    models = ServedModels(tmp_path, "lags")
+    with caplog.at_level(logging.WARNING, logger="finstream.modelstore"):
+        assert models.current() is None and models.current() is None
     assert sum("no model at" in r.message for r in caplog.records) == 1
     publish_model(tmp_path, "v1")
-    assert registry.current().version == "v1" and registry.current().version == "v1"
+    first = models.current()
+    assert first.version == "v1" and models.current() is first  # loaded once per version, not per batch
     publish_model(tmp_path, "v2")
-    assert registry.current().version == "v2"
-    assert len(loads) == 2  # loaded once per version, not per batch
+    assert models.current().version == "v2"
 
 
-def test_registry_keeps_serving_when_a_new_model_cannot_be_used(tmp_path, caplog):
-    registry = serving.ModelRegistry(tmp_path, loader=lambda path: object())
+def test_served_models_keep_serving_when_a_new_model_cannot_be_used(tmp_path, caplog):
+    models = ServedModels(tmp_path, "lags")
     publish_model(tmp_path, "v1")
-    assert registry.current().version == "v1"
+    assert models.current().version == "v1"
     publish_model(tmp_path, "v2", features=("volume",))
-    with caplog.at_level(logging.ERROR, logger="finstream.predict"):
-        assert registry.current().version == "v1"
+    with caplog.at_level(logging.ERROR, logger="finstream.modelstore"):
+        assert models.current().version == "v1"
     assert "retrain it" in caplog.text and "still serving v1" in caplog.text
+    (modelstore.version_dir(tmp_path, "lags", "v3")).mkdir(parents=True)
+    (modelstore.version_dir(tmp_path, "lags", "v3") / "metadata.json").write_text("{truncated")
+    (tmp_path / "lags" / "LATEST").write_text("v3\n")
+    assert models.current().version == "v1"  # a corrupt model directory: still serving v1
+
+
+def test_the_state_step_scores_with_the_published_model_and_judges_it_later(tmp_path):
+    publish_model(tmp_path, "v1")
+    state = FakeState()
+    first = run(state, incoming(*range(21)), model_dir=tmp_path)
+    assert list(first["status"]) == ["unscored"] * 20 + ["predicted"]
+    predicted = first.iloc[-1]
+    assert predicted["predicted_return"] == 0.001 and predicted["model_version"] == "v1"
+    assert state.value[-2:] == (T0 + 20 * DAY, predicted["predicted_close"])
+    second = run(state, incoming(21, offset0=30), model_dir=tmp_path)
+    judged = second[second["status"] == "judged"].iloc[0]
+    assert judged["doc_id"] == predicted["doc_id"] and judged["actual_close"] == 101.0 + 21
+    assert judged["error"] == predicted["predicted_close"] - (101.0 + 21)
+    assert list(second["status"]) == ["judged", "predicted"]

@@ -94,6 +94,7 @@ class ProgressListener(StreamingQueryListener):
         try:
             doc = progress_document(json.loads(event.progress.json))
             log.info(json.dumps({"event": "progress", **doc}))
+            log.debug("durations %s %s", doc["query"], json.loads(event.progress.json).get("durationMs"))
             self._index_document(f"{doc['run_id']}|{doc['batch_id']}", doc)
         except Exception as exc:  # noqa: BLE001
             log.warning("could not record streaming progress: %s", exc)

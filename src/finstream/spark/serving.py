@@ -67,8 +67,7 @@ OUTPUT_SCHEMA = T.StructType(
     [T.StructField(name, _ES_TO_SPARK[S.PREDICTION_MAPPING[name]["type"]]) for name in _DOCUMENT_FIELDS]
     + [T.StructField(FEATURE_PREFIX + name, T.DoubleType()) for name in QUESTION.features]
     + [T.StructField("status", T.StringType())])
-_OUTPUT_DTYPES = {f.name: ("Int64" if isinstance(f.dataType, (T.LongType, T.IntegerType)) else
-                           "float64" if isinstance(f.dataType, T.DoubleType) else "object")
+_OUTPUT_DTYPES = {f.name: np.float64 if isinstance(f.dataType, T.DoubleType) else object
                   for f in OUTPUT_SCHEMA.fields}
 
 
@@ -92,14 +91,30 @@ def _judged(predicted: float, last_close: float, actual: float) -> dict:
     return {"error": predicted - actual, "abs_error": abs(predicted - actual), "baseline_error": last_close - actual}
 
 
-def mark_incoming(incoming: pd.DataFrame, remembered: list[int]) -> pd.DataFrame:
-    """Sorts a batch's bars of one series by time and marks each new, late or duplicate.
-    Several copies of a bar in one batch: the last published wins, as in the bars index."""
-    incoming = incoming.sort_values(["timestamp", "kafka_offset"], kind="stable").reset_index(drop=True)
-    repeated = incoming.duplicated("timestamp", keep="last") | incoming["timestamp"].isin(remembered)
-    late = incoming["timestamp"] < (max(remembered) if remembered else np.iinfo("int64").min)
-    incoming["status"] = np.select([repeated, late], [DUPLICATE, LATE], NEW)
-    return incoming
+def mark_incoming(bars: dict[str, list], remembered: list[int]) -> list[int]:
+    """The order in which to take a batch's bars of one series (by time, then offset), each
+    marked new, late or duplicate in bars["status"]. Several copies of a bar in one batch:
+    the last published wins, as in the bars index."""
+    timestamps = bars["timestamp"]
+    order = sorted(range(len(timestamps)), key=lambda i: (timestamps[i], bars["kafka_offset"][i]))
+    newest = max(remembered) if remembered else None
+    known = set(remembered)
+    status = [NEW] * len(order)
+    for position, i in enumerate(order):
+        later_copy = position + 1 < len(order) and timestamps[order[position + 1]] == timestamps[i]
+        if later_copy or timestamps[i] in known:
+            status[i] = DUPLICATE
+        elif newest is not None and timestamps[i] < newest:
+            status[i] = LATE
+    bars["status"] = status
+    return order
+
+
+def _output_frame(rows: list[dict]) -> pd.DataFrame:
+    """Rows -> the output schema's columns. Integers and strings stay Python objects (None
+    is null for Arrow), doubles are float64 (NaN is null)."""
+    return pd.DataFrame({name: np.array([row.get(name) for row in rows], dtype=dtype)
+                         for name, dtype in _OUTPUT_DTYPES.items()}, copy=False)
 
 
 def predict_series(key: tuple, frames: Iterator[pd.DataFrame], state: GroupState, *, model_dir: str,
@@ -117,17 +132,17 @@ def predict_series(key: tuple, frames: Iterator[pd.DataFrame], state: GroupState
     stored = state.get if state.exists else ([[] for _ in HISTORY_COLUMNS] + [None, None])
     window = {name: list(values) for name, values in zip(HISTORY_COLUMNS, stored)}
     earlier_timestamp, earlier_close = stored[-2], stored[-1]
-    incoming = mark_incoming(incoming, window["timestamp"])
+    # Plain Python values (tolist), not numpy scalars: the state and the scorer take floats.
+    bars = {name: incoming[name].tolist() for name in (*HISTORY_COLUMNS, "published_at", "kafka_offset")}
+    order = mark_incoming(bars, window["timestamp"])
 
     served = served_models(model_dir).current()
     scoring = served is not None and served.covers(ticker, timespan, multiplier)
     predicted_at = int(clock() * 1000)
     rows: list[dict] = []
     earlier_row: dict | None = None  # this batch's prediction at the previous new bar
-    # Plain Python values (tolist), not numpy scalars: the state and the scorer take floats.
-    columns = {name: incoming[name].tolist() for name in (*HISTORY_COLUMNS, "published_at", "status")}
-    for i in range(len(incoming)):
-        bar = {name: values[i] for name, values in columns.items()}
+    for i in order:
+        bar = {name: values[i] for name, values in bars.items()}
         doc_id = S.bar_doc_id(ticker, timespan, multiplier, bar["timestamp"])
         if bar["status"] != NEW:
             rows.append({"doc_id": doc_id, "status": bar["status"]})
@@ -162,9 +177,9 @@ def predict_series(key: tuple, frames: Iterator[pd.DataFrame], state: GroupState
         rows.append(earlier_row)
 
     state.update(tuple(window[name] for name in HISTORY_COLUMNS) + (earlier_timestamp, earlier_close))
-    timeout = int(incoming["published_at"].max()) + idle_timeout_ms(timespan, multiplier, idle_hours)
+    timeout = max(bars["published_at"]) + idle_timeout_ms(timespan, multiplier, idle_hours)
     state.setTimeoutTimestamp(max(timeout, state.getCurrentWatermarkMs() + 1))
-    yield pd.DataFrame(rows, columns=OUTPUT_SCHEMA.fieldNames()).astype(_OUTPUT_DTYPES)
+    yield _output_frame(rows)
 
 
 def prediction_rows(bars: DataFrame, settings: Settings) -> DataFrame:
