@@ -2,7 +2,7 @@
 time until each is searchable in the bars index, and until its prediction is.
 
     make bench-latency
-    .venv/bin/python bench/latency.py --rates 100,1000 --seconds 30 --tickers 100 --trigger "1 second"
+    .venv/bin/python bench/latency.py --rates 10,100,1000 --seconds 30 --tickers 100 --trigger "1 second"
 
 Runs on the local stack (`make up`) in its own topic, indices, checkpoint and model folder,
 removed afterwards. Steps: publish 40 minute bars of history per ticker, train a `lags`
@@ -17,6 +17,7 @@ the granularity that matters here (one batch). Writes bench/results/latency.{jso
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -181,7 +182,7 @@ def batch_durations(es, settings: Settings, since: float) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rates", default="100,1000", help="bars per second, comma-separated")
+    parser.add_argument("--rates", default="10,100,1000", help="bars per second, comma-separated")
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--tickers", type=int, default=100)
     parser.add_argument("--trigger", default="1 second", help="the stream job's trigger interval")
@@ -198,8 +199,9 @@ def main() -> int:
     topics.ensure_topic(settings)
     series = Series(args.tickers, start_ms=(int(time.time() * 1000) // MINUTE_MS - 2 * 24 * 60) * MINUTE_MS)
     stream_log = local_dir() / "logs" / f"bench-latency-{run_id}.log"
+    peer_log = local_dir() / "logs" / f"bench-latency-{run_id}-peer.log"
     stream_log.parent.mkdir(parents=True, exist_ok=True)
-    stream = None
+    stream = peer = None
     try:
         print(f"history: {HISTORY} minute bars x {args.tickers} tickers; training a lags model", flush=True)
         publish(settings, series.bars(HISTORY * args.tickers), None)
@@ -210,6 +212,13 @@ def main() -> int:
                                   env={**os.environ, "STREAM_TRIGGER_INTERVAL": args.trigger},
                                   stdout=stream_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
         bars_index, predictions_index = settings.es_index_bars, settings.es_index_predictions
+        # The peer: a plain Python consumer (kafka-python poll -> helpers.bulk, 1 s refresh)
+        # into its own index with the bars mapping, following the same topic in the same run.
+        peer_index = f"{bars_index}-peer"
+        elastic.ensure_indices(es, dataclasses.replace(settings, es_index_bars=peer_index), only=[peer_index])
+        peer = subprocess.Popen([sys.executable, str(ROOT / "bench" / "methods.py"), "follow", "--index", peer_index,
+                                 "--expected", str(10**12)], cwd=ROOT, stdout=peer_log.open("w"),
+                                stderr=subprocess.STDOUT, start_new_session=True)
         watcher = CountWatcher(es, [bars_index, predictions_index], interval=0.5)
         watcher.start()
         wait_for(lambda: watcher.last(bars_index) == HISTORY * args.tickers
@@ -220,8 +229,8 @@ def main() -> int:
         phases = []
         for rate in (float(r) for r in args.rates.split(",")):
             count = int(rate * args.seconds)
-            base = {i: elastic.count(es, i) for i in (bars_index, predictions_index)}
-            watcher = CountWatcher(es, [bars_index, predictions_index])
+            base = {i: elastic.count(es, i) for i in (bars_index, predictions_index, peer_index)}
+            watcher = CountWatcher(es, list(base))
             watcher.start()
             started = time.time()
             print(f"{rate:g} bars/s for {args.seconds:g} s ...", flush=True)
@@ -234,14 +243,18 @@ def main() -> int:
                 "bar_searchable_s": summary(latencies(sends, watcher.timelines[bars_index], base[bars_index])),
                 "prediction_searchable_s": summary(latencies(sends, watcher.timelines[predictions_index],
                                                              base[predictions_index])),
+                "peer_bar_searchable_s": summary(latencies(sends, watcher.timelines[peer_index], base[peer_index])),
                 "median_batch_s": batch_durations(es, settings, started),
             }
             phases.append(phase)
             print(json.dumps(phase), flush=True)
     finally:
-        if stream is not None and stream.poll() is None:
-            os.killpg(stream.pid, signal.SIGTERM)
-            stream.wait(timeout=60)
+        for process in (stream, peer):
+            if process is not None and process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=60)
+        es.options(ignore_status=404).indices.delete(index=f"{settings.es_index_bars}-peer")
+        es.options(ignore_status=404).indices.delete_index_template(name=f"{settings.es_index_bars}-peer")
         if not args.keep:
             cleanup(es, settings, run_id)
 
@@ -253,11 +266,14 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2))
     table = ["| bars/s | bars | bar searchable p50 / p95 / p99 (s) | prediction searchable p50 / p95 / p99 (s) "
-             "| median batch (s): index / predict |", "|---:|---:|---|---|---|"]
+             "| peer (kafka-python + helpers.bulk): bar searchable p50 / p95 / p99 (s) "
+             "| median batch (s): index / predict |", "|---:|---:|---|---|---|---|"]
     for p in phases:
         b, q, d = p["bar_searchable_s"], p["prediction_searchable_s"], p["median_batch_s"]
+        e = p["peer_bar_searchable_s"]
         table.append(f"| {p['rate']:g} | {p['bars']:,} | {b['p50']} / {b['p95']} / {b['p99']} | "
-                     f"{q['p50']} / {q['p95']} / {q['p99']} | {d.get('index-bars', '-')} / {d.get('predict-bars', '-')} |")
+                     f"{q['p50']} / {q['p95']} / {q['p99']} | {e['p50']} / {e['p95']} / {e['p99']} | "
+                     f"{d.get('index-bars', '-')} / {d.get('predict-bars', '-')} |")
     out.with_suffix(".md").write_text("\n".join(table) + "\n")
     print("\n".join(table))
     return 0

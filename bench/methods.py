@@ -5,6 +5,8 @@ each as its own process, so its CPU time and peak memory are its own):
               with its own request (`es.index`)
   bulk        what a Python user would write instead: kafka-python consumer, `helpers.bulk`
               with large chunks, large fetches
+  parallel_bulk  the same with `helpers.parallel_bulk` on two threads
+  follow      the latency peer (bench/latency.py): bulk-indexes each poll as it comes
   ceiling     no Kafka and no Python per document in the timed part: the documents are
               serialised into `_bulk` bodies first, then POSTed straight to Elasticsearch
               over two connections; what Elasticsearch itself can take here
@@ -95,6 +97,37 @@ def bulk(settings: Settings, index: str, expected: int, stop: threading.Event) -
     return indexed
 
 
+def parallel_bulk(settings: Settings, index: str, expected: int, stop: threading.Event) -> int:
+    """bulk with helpers.parallel_bulk on two threads: what a careful Python user writes."""
+    es = elastic.client(settings).options(request_timeout=120)
+    records = consumer(settings, max_poll_records=CHUNK, fetch_max_bytes=64 * 1024 * 1024,
+                       max_partition_fetch_bytes=16 * 1024 * 1024)
+    actions = ({"_index": index, "_id": d["doc_id"], "_source": d} for d in documents(records, expected, stop))
+    indexed = 0
+    for ok, item in helpers.parallel_bulk(es, actions, thread_count=2, chunk_size=CHUNK,
+                                          max_chunk_bytes=50 * 1024 * 1024, raise_on_error=False):
+        if not ok:
+            raise SystemExit(f"Elasticsearch refused a document: {item}")
+        indexed += 1
+    return indexed
+
+
+def follow(settings: Settings, index: str, expected: int, stop: threading.Event) -> int:
+    """The latency peer of the stream job: a plain consumer that bulk-indexes what each poll
+    returns (at most 100 ms of waiting), under the index's default 1 s refresh; runs until
+    SIGTERM (or `expected` documents)."""
+    es = elastic.client(settings)
+    records = consumer(settings)
+    indexed = 0
+    while not stop.is_set() and indexed < expected:
+        polled = records.poll(timeout_ms=100)
+        batch = [d for part in polled.values() for r in part if (d := bar_document(r)) is not None]
+        if batch:
+            helpers.bulk(es, ({"_index": index, "_id": d["doc_id"], "_source": d} for d in batch))
+            indexed += len(batch)
+    return indexed
+
+
 def ceiling(settings: Settings, index: str, expected: int, stop: threading.Event) -> int:
     """Reads the topic first (not timed by the harness's clock: the harness times from the
     first document searchable), then sends ready-made _bulk bodies."""
@@ -120,7 +153,8 @@ def ceiling(settings: Settings, index: str, expected: int, stop: threading.Event
         return sum(pool.map(send, bodies))
 
 
-METHODS = {"one_by_one": one_by_one, "bulk": bulk, "ceiling": ceiling}
+METHODS = {"one_by_one": one_by_one, "bulk": bulk, "parallel_bulk": parallel_bulk, "ceiling": ceiling,
+           "follow": follow}
 
 
 def main() -> int:

@@ -124,13 +124,3 @@ def es_hadoop_options(settings: Settings, info: ClusterInfo, id_field: str | Non
         options["es.net.http.auth.user"] = settings.es_username or "elastic"
         options["es.net.http.auth.pass"] = settings.es_password.reveal()
     return options
-
-
-def field_values(es: Elasticsearch, index: str, ids: list[str], field: str, chunk: int = 1000) -> dict[str, Any]:
-    """{id: value of field} for the documents that exist (real-time get: no refresh needed)."""
-    found: dict[str, Any] = {}
-    for start in range(0, len(ids), chunk):
-        response = es.mget(index=index, ids=ids[start:start + chunk], source_includes=[field])
-        found.update({doc["_id"]: doc["_source"][field] for doc in response["docs"]
-                      if doc.get("found") and field in doc.get("_source", {})})
-    return found
