@@ -23,7 +23,7 @@ def test_compare_harness_measures_every_method_and_cleans_up(stack, tmp_path):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     result = json.loads(out.with_suffix(".json").read_text())
     rows = {r["method"]: r for r in result["methods"]}
-    assert list(rows) == ["stream_index", "one_by_one", "bulk", "ceiling"]
+    assert list(rows) == ["stream_index", "one_by_one", "bulk", "parallel_bulk", "ceiling"]
     for method, row in rows.items():
         expected = range(1, BARS) if method == "one_by_one" else range(BARS, BARS + 1)  # time-boxed
         assert row["documents"] in expected, row
