@@ -84,7 +84,7 @@ def test_new_bars_are_sorted_and_remembered_up_to_the_history_length():
     assert list(rows["doc_id"]) == [f"AAA|1|day|{T0 + s * DAY}" for s in range(30)]
     assert remembered(state) == [T0 + s * DAY for s in range(30 - HISTORY_BARS, 30)]
     assert state.value[6] == [None] * HISTORY_BARS  # vwap absent stays null, not NaN
-    assert state.value[-2:] == (None, None)  # no prediction made at the newest bar
+    assert state.value[-1] is None  # no prediction made at the newest bar
 
 
 def test_late_and_duplicate_bars_are_marked_and_not_remembered():
@@ -169,17 +169,18 @@ def equality_run(request, spark, tmp_path_factory):
                           + [T.StructField("published_at", T.LongType()), T.StructField("kafka_offset", T.LongType())])
     stream = spark.readStream.schema(schema).option("maxFilesPerTrigger", 1).json(str(source))
     settings = dataclasses.replace(Settings.load(), model_dir=str(model_dir))
-    written: dict[str, dict] = {}  # what the predictions index holds: upserts merge non-null fields
+    written: dict[str, dict] = {}  # what the predictions index holds: each write replaces a document
     statuses, updates, batches = [], [], []
 
     def collect(rows, batch_id):
         rows = rows.persist()
         statuses.append(dict(rows.groupBy("status").count().collect()))
+        judged = {r.doc_id for r in rows.where(F.col("status") == "judged").select("doc_id").collect()}
         for doc in serving.documents(rows).collect():
             fields = {k: v for k, v in doc.asDict(recursive=True).items() if v is not None}
-            if "model_version" not in fields:
-                updates.append(fields)
-            written.setdefault(doc.doc_id, {}).update(fields)
+            if doc.doc_id in judged:
+                updates.append((written[doc.doc_id], fields))
+            written[doc.doc_id] = fields
         rows.unpersist()
         batches.append(batch_id)
 
@@ -225,9 +226,11 @@ def test_every_prediction_but_the_last_gets_its_actual(equality_run):
         assert doc["actual_close"] == expected.next_close and doc["actual_timestamp"] == expected.next_timestamp
         assert doc["error"] == pytest.approx(doc["predicted_close"] - expected.next_close)
         assert doc["baseline_error"] == pytest.approx(expected.close - expected.next_close)
-    assert updates, "some bars' next bar came in a later batch: judged by a partial document"
-    assert all(set(u) == {"doc_id", "actual_timestamp", "actual_close", "error", "abs_error", "baseline_error"}
-               for u in updates)
+    assert updates, "some bars' next bar came in a later batch: their documents are written again"
+    judged_fields = {"actual_timestamp", "actual_close", "error", "abs_error", "baseline_error"}
+    for before, after in updates:  # the whole prediction again, unchanged, with its actual
+        assert not judged_fields & set(before) and set(after) == set(before) | judged_fields
+        assert {k: after[k] for k in before} == before
 
 
 # --- the served model ---------------------------------------------------------------------------
@@ -276,9 +279,10 @@ def test_the_state_step_scores_with_the_published_model_and_judges_it_later(tmp_
     assert list(first["status"]) == ["unscored"] * 20 + ["predicted"]
     predicted = first.iloc[-1]
     assert predicted["predicted_return"] == 0.001 and predicted["model_version"] == "v1"
-    assert state.value[-2:] == (T0 + 20 * DAY, predicted["predicted_close"])
+    assert json.loads(state.value[-1])["predicted_close"] == predicted["predicted_close"]
     second = run(state, incoming(21, offset0=30), model_dir=tmp_path)
     judged = second[second["status"] == "judged"].iloc[0]
     assert judged["doc_id"] == predicted["doc_id"] and judged["actual_close"] == 101.0 + 21
     assert judged["error"] == predicted["predicted_close"] - (101.0 + 21)
+    assert judged["predicted_at"] == predicted["predicted_at"] and judged["feature_ret_1"] == predicted["feature_ret_1"]
     assert list(second["status"]) == ["judged", "predicted"]

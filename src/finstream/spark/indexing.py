@@ -102,8 +102,7 @@ def retrying(action: Callable[[], T], what: str, attempts: int, sleep: Callable[
 class PredictionWriter:
     """foreachBatch body of predict-bars: one Spark job per micro-batch. The state step has
     scored the new bars and judged the predictions they answer (finstream.spark.serving);
-    this writes them, as upserts by the bar's id: a prediction is created (or rewritten, on
-    replay), an earlier one gets only its actual and error fields."""
+    this writes their documents, whole, by id: a replayed batch rewrites the same ones."""
 
     settings: Settings
     es_options: dict[str, str]
@@ -113,8 +112,8 @@ class PredictionWriter:
     def __call__(self, rows: DataFrame, batch_id: int) -> None:
         started = time.perf_counter()
         self.models.current()  # logs a new or refused version once
-        write_documents(serving.documents(rows), self.settings.es_index_predictions,
-                        {**self.es_options, "es.write.operation": "upsert"}, self.settings, self.sleep)
+        write_documents(serving.documents(rows), self.settings.es_index_predictions, self.es_options,
+                        self.settings, self.sleep)
         predict_log.info("batch %d written (%.2f s)", batch_id, time.perf_counter() - started)
 
 

@@ -23,6 +23,7 @@ watermark before the state (counted in the progress metrics as rows_dropped_by_w
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from functools import partial
@@ -44,8 +45,8 @@ from finstream.spark.schema import bar_schema
 
 QUESTION = QUESTIONS["lags"]  # the one question that forecasts: the next bar's close
 HISTORY_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume", "vwap")
-# What each output row is: a new bar's prediction, the actual and errors for a prediction
-# made in an earlier batch (a partial document), or a bar that leads to no write (new but
+# What each output row is: a new bar's prediction, a prediction made in an earlier batch
+# given its actual and errors (its whole document again), or a bar that leads to no write (new but
 # not scored: no model, another series' model, too little history; late; duplicate).
 PREDICTED, JUDGED, UNSCORED, LATE, DUPLICATE = "predicted", "judged", "unscored", "late", "duplicate"
 STATUSES = (PREDICTED, JUDGED, UNSCORED, LATE, DUPLICATE)
@@ -56,7 +57,9 @@ FEATURE_PREFIX = "feature_"
 _BAR_TYPES = {f.name: f.dataType for f in bar_schema().fields}
 STATE_SCHEMA = T.StructType(
     [T.StructField(name, T.ArrayType(_BAR_TYPES[name])) for name in HISTORY_COLUMNS]
-    + [T.StructField("predicted_timestamp", T.LongType()), T.StructField("predicted_close", T.DoubleType())])
+    # The prediction made at the newest remembered bar (its whole document, JSON), until the
+    # next bar judges it: the judged document is then written whole, by a plain index request.
+    + [T.StructField("prediction", T.StringType())])
 
 _ES_TO_SPARK = {"keyword": T.StringType(), "integer": T.IntegerType(), "long": T.LongType(),
                 "date": T.LongType(), "double": T.DoubleType()}
@@ -87,7 +90,7 @@ def served_models(model_dir: str) -> ServedModels:
     return _MODELS[model_dir]
 
 
-def _judged(predicted: float, last_close: float, actual: float) -> dict:
+def _judged(predicted: float, last_close: float, actual: float) -> dict[str, float]:
     return {"error": predicted - actual, "abs_error": abs(predicted - actual), "baseline_error": last_close - actual}
 
 
@@ -129,9 +132,9 @@ def predict_series(key: tuple, frames: Iterator[pd.DataFrame], state: GroupState
     if incoming.empty:
         return
     ticker, timespan, multiplier = key[0], key[1], int(key[2])
-    stored = state.get if state.exists else ([[] for _ in HISTORY_COLUMNS] + [None, None])
+    stored = state.get if state.exists else ([[] for _ in HISTORY_COLUMNS] + [None])
     window = {name: list(values) for name, values in zip(HISTORY_COLUMNS, stored)}
-    earlier_timestamp, earlier_close = stored[-2], stored[-1]
+    earlier = json.loads(stored[-1]) if stored[-1] else None  # the prediction at window's newest bar
     # Plain Python values (tolist), not numpy scalars: the state and the scorer take floats.
     bars = {name: incoming[name].tolist() for name in (*HISTORY_COLUMNS, "published_at", "kafka_offset")}
     order = mark_incoming(bars, window["timestamp"])
@@ -140,43 +143,39 @@ def predict_series(key: tuple, frames: Iterator[pd.DataFrame], state: GroupState
     scoring = served is not None and served.covers(ticker, timespan, multiplier)
     predicted_at = int(clock() * 1000)
     rows: list[dict] = []
-    earlier_row: dict | None = None  # this batch's prediction at the previous new bar
     for i in order:
         bar = {name: values[i] for name, values in bars.items()}
         doc_id = S.bar_doc_id(ticker, timespan, multiplier, bar["timestamp"])
         if bar["status"] != NEW:
             rows.append({"doc_id": doc_id, "status": bar["status"]})
             continue
-        if earlier_close is not None and window["timestamp"] and window["timestamp"][-1] == earlier_timestamp:
-            answer = {"actual_timestamp": bar["timestamp"], "actual_close": bar["close"],
-                      **_judged(earlier_close, window["close"][-1], bar["close"])}
-            if earlier_row is not None:
-                earlier_row.update(answer)  # predicted in this batch: one complete document
-            else:
-                rows.append({"doc_id": S.bar_doc_id(ticker, timespan, multiplier, earlier_timestamp),
-                             "status": JUDGED, **answer})
+        if earlier is not None:
+            earlier.update(actual_timestamp=bar["timestamp"], actual_close=bar["close"],
+                           **_judged(earlier["predicted_close"], earlier["last_close"], bar["close"]))
+            if earlier["status"] != PREDICTED:  # made in an earlier batch: written again, whole
+                rows.append(earlier)
         for name in HISTORY_COLUMNS:
             value = bar[name]
             window[name] = (window[name] + [None if value != value else value])[-HISTORY_BARS:]  # NaN: absent
-        earlier_timestamp = earlier_close = earlier_row = None
+        earlier = None
         features = lag_features(*(window[n] for n in ("open", "high", "low", "close", "volume", "vwap"))) \
             if scoring else None
         if features is None:
             rows.append({"doc_id": doc_id, "status": UNSCORED})
             continue
         predicted_return = served.scorer.predict(features)
-        earlier_timestamp, earlier_close = bar["timestamp"], predicted_close(bar["close"], predicted_return)
-        earlier_row = {
+        earlier = {
             "doc_id": doc_id, "ticker": ticker, "timespan": timespan, "multiplier": multiplier,
             "timestamp": bar["timestamp"], "target": QUESTION.actual, "last_close": bar["close"],
-            "predicted_return": predicted_return, "predicted_close": earlier_close, "model": served.kind,
-            "model_version": served.version, "published_at": bar["published_at"], "predicted_at": predicted_at,
-            "latency_ms": predicted_at - bar["published_at"], "status": PREDICTED,
+            "predicted_return": predicted_return, "predicted_close": predicted_close(bar["close"], predicted_return),
+            "model": served.kind, "model_version": served.version, "published_at": bar["published_at"],
+            "predicted_at": predicted_at, "latency_ms": predicted_at - bar["published_at"], "status": PREDICTED,
             **{FEATURE_PREFIX + name: value for name, value in zip(QUESTION.features, features)},
         }
-        rows.append(earlier_row)
+        rows.append(earlier)
 
-    state.update(tuple(window[name] for name in HISTORY_COLUMNS) + (earlier_timestamp, earlier_close))
+    kept = json.dumps({**earlier, "status": JUDGED}) if earlier is not None else None
+    state.update(tuple(window[name] for name in HISTORY_COLUMNS) + (kept,))
     timeout = max(bars["published_at"]) + idle_timeout_ms(timespan, multiplier, idle_hours)
     state.setTimeoutTimestamp(max(timeout, state.getCurrentWatermarkMs() + 1))
     yield _output_frame(rows)
@@ -203,9 +202,8 @@ def status_counts() -> list[Column]:
 
 
 def documents(rows: DataFrame) -> DataFrame:
-    """The writes to the predictions index: new predictions, and partial documents that add
-    the actual close and errors to earlier ones (null fields are not written)."""
+    """The writes to the predictions index, whole documents: new predictions, and earlier
+    ones again with their actual close and errors (null fields are not written)."""
     features = F.struct(*[F.col(FEATURE_PREFIX + name).alias(name) for name in QUESTION.features])
     return rows.where(F.col("status").isin(*WRITTEN)).select(
-        *[F.when(F.col("status") == PREDICTED, features).alias(name) if name == "features" else F.col(name)
-          for name in S.PREDICTION_MAPPING])
+        *[features.alias(name) if name == "features" else F.col(name) for name in S.PREDICTION_MAPPING])
