@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> None:
         rows = serving.prediction_rows(B.valid_bars(checked_messages(records)), settings)
         rows = rows.observe("predictions", *serving.status_counts())
         predictor = PredictionWriter(settings, es_options, models)
+        if settings.stream_state_partitions > 0:  # taken by the query when it first starts
+            spark.conf.set("spark.sql.shuffle.partitions", str(settings.stream_state_partitions))
         queries.append(start(spark, rows.writeStream.outputMode("update").foreachBatch(predictor), "predict-bars",
                              settings, args))
     log.info("Spark UI %s (Structured Streaming tab)", spark.sparkContext.uiWebUrl)

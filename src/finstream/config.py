@@ -81,6 +81,8 @@ class Settings:
     stream_trigger_interval: str
     stream_max_offsets_per_trigger: int
     stream_min_partitions: int
+    kafka_fetch_max_wait_ms: int
+    stream_state_partitions: int
     stream_watermark_delay: str
     stream_series_idle_hours: float
     polygon_base_url: str

@@ -30,6 +30,10 @@ def kafka_source_options(settings: Settings) -> dict[str, str]:
         "startingOffsets": "earliest",
         # Retention is unlimited: a gap in the offsets is a real loss and must stop the job.
         "failOnDataLoss": "true",
+        # A task reads a known offset range; at the end of the log its last fetch otherwise
+        # waits out the broker's fetch.max.wait.ms (500 ms) for bytes that are not coming:
+        # measured, 12 records read in 1.2 s with the default, 0.17 s with 10 ms.
+        "kafka.fetch.max.wait.ms": str(settings.kafka_fetch_max_wait_ms),
         **settings.kafka_spark_options(),
     }
     if settings.stream_max_offsets_per_trigger > 0:
