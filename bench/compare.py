@@ -218,6 +218,7 @@ def main() -> int:
               "tickers": args.tickers, "refresh": args.refresh or "1s", "publish_bars_per_s": round(publish_rate),
               "one_by_one_seconds": args.one_by_one_seconds, "methods": rows}
     out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     out.with_suffix(".md").write_text(table(result))
     print(table(result))
