@@ -68,21 +68,20 @@ class BatchWriter:
         started = time.perf_counter()
         documents = B.index_documents(messages, self.settings.es_index_bars,
                                       self.settings.es_index_dead_letters)
-        options = {**self.es_options, "es.resource.write": f"{{{B.TARGET_INDEX}}}",
-                   "es.mapping.exclude": B.TARGET_INDEX}
-        write_documents(documents, None, options, self.settings, self.sleep)
+        # "{field}": ES-Hadoop's multi-resource write takes each document's index from the field.
+        options = {**self.es_options, "es.mapping.exclude": B.TARGET_INDEX}
+        write_documents(documents, f"{{{B.TARGET_INDEX}}}", options, self.settings, self.sleep)
         log.info("batch %d written (%.2f s)", batch_id, time.perf_counter() - started)
 
 
-def write_documents(documents: DataFrame, index: str | None, es_options: dict[str, str], settings: Settings,
+def write_documents(documents: DataFrame, index: str, es_options: dict[str, str], settings: Settings,
                     sleep: Callable[[float], None] = time.sleep) -> None:
     """ES-Hadoop retries rejected bulk entries itself (es.batch.write.retry.*); an
     unreachable cluster fails the write at once. Retry the whole write with back-off, a
     bounded number of times, then stop the query with the error: ids are deterministic,
     so rewriting a partly written batch duplicates nothing."""
-    target = index or es_options["es.resource.write"]
-    retrying(lambda: documents.write.format(ES_HADOOP_FORMAT).options(**es_options).mode("append").save(target),
-             f"writing to {target}", settings.es_batch_write_retry_count, sleep)
+    retrying(lambda: documents.write.format(ES_HADOOP_FORMAT).options(**es_options).mode("append").save(index),
+             f"writing to {index}", settings.es_batch_write_retry_count, sleep)
 
 
 def retrying(action: Callable[[], T], what: str, attempts: int, sleep: Callable[[float], None] = time.sleep) -> T:
