@@ -42,6 +42,7 @@ from finstream.modelstore import ServedModels
 from finstream.scoring import HISTORY_BARS, lag_features, predicted_close
 from finstream.spark.features import QUESTIONS, SERIES
 from finstream.spark.schema import bar_schema
+from finstream.spark.worker_setup import keep_zip_directories
 
 QUESTION = QUESTIONS["lags"]  # the one question that forecasts: the next bar's close
 HISTORY_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume", "vwap")
@@ -82,6 +83,7 @@ def idle_timeout_ms(timespan: str, multiplier: int, idle_hours: float) -> int:
 
 
 _MODELS: dict[str, ServedModels] = {}  # per Python worker (workers are reused across batches)
+keep_zip_directories()  # when this module is loaded by a worker, for its next tasks
 
 
 def served_models(model_dir: str) -> ServedModels:
