@@ -84,3 +84,24 @@ def test_latest_copy_of_a_bar_wins(spark):
     bars = B.valid_bars(check(spark, [message(close=11.0), message(close=11.5), message(timestamp=1_700_000_060_000)]))
     latest = {r.doc_id: r.close for r in B.latest_per_doc_id(bars).collect()}
     assert latest == {"AAPL|1|day|1700000000000": 11.5, "AAPL|1|day|1700000060000": 11.0}
+
+
+def test_one_document_per_message_routed_to_its_index_with_only_its_own_fields(spark):
+    """index_documents is what the stream job writes: the same bar and dead-letter documents
+    as valid_bars and dead_letters, each with the index it goes to."""
+    values = [ACCEPTED[name] for name in ACCEPTED] + [REFUSED[name][0] for name in REFUSED]
+    checked = check(spark, values)
+    at = F.lit(NOW_MS)
+    documents = B.index_documents(checked, "bars-x", "dead-x", indexed_at=at).collect()
+    assert len(documents) == len(values)
+
+    def fields(row, drop=(B.TARGET_INDEX,)):
+        return {k: v for k, v in row.asDict().items() if v is not None and k not in drop}
+
+    routed = {"bars-x": [fields(d) for d in documents if d[B.TARGET_INDEX] == "bars-x"],
+              "dead-x": [fields(d) for d in documents if d[B.TARGET_INDEX] == "dead-x"]}
+    expected = {"bars-x": [fields(r) for r in B.valid_bars(checked, at).collect()],
+                "dead-x": [fields(r) for r in B.dead_letters(checked, at).collect()]}
+    for index in routed:
+        assert sorted(routed[index], key=lambda d: d["doc_id"]) == sorted(expected[index], key=lambda d: d["doc_id"])
+    assert len(routed["bars-x"]) == len(ACCEPTED) and len(routed["dead-x"]) == len(REFUSED)
