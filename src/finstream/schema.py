@@ -206,6 +206,13 @@ def prediction_mapping() -> dict[str, Any]:
     return strict_mapping(PREDICTION_MAPPING)
 
 
+# What the stream job counts per micro-batch: index-bars' messages by outcome, and
+# predict-bars' rows by status (a new bar predicted; an earlier prediction judged, i.e. given
+# its actual; a new bar not scored: no model, another series' model, too little history; a
+# late bar; a duplicate bar).
+MESSAGE_COUNTS = ("bars", "dead_letters")
+PREDICTION_STATUSES = ("predicted", "judged", "unscored", "late", "duplicate")
+
 PIPELINE_METRICS_MAPPING = {
     "query": {"type": "keyword"},
     "query_id": {"type": "keyword"},
@@ -219,10 +226,8 @@ PIPELINE_METRICS_MAPPING = {
     "offsets_behind_latest": {"type": "long"},
     "state_rows": {"type": "long"},  # rows kept by stateful operators (the predictor's bar history)
     "rows_dropped_by_watermark": {"type": "long"},
-    # Observed per micro-batch: index-bars' bars and dead letters; predict-bars' rows by status
-    # (predicted, judged = an earlier prediction given its actual, unscored, late, duplicate).
-    **{name: {"type": "long"} for name in ("bars", "dead_letters", "predicted", "judged", "unscored", "late",
-                                           "duplicate")},
+    # Observed per micro-batch (finstream.spark.bars.message_counts, serving.status_counts).
+    **{name: {"type": "long"} for name in (*MESSAGE_COUNTS, *PREDICTION_STATUSES)},
 }
 
 

@@ -198,7 +198,8 @@ def message_counts() -> list[Column]:
     """Valid bars and dead letters among checked messages, observed by the query (reported
     in its progress: no extra job)."""
     refused = F.size(F.col("reasons")) > 0
-    return [F.sum((~refused).cast("long")).alias("bars"), F.sum(refused.cast("long")).alias("dead_letters")]
+    bars, dead_letters = S.MESSAGE_COUNTS
+    return [F.sum((~refused).cast("long")).alias(bars), F.sum(refused.cast("long")).alias(dead_letters)]
 
 
 TARGET_INDEX = "target_index"  # which index a document goes to (not written into it)

@@ -11,6 +11,8 @@ from typing import Any
 
 from pyspark.sql.streaming import StreamingQueryListener
 
+from finstream import schema as S
+
 log = logging.getLogger("finstream.progress")
 
 
@@ -33,9 +35,8 @@ def _offsets(value: Any) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-# Counts the stream job's queries observe per micro-batch (finstream.spark.bars.message_counts,
-# serving.status_counts), indexed with the progress.
-OBSERVED_COUNTS = ("bars", "dead_letters", "predicted", "judged", "unscored", "late", "duplicate")
+# Counts the stream job's queries observe per micro-batch, indexed with the progress.
+OBSERVED_COUNTS = (*S.MESSAGE_COUNTS, *S.PREDICTION_STATUSES)
 
 
 def progress_document(progress: dict[str, Any]) -> dict[str, Any]:

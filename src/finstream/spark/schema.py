@@ -17,6 +17,11 @@ _SPARK_TYPES = {
 }
 
 
+# A document field's Spark type from its Elasticsearch type (dates are epoch milliseconds).
+ES_SPARK_TYPES = {"keyword": T.StringType(), "integer": T.IntegerType(), "long": T.LongType(),
+                  "date": T.LongType(), "double": T.DoubleType()}
+
+
 def spark_type(spec: FieldSpec) -> T.DataType:
     return _SPARK_TYPES[(spec.python_type, spec.es_type)]
 

@@ -41,7 +41,7 @@ from finstream.config import Settings
 from finstream.modelstore import ServedModels
 from finstream.scoring import HISTORY_BARS, lag_features, predicted_close
 from finstream.spark.features import QUESTIONS, SERIES
-from finstream.spark.schema import bar_schema
+from finstream.spark.schema import ES_SPARK_TYPES, bar_schema
 from finstream.spark.worker_setup import keep_zip_directories
 
 QUESTION = QUESTIONS["lags"]  # the one question that forecasts: the next bar's close
@@ -49,8 +49,8 @@ HISTORY_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume", "vwap"
 # What each output row is: a new bar's prediction, a prediction made in an earlier batch
 # given its actual and errors (its whole document again), or a bar that leads to no write (new but
 # not scored: no model, another series' model, too little history; late; duplicate).
-PREDICTED, JUDGED, UNSCORED, LATE, DUPLICATE = "predicted", "judged", "unscored", "late", "duplicate"
-STATUSES = (PREDICTED, JUDGED, UNSCORED, LATE, DUPLICATE)
+STATUSES = S.PREDICTION_STATUSES
+PREDICTED, JUDGED, UNSCORED, LATE, DUPLICATE = STATUSES
 NEW = "new"  # an incoming bar before it is scored
 WRITTEN = (PREDICTED, JUDGED)
 FEATURE_PREFIX = "feature_"
@@ -62,13 +62,11 @@ STATE_SCHEMA = T.StructType(
     # next bar judges it: the judged document is then written whole, by a plain index request.
     + [T.StructField("prediction", T.StringType())])
 
-_ES_TO_SPARK = {"keyword": T.StringType(), "integer": T.IntegerType(), "long": T.LongType(),
-                "date": T.LongType(), "double": T.DoubleType()}
 _DOCUMENT_FIELDS = [name for name in S.PREDICTION_MAPPING if name != "features"]
 # The state step's output: the prediction document's fields (features flattened: pandas
 # output columns are flat), and the row's status.
 OUTPUT_SCHEMA = T.StructType(
-    [T.StructField(name, _ES_TO_SPARK[S.PREDICTION_MAPPING[name]["type"]]) for name in _DOCUMENT_FIELDS]
+    [T.StructField(name, ES_SPARK_TYPES[S.PREDICTION_MAPPING[name]["type"]]) for name in _DOCUMENT_FIELDS]
     + [T.StructField(FEATURE_PREFIX + name, T.DoubleType()) for name in QUESTION.features]
     + [T.StructField("status", T.StringType())])
 _OUTPUT_DTYPES = {f.name: np.float64 if isinstance(f.dataType, T.DoubleType) else object
