@@ -6,56 +6,88 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-BASELINES = ("baseline_mean", "baseline_last_value")
+from finstream import skill
+
+# The columns of a question's table: (heading, figure, format), after which every table shows
+# the loss relative to the reference baseline, the DM statistic and its p-value.
+COLUMNS = {
+    "price": (("RMSE", "rmse", ".4f"), ("MAE", "mae", ".4f"), ("R²", "r2", ".3f"), ("MAPE %", "mape", ".2f"),
+              ("dir.acc", "direction", ".3f"), ("ret.RMSE", "return_rmse", ".5f")),
+    "range": (("RMSE", "rmse", ".5f"), ("MAE", "mae", ".5f")),
+    "volatility": (("QLIKE", "qlike", ".4f"), ("RMSE", "rmse", ".3e")),
+    "interval": (("cover", "coverage", ".3f"), ("width %", "width", ".2%"), ("score", "interval_score", ".5f")),
+}
+LOSS_NAMES = {"price": "MSE", "range": "MSE", "volatility": "QLIKE", "interval": "interval score"}
 
 
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _row(label: str, figures: dict, kind: str, extra: str = "") -> str:
+    cells = "".join(f"{_fmt(figures.get(key), spec):>11}" for _, key, spec in COLUMNS[kind])
+    return (f"{label:<22}{cells}{_fmt(figures.get('loss_ratio'), '.3f'):>10}{_fmt(figures.get('dm'), '.2f'):>8}"
+            f"{_fmt(figures.get('p'), '.3f'):>8}{extra}")
+
+
 def metrics_table(report: dict) -> str:
-    """The table printed at the end of a run, models and baselines side by side."""
-    q = report["question"]
+    """The tables printed at the end of a run: every model and baseline on the holdout, pooled
+    then per series, with its loss relative to the reference baseline and the DM test against
+    it; then which have significant skill, and what the stream serves."""
+    q, kind, reference = report["question"], report["question"]["kind"], report["question"]["reference"]
+    models = report["models"]
+    heading = "".join(f"{h:>11}" for h, _, _ in COLUMNS[kind])
+    loss_name = LOSS_NAMES[kind]
     lines = [
         f"question {q['name']}: predict {q['target']} from {', '.join(q['features'])}",
         f"data: {report['data']['rows']} rows of {', '.join(report['data']['tickers'])}; "
         f"train {report['data']['train_rows']} ({' .. '.join(map(str, report['data']['train_period']))}), "
         f"test {report['data']['test_rows']} ({' .. '.join(map(str, report['data']['test_period']))})",
-        f"{'model':<22}{'RMSE':>11}{'MAE':>11}{'R²':>9}{'MAPE %':>9}{'dir.acc':>9}{'RMSE/last':>11}{'WF RMSE':>11}",
+        f"holdout, pooled; loss = {loss_name}, /ref = loss / {reference}'s, DM < 0 and p < 0.05: better than {reference}",
+        f"{'candidate':<22}{heading}{'loss/ref':>10}{'DM':>8}{'p':>8}{'val.loss':>11}{'WF l/ref':>10}",
     ]
-    for name, result in report["models"].items():
-        h = result["holdout"]
-        mark = " *" if name == report["chosen"] else ""
-        lines.append(
-            f"{name + mark:<22}{h['rmse']:>11.4f}{h['mae']:>11.4f}{_fmt(h['r2'], '.3f'):>9}{h['mape']:>9.2f}"
-            f"{_fmt(h['direction'], '.3f'):>9}{result['skill_vs_last_value']:>11.3f}"
-            f"{_fmt(result['walk_forward_mean'].get('rmse'), '.4f'):>11}"
-        )
-    best = report["models"][report["chosen"]]["skill_vs_last_value"]
-    verdict = ("beats" if best < 1 else "does NOT beat") + " persistence (the last close)"
-    lines.append(f"* chosen: {report['chosen']} (lowest holdout RMSE); it {verdict}: RMSE/last = {best:.3f}")
+    for name, result in models.items():
+        mark = " *" if name == report["chosen"] else (" (ref)" if name == reference else "")
+        lines.append(_row(name + mark, result["holdout"], kind,
+                          f"{_fmt(result.get('validation_loss'), '.4g'):>11}"
+                          f"{_fmt(result['walk_forward_mean'].get('loss_ratio'), '.3f'):>10}"))
+    series = sorted(next(iter(models.values()))["per_series"])
+    if len(series) > 1:
+        for ticker in series:
+            lines.append(f"  {ticker} (n {models[reference]['per_series'][ticker]['n']})")
+            lines += ["  " + _row(name, result["per_series"][ticker], kind)
+                      for name, result in models.items() if name != reference]
+    skilled = [name for name, r in models.items()
+               if name != reference and r["holdout"].get("p") is not None and r["holdout"]["p"] < 0.05]
+    lines.append(f"significant skill over {reference} (DM, p < 0.05): {', '.join(skilled) or 'none'}")
+    lines.append(f"* chosen on the validation slice: {report['chosen']}; served: {report['served']} "
+                 f"({report['served_reason']})")
     return "\n".join(lines)
 
 
 def metric_documents(report: dict) -> list[dict]:
-    """One document per model and evaluation, for the model-metrics index."""
+    """One document per candidate and evaluation (pooled and per series), for the model-metrics index."""
     common = {"run_id": report["run_id"], "created_at": report["created_at"], "question": report["question"]["name"],
               "target": report["question"]["target"], "source": report["source"],
               "fingerprint": report["data"]["fingerprint"], "tickers": report["data"]["tickers"],
               "model_version": report.get("model_version")}
     docs = []
     for name, result in report["models"].items():
-        base = {**common, "model": name, "chosen": name == report["chosen"]}
-        docs.append({**base, "evaluation": "holdout", "skill_vs_last_value": result["skill_vs_last_value"],
-                     **result["holdout"]})
-        for fold, metrics in enumerate(result["walk_forward"]):
-            docs.append({**base, "evaluation": "walk_forward_fold", "fold": fold, **metrics})
+        base = {**common, "model": name, "chosen": name == report["chosen"], "served": name == report["served"]}
+        docs.append({**base, "evaluation": "holdout", "series": "all", **result["holdout"],
+                     "validation_loss": result.get("validation_loss")})
+        for ticker, figures in result.get("per_series", {}).items():
+            docs.append({**base, "evaluation": "holdout", "series": ticker, **figures})
+        for fold, figures in enumerate(result["walk_forward"]):
+            docs.append({**base, "evaluation": "walk_forward_fold", "series": "all", "fold": fold, **figures})
         if result["walk_forward_mean"]:
-            docs.append({**base, "evaluation": "walk_forward_mean", **result["walk_forward_mean"]})
+            docs.append({**base, "evaluation": "walk_forward_mean", "series": "all", **result["walk_forward_mean"]})
     for doc in docs:
-        doc["_id"] = f"{doc['run_id']}|{doc['question']}|{doc['model']}|{doc['evaluation']}|{doc.get('fold', '')}"
+        doc["_id"] = (f"{doc['run_id']}|{doc['question']}|{doc['model']}|{doc['evaluation']}|"
+                      f"{doc['series']}|{doc.get('fold', '')}")
     return docs
 
 
@@ -117,5 +149,60 @@ def plot_volume_scatter(train: pd.DataFrame, test: pd.DataFrame, fits: dict[str,
     ax.set_xlabel("volume")
     ax.set_ylabel("close")
     ax.set_title("close vs volume: the fit says little about the price", fontsize=10)
+    ax.legend(fontsize=7)
+    _save(plt, fig, path)
+
+
+def plot_skill(frame: pd.DataFrame, kind: str, names: list[str], reference: str, title: str, path: Path) -> None:
+    """Each candidate's cumulative loss minus the reference's, over the test period in time
+    order (pooled): a line that falls beats the reference, one that climbs loses to it."""
+    plt = _pyplot()
+    ordered = frame.sort_values(["timestamp", "ticker"], kind="stable")
+    time = pd.to_datetime(ordered["timestamp"], unit="ms", utc=True)
+    base = skill.row_loss(kind, ordered, reference)
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    for name in names:
+        if name != reference:
+            ax.plot(time, np.cumsum(skill.row_loss(kind, ordered, name) - base), linewidth=1.2, label=name)
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_ylabel(f"cumulative loss - {reference}'s")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    _save(plt, fig, path)
+
+
+def plot_fan(frame: pd.DataFrame, names: list[str], path: Path, last: int = 250) -> None:
+    """The 90 % interval of each named candidate with the actual next close, over the last
+    `last` test bars of the first series."""
+    plt = _pyplot()
+    series = frame[frame["ticker"] == frame["ticker"].iloc[0]].sort_values("timestamp").tail(last)
+    time = pd.to_datetime(series["timestamp"], unit="ms", utc=True)
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    for name in names:
+        lo, hi = skill.interval_columns(name)
+        ax.fill_between(time, series[lo], series[hi], alpha=0.3, label=f"{name} 90 % interval")
+    ax.plot(time, series["actual"], color="black", linewidth=1, label="actual next close")
+    ax.set_title(f"{series['ticker'].iloc[0]}: 90 % interval for the next close, last {len(series)} test bars",
+                 fontsize=10)
+    ax.legend(fontsize=7)
+    _save(plt, fig, path)
+
+
+def plot_calibration(frame: pd.DataFrame, names: list[str], path: Path) -> None:
+    """Share of actuals inside each candidate's interval, by decile of its interval's width
+    relative to the close (its volatility forecast), against the nominal 90 %."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name in names:
+        lo, hi = skill.interval_columns(name)
+        width = (frame[hi] - frame[lo]) / frame["close"]
+        inside = ((frame[lo] <= frame["actual"]) & (frame["actual"] <= frame[hi])).astype(float)
+        deciles = pd.qcut(width.rank(method="first"), 10, labels=False)
+        ax.plot(range(1, 11), inside.groupby(deciles).mean().to_numpy(), marker="o", label=name)
+    ax.axhline(1 - skill.ALPHA, color="black", linestyle="--", linewidth=0.8, label="nominal 90 %")
+    ax.set_xlabel("decile of the forecast volatility (interval width / close)")
+    ax.set_ylabel("coverage")
+    ax.set_ylim(0.5, 1.0)
+    ax.set_title("Interval coverage by forecast volatility, test period", fontsize=10)
     ax.legend(fontsize=7)
     _save(plt, fig, path)

@@ -145,6 +145,10 @@ def dead_letter_mapping() -> dict[str, Any]:
     return strict_mapping(DEAD_LETTER_MAPPING)
 
 
+# A candidate's figures (finstream.skill.metrics, compare): each question fills its own.
+MODEL_METRICS = ("loss", "loss_ratio", "dm", "p", "validation_loss", "rmse", "mae", "mse", "r2", "mape",
+                 "direction", "return_rmse", "qlike", "coverage", "width", "interval_score")
+
 MODEL_METRICS_MAPPING = {
     "run_id": {"type": "keyword"},
     "created_at": {"type": "date"},
@@ -159,7 +163,9 @@ MODEL_METRICS_MAPPING = {
     "fingerprint": {"type": "keyword"},
     "tickers": {"type": "keyword"},
     "n": {"type": "long"},
-    **{name: {"type": "double"} for name in ("rmse", "mae", "mse", "r2", "mape", "direction", "skill_vs_last_value")},
+    "series": {"type": "keyword"},  # a ticker, or "all" for the pooled figures
+    "served": {"type": "boolean"},  # the candidate the stream serves for this question
+    **{name: {"type": "double"} for name in MODEL_METRICS},
 }
 
 
@@ -174,6 +180,11 @@ LAG_FEATURES = (
     "ret_1", "ret_2", "ret_3", "ret_mean_5", "ret_std_5", "ret_mean_20", "ret_std_20",
     "range_pct", "body_pct", "volume_ratio_20", "vwap_gap", "close_to_mean_20",
 )
+# When the bar starts (UTC hour 0-23, weekday Monday = 0): intraday volatility has a daily
+# pattern. Integers held as doubles, computed exactly by Spark and by the stream alike.
+CALENDAR_FEATURES = ("hour_of_day", "day_of_week")
+# What the range, volatility and interval models see.
+FORECAST_FEATURES = LAG_FEATURES + CALENDAR_FEATURES
 
 # One document per predicted bar, id = the bar's doc id (so it sits "beside" the bar and a
 # replayed batch overwrites it). The actual_* and error fields arrive with the next bar.
@@ -187,10 +198,25 @@ PREDICTION_MAPPING = {
     "last_close": {"type": "double"},  # this bar's close: what persistence predicts
     "predicted_return": {"type": "double"},
     "predicted_close": {"type": "double"},
-    "model": {"type": "keyword"},
+    "model": {"type": "keyword"},  # the model or baseline (persistence) serving next_close
     "model_version": {"type": "keyword"},
+    # The central 90 % interval for the next close, the next bar's log(high/low) and the
+    # variance of its log return; each with the model or naive baseline that served it, and
+    # the reference baseline's forecast beside it (for the live skill charts).
+    "lower": {"type": "double"},
+    "upper": {"type": "double"},
+    "interval_model": {"type": "keyword"},
+    "interval_version": {"type": "keyword"},
+    "predicted_range": {"type": "double"},
+    "baseline_range": {"type": "double"},
+    "range_model": {"type": "keyword"},
+    "range_version": {"type": "keyword"},
+    "predicted_variance": {"type": "double"},
+    "baseline_variance": {"type": "double"},
+    "volatility_model": {"type": "keyword"},
+    "volatility_version": {"type": "keyword"},
     "features": {"type": "object", "dynamic": "strict",
-                 "properties": {name: {"type": "double"} for name in LAG_FEATURES}},
+                 "properties": {name: {"type": "double"} for name in FORECAST_FEATURES}},
     "published_at": {"type": "date", "format": "epoch_millis"},  # the bar's Kafka record timestamp
     "predicted_at": {"type": "date", "format": "epoch_millis"},  # when its micro-batch began writing
     "latency_ms": {"type": "long"},  # predicted_at - published_at
@@ -199,6 +225,14 @@ PREDICTION_MAPPING = {
     "error": {"type": "double"},  # predicted_close - actual_close
     "abs_error": {"type": "double"},
     "baseline_error": {"type": "double"},  # last_close - actual_close: persistence's error
+    "inside_interval": {"type": "double"},  # 1 if lower <= actual_close <= upper, else 0
+    "interval_score": {"type": "double"},  # on the return scale (finstream.skill.interval_score)
+    "actual_range": {"type": "double"},
+    "range_error": {"type": "double"},  # predicted_range - actual_range
+    "range_baseline_error": {"type": "double"},  # baseline_range - actual_range
+    "actual_variance": {"type": "double"},  # the next bar's squared log return
+    "variance_loss": {"type": "double"},  # QLIKE; absent when the close did not move
+    "variance_baseline_loss": {"type": "double"},
 }
 
 

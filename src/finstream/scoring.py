@@ -21,11 +21,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from finstream.schema import LAG_FEATURES
+from finstream.schema import FORECAST_FEATURES
 
 # Bars a `lags` feature vector needs: the bar itself and the 20 before it (ret_std_20 looks
 # at 20 returns, and the oldest of them needs the close before it).
 HISTORY_BARS = 21
+HOUR_MS = 3_600_000
+WEEKDAY_OF_EPOCH = 3  # 1970-01-01 was a Thursday (Monday = 0)
 
 
 def _divide(numerator: float, denominator: float) -> float | None:
@@ -80,6 +82,21 @@ def lag_features(opens: Sequence[float], highs: Sequence[float], lows: Sequence[
     if any(v is None or math.isnan(v) for v in values):
         return None
     return values
+
+
+def calendar_features(timestamp: int) -> tuple[float, float]:
+    """CALENDAR_FEATURES of a bar starting at `timestamp` (epoch ms, UTC): hour, weekday."""
+    hours = timestamp // HOUR_MS
+    return float(hours % 24), float((timestamp // (24 * HOUR_MS) + WEEKDAY_OF_EPOCH) % 7)
+
+
+def forecast_features(window: dict[str, list]) -> dict[str, float] | None:
+    """FORECAST_FEATURES of the newest bar of `window` (its series' recent bars, oldest first,
+    by column), or None when the trainer would not have a feature row for it."""
+    lags = lag_features(*(window[n] for n in ("open", "high", "low", "close", "volume", "vwap")))
+    if lags is None:
+        return None
+    return dict(zip(FORECAST_FEATURES, lags + calendar_features(window["timestamp"][-1])))
 
 
 def _fma(a: float, b: float, c: float) -> float:
@@ -165,10 +182,11 @@ def _tree(spec: dict) -> Tree:
 
 
 def scorer_from_spec(spec: dict) -> Scorer:
-    """A scorer from the JSON a training run writes beside its model (scorer.json)."""
-    if tuple(spec["features"]) != LAG_FEATURES:
+    """A scorer from a regressor's JSON (finstream.spark.export.scoring_spec)."""
+    unknown = [name for name in spec["features"] if name not in FORECAST_FEATURES]
+    if unknown:
         raise ValueError(f"it was exported for features {spec['features']}, this code computes "
-                         f"{list(LAG_FEATURES)}: retrain it")
+                         f"{list(FORECAST_FEATURES)} (not {unknown}): retrain it")
     kind = spec["kind"]
     if kind == "linear":
         return Linear(tuple(spec["mean"]), tuple(spec["scale"]), tuple(spec["coefficients"]), float(spec["intercept"]))

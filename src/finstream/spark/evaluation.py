@@ -1,62 +1,62 @@
-"""Evaluation that cannot leak: chronological splits per series, walk-forward folds,
-baselines, and metrics on the price scale."""
+"""Evaluation that cannot leak: one calendar cut for every series, walk-forward folds, and
+each candidate's forecasts (models and naive baselines) collected for finstream.skill."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
-from pyspark.sql import DataFrame, Window
+import pandas as pd
+from pyspark.ml import PipelineModel
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from finstream import skill
 from finstream.spark.features import SERIES, Question
+
+KEYS = (*SERIES, "timestamp")
 
 
 class LeakageError(AssertionError):
-    """A training row is not strictly earlier than every test row of its series."""
+    """A training row, or its label, is not strictly earlier than every test row of every series."""
 
 
 def with_position(rows: DataFrame) -> DataFrame:
-    """Adds `position` in [0, 1]: where the row stands in its series' time order."""
-    w = Window.partitionBy(*SERIES).orderBy("timestamp")
-    return rows.withColumn("position", F.percent_rank().over(w))
+    """Adds `position` in [0, 1]: where the row's time stands among all rows' times. One
+    ordering for all series, so a cut at a position is one calendar date for every ticker
+    (an equity and a crypto series trade on different days; per-series cuts would let one
+    ticker's training rows postdate another's test rows). Rows at the same time share it."""
+    return rows.withColumn("position", F.percent_rank().over(Window.orderBy("timestamp")))
 
 
 def split_at(rows: DataFrame, question: Question, train_end: float, test_end: float | None = None) -> tuple[DataFrame, DataFrame]:
     """Rows with position < train_end train, those in [train_end, test_end) test; training
-    rows whose label is only known inside the test period are left out (an embargo: the
-    last bar before the test period would otherwise learn the first test bar's close)."""
+    rows whose label is only known once the test period has begun are left out (an embargo:
+    the last bar before the cut would otherwise learn the first test bar's close)."""
     test = rows.where(F.col("position") >= train_end)
     test = test if test_end is None else test.where(F.col("position") < test_end)
-    test_start = test.groupBy(*SERIES).agg(F.min("timestamp").alias("_test_start"))
-    train = (
-        rows.where(F.col("position") < train_end)
-        .join(test_start, list(SERIES), "left")
-        .where(F.col("_test_start").isNull() | (F.col(question.target_time) < F.col("_test_start")))
-        .drop("_test_start")
-    )
+    test_start = test.agg(F.min("timestamp")).collect()[0][0]
+    train = rows.where(F.col("position") < train_end)
+    if test_start is not None:
+        train = train.where(F.col(question.target_time) < F.lit(test_start))
     assert_chronological(train, test, question)
     return train, test
 
 
 def assert_chronological(train: DataFrame, test: DataFrame, question: Question) -> None:
-    """Raises LeakageError unless, in every series, every training row and every training
-    label come strictly before the first test row."""
-    train_end = train.groupBy(*SERIES).agg(
-        F.max("timestamp").alias("last_train"), F.max(question.target_time).alias("last_label"))
-    test_start = test.groupBy(*SERIES).agg(F.min("timestamp").alias("first_test"))
-    leaks = (
-        train_end.join(test_start, list(SERIES))
-        .where((F.col("last_train") >= F.col("first_test")) | (F.col("last_label") >= F.col("first_test")))
-        .collect()
-    )
-    if leaks:
-        raise LeakageError(f"training data reaches into the test period: {[r.asDict() for r in leaks]}")
+    """Raises LeakageError unless every training row and every training label, of any series,
+    come strictly before the first test row of any series."""
+    last_train, last_label = train.agg(F.max("timestamp"), F.max(question.target_time)).collect()[0]
+    first_test = test.agg(F.min("timestamp")).collect()[0][0]
+    if first_test is None or last_train is None:
+        return
+    if last_train >= first_test or (last_label is not None and last_label >= first_test):
+        leaks = (train.where((F.col("timestamp") >= first_test) | (F.col(question.target_time) >= first_test))
+                 .groupBy("ticker").count().collect())
+        raise LeakageError(f"training data reaches into the test period (first test bar {first_test}): "
+                           f"{[r.asDict() for r in leaks]}")
 
 
 def walk_forward(rows: DataFrame, question: Question, folds: int, start: float = 0.5):
     """Expanding-window folds: fold i trains on everything before block i of the last
-    (1 - start) of each series, and tests on block i."""
+    (1 - start) of the period, and tests on block i (cuts shared by every series)."""
     if folds <= 0:
         return
     width = (1.0 - start) / folds
@@ -66,45 +66,64 @@ def walk_forward(rows: DataFrame, question: Question, folds: int, start: float =
         yield i, train, test
 
 
-@dataclass(frozen=True)
-class Metrics:
-    n: int
-    rmse: float
-    mae: float
-    mse: float
-    r2: float
-    mape: float
-    direction: float | None  # share of next-bar moves predicted with the right sign
-
-    def as_dict(self) -> dict:
-        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in self.__dict__.items()}
+# --- candidates' forecasts -------------------------------------------------------------------
+def _interval(center: Column, sigma: Column, quantiles: tuple[float, float]) -> tuple[Column, Column]:
+    return center * F.exp(F.lit(quantiles[0]) * sigma), center * F.exp(F.lit(quantiles[1]) * sigma)
 
 
-def price_metrics(predictions: DataFrame, question: Question, predicted: str = "predicted_close",
-                  directional: bool = True) -> Metrics:
-    """Metrics of `predicted` against the actual price, in one pass."""
-    actual, last = F.col(question.actual), F.col(question.last_value)
-    error = F.col(predicted) - actual
-    row = predictions.agg(
-        F.count(F.lit(1)).alias("n"),
-        F.avg(error * error).alias("mse"),
-        F.avg(F.abs(error)).alias("mae"),
-        F.avg(F.abs(error) / F.abs(actual)).alias("mape"),
-        F.var_pop(actual).alias("variance"),
-        F.avg((F.signum(F.col(predicted) - last) == F.signum(actual - last)).cast("double")).alias("direction"),
-    ).collect()[0]
-    if not row.n:
-        raise ValueError("no rows to evaluate: too little data for this split")
-    r2 = 1 - row.mse / row.variance if row.variance else float("nan")
-    return Metrics(row.n, math.sqrt(row.mse), row.mae, row.mse, r2, 100 * row.mape,
-                   row.direction if question.next_bar and directional else None)
+def model_forecast(question: Question, prediction: Column) -> Column:
+    """A regressor's output on the question's target scale (variance forecasts floored)."""
+    if question.kind == "price":
+        return question.price(prediction)
+    if question.kind in ("volatility", "interval"):
+        return F.greatest(prediction, F.lit(skill.VARIANCE_FLOOR) * F.col("ewma"))
+    return prediction
 
 
-def with_baselines(test: DataFrame, question: Question, train: DataFrame) -> dict[str, DataFrame]:
-    """The baselines every report shows: the training mean of the price, and persistence
-    (the last close known at prediction time)."""
-    mean_price = train.agg(F.avg(question.actual)).collect()[0][0]
-    return {
-        "baseline_mean": test.withColumn("predicted_close", F.lit(mean_price)),
-        "baseline_last_value": test.withColumn("predicted_close", F.col(question.last_value)),
-    }
+def standardised_quantiles(rows: DataFrame, variance: Column) -> tuple[float, float]:
+    """The ALPHA/2 and 1 - ALPHA/2 quantiles of next_log_return / sqrt(variance) over `rows`."""
+    z = rows.select((F.col("next_log_return") / F.sqrt(variance)).alias("z"))
+    lo, hi = z.agg(F.expr(f"percentile(z, {skill.ALPHA / 2})"), F.expr(f"percentile(z, {1 - skill.ALPHA / 2})")).collect()[0]
+    return float(lo), float(hi)
+
+
+def baseline_forecasts(question: Question, train: DataFrame) -> dict[str, Column | tuple[Column, Column]]:
+    """Each naive baseline's forecast column(s), computed from the row's past (and, for the
+    training mean and the empirical EWMA interval, from `train`)."""
+    if question.kind == "price":
+        mean_price = train.agg(F.avg(question.actual)).collect()[0][0]
+        return {"persistence": F.col(question.last_value), "training_mean": F.lit(mean_price)}
+    if question.kind == "interval":
+        sigma = F.col("log_std_20")
+        normal = _interval(F.col("close"), sigma, (-skill.Z_NORMAL, skill.Z_NORMAL))
+        empirical = _interval(F.col("close"), F.sqrt("ewma"), standardised_quantiles(train, F.col("ewma")))
+        return {"rolling_std_normal": normal, "ewma_empirical": empirical}
+    return {name: F.col(name) for name in question.baselines}
+
+
+def model_quantiles(model: PipelineModel, question: Question, train: DataFrame) -> tuple[float, float]:
+    """An interval model's scale: the quantiles of returns standardised by its training forecasts."""
+    return standardised_quantiles(model.transform(train), model_forecast(question, F.col("prediction")))
+
+
+def scored_frame(rows: DataFrame, question: Question, train: DataFrame, models: dict[str, PipelineModel],
+                 quantiles: dict[str, tuple[float, float]] | None = None) -> pd.DataFrame:
+    """Every candidate's forecast for each row of `rows`, collected (finstream.skill's frame:
+    keys, `close`, `actual`, `f:<name>` or `lo:<name>`/`hi:<name>`)."""
+    scored = rows
+    for kind, model in models.items():
+        scored = (model.transform(scored).withColumn(f"_p_{kind}", F.col("prediction"))
+                  .drop("prediction", "raw_features", "features"))
+    columns: list[Column] = [*map(F.col, KEYS), F.col("close"), F.col(question.actual).alias("actual")]
+    candidates = dict(baseline_forecasts(question, train))
+    for kind in models:
+        forecast = model_forecast(question, F.col(f"_p_{kind}"))
+        candidates[kind] = (_interval(F.col("close"), F.sqrt(forecast), quantiles[kind])
+                            if question.kind == "interval" else forecast)
+    for name, forecast in candidates.items():
+        if isinstance(forecast, tuple):
+            lo, hi = skill.interval_columns(name)
+            columns += [forecast[0].alias(lo), forecast[1].alias(hi)]
+        else:
+            columns.append(forecast.alias(skill.forecast_column(name)))
+    return scored.select(*columns).toPandas()

@@ -1,7 +1,11 @@
-"""Training and honest evaluation of the three regressors against two baselines.
+"""Training and honest evaluation of the three regressors against the naive baselines.
 
-    bars ─▶ features(question) ─▶ chronological split (+ embargo, leak check)
-         ├─▶ holdout: fit on train, score the test period
+    bars ─▶ features(question) ─▶ one calendar cut for all series (+ embargo, leak check)
+         ├─▶ selection: fit on the training period's first 80 %, compare (and tune) on its
+         │   last 20 %: the chosen model, before the holdout is read
+         ├─▶ holdout: every model refit on the training period, every candidate scored on the
+         │   test period, pooled and per series, each with its DM test against the reference
+         │   baseline; the chosen model is served only if that test says it is better
          └─▶ walk-forward: k expanding folds
 """
 
@@ -11,15 +15,19 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+import pandas as pd
 from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from finstream import skill
 from finstream.spark import evaluation as E
 from finstream.spark.features import QUESTIONS, SERIES, Question, training_rows
 from finstream.spark.models import REGRESSORS, build_pipeline, grid
 
 log = logging.getLogger("finstream.train")
+
+VALIDATION_FRACTION = 0.2  # of the training period: where the models are compared and tuned
 
 
 @dataclass(frozen=True)
@@ -34,18 +42,32 @@ class TrainOptions:
     models: tuple[str, ...] = tuple(REGRESSORS)
 
 
+@dataclass(frozen=True)
+class Selection:
+    """How the served model was chosen: on the last VALIDATION_FRACTION of the training period
+    (fit on what precedes it), before anything of the holdout is read."""
+    chosen: str
+    params: dict[str, dict]
+    validation_loss: dict[str, float]
+    validation_period: list[str | None]
+
+
 @dataclass
-class ModelResult:
+class CandidateResult:
     name: str
     params: dict
-    holdout: E.Metrics
-    walk_forward: list[E.Metrics] = field(default_factory=list)
+    holdout: dict  # finstream.skill.compare's figures, pooled over the series
+    per_series: dict[str, dict]
+    walk_forward: list[dict] = field(default_factory=list)
+    validation_loss: float | None = None
 
     def walk_forward_mean(self) -> dict:
+        """The mean of every numeric figure over the folds (those every fold has)."""
         if not self.walk_forward:
             return {}
-        keys = ("rmse", "mae", "r2", "mape")
-        return {k: sum(getattr(m, k) for m in self.walk_forward) / len(self.walk_forward) for k in keys}
+        keys = [k for k, v in self.walk_forward[0].items()
+                if k != "n" and all(isinstance(f.get(k), (int, float)) for f in self.walk_forward)]
+        return {k: sum(f[k] for f in self.walk_forward) / len(self.walk_forward) for k in keys}
 
 
 @dataclass
@@ -53,20 +75,27 @@ class TrainingRun:
     question: Question
     options: TrainOptions
     data: dict
-    results: dict[str, ModelResult]
-    chosen: str
+    results: dict[str, CandidateResult]
+    selection: Selection
+    served: str  # the chosen model, or the question's reference baseline (finstream.skill.served_choice)
+    served_reason: str
     models: dict[str, PipelineModel]
-    test_predictions: dict[str, DataFrame]
+    quantiles: dict[str, tuple[float, float]]  # interval models' training quantiles
+    holdout: pd.DataFrame  # every candidate's holdout forecasts (finstream.skill's frame)
     train: DataFrame
     test: DataFrame
+
+    @property
+    def chosen(self) -> str:
+        return self.selection.chosen
 
     @property
     def model(self) -> PipelineModel:
         return self.models[self.chosen]
 
-    def skill(self, name: str) -> float:
-        """RMSE relative to persistence: below 1 beats 'the price stays where it is'."""
-        return self.results[name].holdout.rmse / self.results["baseline_last_value"].holdout.rmse
+    def mllib_predictions(self, kind: str) -> DataFrame:
+        """MLlib's own output on the holdout (features and `prediction`), for the parity check."""
+        return self.models[kind].transform(self.test)
 
 
 def select_series(bars: DataFrame, options: TrainOptions) -> DataFrame:
@@ -91,23 +120,45 @@ def fit(train: DataFrame, question: Question, kind: str, params: dict) -> Pipeli
     return build_pipeline(kind, question.features, question.label, params).fit(train)
 
 
-def predict(model: PipelineModel, rows: DataFrame, question: Question) -> DataFrame:
-    return model.transform(rows).withColumn("predicted_close", question.price(F.col("prediction")))
+def _quantiles(models: dict[str, PipelineModel], question: Question, train: DataFrame) -> dict:
+    if question.kind != "interval":
+        return {}
+    return {kind: E.model_quantiles(model, question, train) for kind, model in models.items()}
 
 
-def choose_params(train: DataFrame, question: Question, kind: str, config: dict, tune: bool) -> dict:
-    """The configured parameters, or with --tune the grid's best on the last 20% of the
-    training period (time-ordered, never shuffled)."""
-    candidates = grid(kind, config) if tune else [config[kind]]
-    if len(candidates) == 1:
-        return candidates[0]
-    cut = train.agg(F.max("position")).collect()[0][0] * 0.8
+def evaluate(models: dict[str, PipelineModel], question: Question, train: DataFrame, test: DataFrame,
+             names: tuple[str, ...]) -> tuple[pd.DataFrame, dict[str, dict]]:
+    """Every candidate (baselines and the fitted models) on `test`: the scored frame and the
+    pooled figures against the question's reference baseline."""
+    frame = E.scored_frame(test, question, train, models, _quantiles(models, question, train))
+    if frame.empty:
+        raise ValueError("no rows to evaluate: too little data for this split")
+    return frame, skill.compare(question.kind, frame, names, question.reference)
+
+
+def select(train: DataFrame, question: Question, config: dict, options: TrainOptions) -> Selection:
+    """Each model's parameters (the configured ones, or with --tune the grid's best) and the
+    model to serve, all by the loss on the training period's last VALIDATION_FRACTION, fit on
+    what precedes it. Takes the training rows only: the holdout cannot take part."""
+    cut = train.agg(F.max("position")).collect()[0][0] * (1 - VALIDATION_FRACTION)
     fit_part, validation = E.split_at(train, question, cut)
-    scored = [(E.price_metrics(predict(fit(fit_part, question, kind, p), validation, question), question).rmse, i)
-              for i, p in enumerate(candidates)]
-    best = candidates[min(scored)[1]]
-    log.info("%s: tuned %s on the validation slice -> %s", question.name, kind, best)
-    return best
+    params: dict[str, dict] = {}
+    losses: dict[str, float] = {}
+    for kind in options.models:
+        candidates = grid(kind, config) if options.tune else [config[kind]]
+        scored = []
+        for i, candidate in enumerate(candidates):
+            model = fit(fit_part, question, kind, candidate)
+            frame = E.scored_frame(validation, question, fit_part, {kind: model}, _quantiles({kind: model}, question, fit_part))
+            scored.append((skill.metrics(question.kind, frame, kind)["loss"], i))
+        losses[kind], best = min(scored)
+        params[kind] = candidates[best]
+        if options.tune:
+            log.info("%s: tuned %s on the validation slice -> %s", question.name, kind, params[kind])
+    chosen = min(losses, key=losses.get)
+    log.info("%s: %s chosen on the validation slice (%s)", question.name, chosen,
+             ", ".join(f"{k} {v:.6g}" for k, v in losses.items()))
+    return Selection(chosen, params, losses, _period(validation))
 
 
 def run(bars: DataFrame, options: TrainOptions, config: dict) -> TrainingRun:
@@ -121,33 +172,34 @@ def run(bars: DataFrame, options: TrainOptions, config: dict) -> TrainingRun:
                 tickers=sorted(r.ticker for r in selected.select("ticker").distinct().collect()),
                 train_period=_period(train), test_period=_period(test))
     log.info("%s: %d rows (%d train, %d test)", question.name, data["rows"], data["train_rows"], data["test_rows"])
+    if not data["train_rows"] or not data["test_rows"]:
+        raise ValueError("no rows to evaluate: too little data for this split")
 
-    results: dict[str, ModelResult] = {}
-    predictions: dict[str, DataFrame] = {}
-    for name, scored in E.with_baselines(test, question, train).items():
-        # Persistence never predicts a move: its direction accuracy would be 0 by definition.
-        results[name] = ModelResult(name, {}, E.price_metrics(scored, question, directional=name != "baseline_last_value"))
-        predictions[name] = scored
-    models: dict[str, PipelineModel] = {}
-    for kind in options.models:
-        params = choose_params(train, question, kind, config, options.tune)
-        models[kind] = fit(train, question, kind, params)
-        predictions[kind] = predict(models[kind], test, question)
-        results[kind] = ModelResult(kind, params, E.price_metrics(predictions[kind], question))
-        log.info("%s/%s: holdout RMSE %.4f", question.name, kind, results[kind].holdout.rmse)
+    selection = select(train, question, config, options)  # before the holdout is touched
+    models = {kind: fit(train, question, kind, selection.params[kind]) for kind in options.models}
+    names = (*question.baselines, *options.models)
+    frame, holdout = evaluate(models, question, train, test, names)
+    per_series = {ticker: skill.compare(question.kind, part, names, question.reference)
+                  for ticker, part in frame.groupby("ticker")}
+    results = {name: CandidateResult(name, selection.params.get(name, {}), holdout[name],
+                                     {t: figures[name] for t, figures in per_series.items()},
+                                     validation_loss=selection.validation_loss.get(name))
+               for name in names}
 
     for i, fold_train, fold_test in E.walk_forward(rows, question, options.folds):
-        for name, scored in E.with_baselines(fold_test, question, fold_train).items():
-            results[name].walk_forward.append(E.price_metrics(scored, question, directional=name != "baseline_last_value"))
-        for kind in options.models:
-            fold_model = fit(fold_train, question, kind, results[kind].params)
-            results[kind].walk_forward.append(E.price_metrics(predict(fold_model, fold_test, question), question))
+        # With --tune each fold tunes on its own training rows: never on its test block.
+        params = select(fold_train, question, config, options).params if options.tune else selection.params
+        fold_models = {kind: fit(fold_train, question, kind, params[kind]) for kind in options.models}
+        _, figures = evaluate(fold_models, question, fold_train, fold_test, names)
+        for name in names:
+            results[name].walk_forward.append(figures[name])
         log.info("%s: walk-forward fold %d/%d done", question.name, i + 1, options.folds)
 
-    chosen = min(options.models, key=lambda k: results[k].holdout.rmse)
-    return TrainingRun(question, options, data, results, chosen, models, predictions, train, test)
-
-
+    chosen = results[selection.chosen].holdout
+    served, reason = skill.served_choice(question.name, selection.chosen, chosen.get("dm"), chosen.get("p"))
+    (log.info if served == selection.chosen else log.warning)("%s: %s", question.name, reason)
+    return TrainingRun(question, options, data, results, selection, served, reason, models,
+                       _quantiles(models, question, train), frame, train, test)
 def _period(rows: DataFrame) -> list[str | None]:
     row = rows.agg(F.min("timestamp"), F.max("timestamp")).collect()[0]
     return [_iso(row[0]), _iso(row[1])]
