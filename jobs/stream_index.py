@@ -20,9 +20,10 @@ from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 from finstream import elastic, topics
 from finstream.config import Settings
 from finstream.logs import setup_logging
-from finstream.modelstore import ServedModels
+from finstream.modelstore import ServedForecasts
 from finstream.spark import bars as B
 from finstream.spark import serving
+from finstream.spark.features import FORECASTS
 from finstream.spark.indexing import BatchWriter, PredictionWriter, checked_messages, read_records
 from finstream.spark.monitoring import ProgressListener
 
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     queries = [start(spark, messages.writeStream.foreachBatch(BatchWriter(settings, es_options)), "index-bars",
                      settings, args)]
     if not args.no_predict:
-        models = ServedModels(settings.model_path, serving.QUESTION.name)
+        models = ServedForecasts(settings.model_path, FORECASTS)
         models.current()  # load (or warn) now, not inside the first micro-batch
         rows = serving.prediction_rows(B.valid_bars(checked_messages(records)), settings)
         rows = rows.observe("predictions", *serving.status_counts())

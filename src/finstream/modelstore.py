@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from finstream.scoring import Scorer, scorer_from_spec
+from finstream.forecasts import Forecaster, forecaster
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,8 @@ def load_metadata(model_dir: Path, question: str, version: str) -> dict:
 @dataclass(frozen=True)
 class ServedModel:
     version: str
-    kind: str
-    scorer: Scorer
+    kind: str  # the model kind or naive baseline serving the question
+    forecaster: Forecaster
     timespan: str
     multiplier: int
     tickers: frozenset[str]  # empty: every ticker of the timespan
@@ -72,9 +72,11 @@ def load_served(model_dir: Path, question: str, version: str) -> ServedModel:
     path = version_dir(model_dir, question, version) / SCORER
     if not path.exists():
         raise ValueError(f"it has no {SCORER} (trained by an older version): retrain it")
-    scorer = scorer_from_spec(json.loads(path.read_text()))
+    served = forecaster(json.loads(path.read_text()))
+    if served.question != question:
+        raise ValueError(f"its {SCORER} serves {served.question!r}, not {question!r}")
     series = metadata["series"]
-    return ServedModel(version, metadata["model"], scorer, series["timespan"], int(series["multiplier"]),
+    return ServedModel(version, served.served, served, series["timespan"], int(series["multiplier"]),
                        frozenset(series.get("tickers") or ()))
 
 
@@ -84,9 +86,10 @@ class ServedModels:
     is refused once, and the previous one keeps serving. Cheap enough to ask for every
     series of every micro-batch: LATEST is re-read only when its file changes."""
 
-    def __init__(self, model_dir: Path, question: str, *, report: bool = True) -> None:
+    def __init__(self, model_dir: Path, question: str, *, report: bool = True, warn_missing: bool = True) -> None:
         self.pointer = model_dir / question / LATEST
         self.model_dir, self.question, self.report = model_dir, question, report
+        self.warn_missing = warn_missing
         self._served: ServedModel | None = None
         self._seen: tuple | None = None  # the pointer file's identity when last read
         self._tried: str | None = None
@@ -96,7 +99,7 @@ class ServedModels:
         try:
             stat = self.pointer.stat()
         except FileNotFoundError:
-            if self.report and not self._warned:
+            if self.report and self.warn_missing and not self._warned:
                 log.warning("no model at %s yet: bars are indexed but not predicted; run jobs/train.py and "
                             "predictions start with the next micro-batch", self.pointer)
                 self._warned = True
@@ -115,11 +118,31 @@ class ServedModels:
             self._served = load_served(self.model_dir, self.question, version)
         except Exception as exc:  # noqa: BLE001 - a bad model must not stop the stream
             if self.report:
-                log.error("cannot serve model %s (%s); %s", version, str(exc).splitlines()[0][:300],
+                log.error("cannot serve %s model %s (%s); %s", self.question, version, str(exc).splitlines()[0][:300],
                           f"still serving {self._served.version}" if self._served
                           else "no predictions until one loads")
             return
         if self.report:
             served = self._served
-            log.info("serving model %s (%s) for %s bars x%d%s", version, served.kind, served.timespan,
+            log.info("serving model %s for %s (%s) for %s bars x%d%s", version, self.question, served.kind,
+                     served.timespan,
                      served.multiplier, f" of {', '.join(sorted(served.tickers))}" if served.tickers else "")
+
+
+class ServedForecasts:
+    """ServedModels for each forecasting question the stream serves; says once when none of
+    them has a model yet."""
+
+    def __init__(self, model_dir: Path, questions: tuple[str, ...], *, report: bool = True) -> None:
+        self.model_dir, self.report = model_dir, report
+        self.models = {q: ServedModels(model_dir, q, report=report, warn_missing=False) for q in questions}
+        self._warned = False
+
+    def current(self) -> dict[str, ServedModel]:
+        served = {q: m.current() for q, m in self.models.items()}
+        if self.report and not self._warned and not any(served.values()):
+            log.warning("no model at %s/{%s}/LATEST yet: bars are indexed but not predicted; run "
+                        "jobs/train.py and predictions start with the next micro-batch",
+                        self.model_dir, ",".join(self.models))
+            self._warned = True
+        return {q: m for q, m in served.items() if m is not None}

@@ -15,17 +15,18 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from finstream import modelstore
+from finstream import modelstore, skill
+from finstream import schema as S
 from finstream.config import Settings
 from finstream.modelstore import ServedModels
-from finstream.schema import BAR_FIELDS, LAG_FEATURES
+from finstream.schema import BAR_FIELDS, FORECAST_FEATURES, LAG_FEATURES
 from finstream.scoring import HISTORY_BARS
+from finstream.spark import evaluation as E
 from finstream.spark import serving
-from finstream.spark.bars import bar_doc_id_column
 from finstream.spark.export import scoring_spec
-from finstream.spark.features import with_features
+from finstream.spark.features import FORECASTS, QUESTIONS, with_features
 from finstream.spark.schema import bar_schema
-from finstream.spark.training import fit, predict
+from finstream.spark.training import fit
 
 DAY = 86_400_000
 T0 = 1_600_000_000_000
@@ -127,30 +128,50 @@ def sample_bars(spark, n: int):
     return rows
 
 
-def publish_trained(model_dir, version, model, kind, saved_at) -> None:
-    spec = scoring_spec(model, kind, LAG_FEATURES, saved_at)
-    modelstore.publish(model_dir, "lags", version, {"features": list(LAG_FEATURES), "model": kind,
-                                                    "series": {"timespan": "day", "multiplier": 1, "tickers": []}},
+def publish_trained(model_dir, question: str, spec: dict) -> None:
+    modelstore.publish(model_dir, question, "v-test", {"model": spec["served"],
+                                                       "series": {"timespan": "day", "multiplier": 1, "tickers": []}},
                        spec)
+
+
+def trained_forecasts(spark, bars, kind: str, model_dir) -> dict[str, dict]:
+    """Fits `kind` for each served question on the first 60 bars of each series with the
+    trainer's code, publishes it as train.py does, and returns what the trainer computes for
+    every eligible bar: its features, and each question's forecasts (finstream.skill's frame)."""
+    frame = spark.createDataFrame(bars, bar_schema())
+    params = {"regParam": 0.0} if kind == "linear" else {"maxIter": 10, "maxDepth": 3, "seed": 1}
+    featured = with_features(frame, QUESTIONS["interval"]).where("eligible")  # every served column
+    offline = {S.bar_doc_id(r.ticker, r.timespan, r.multiplier, r.timestamp): r.asDict()
+               for r in featured.select(*E.KEYS, "next_close", "next_log_range", "next_sq_return", "close",
+                                        *FORECAST_FEATURES).collect()}
+    for name in FORECASTS:
+        question = QUESTIONS[name]
+        rows = with_features(frame, question)
+        train_rows = rows.where(F.col("labelled") & (F.col("timestamp") < T0 + 60 * DAY))
+        model = fit(train_rows, question, kind, params)
+        saved = modelstore.version_dir(model_dir, name, "v-test") / "model"
+        model.write().save(str(saved))
+        spec = {"question": name, "served": kind, "regressor": scoring_spec(model, kind, question.features, saved)}
+        quantiles = {kind: E.model_quantiles(model, question, train_rows)} if name == "interval" else {}
+        if quantiles:
+            spec["quantiles"] = list(quantiles[kind])
+        publish_trained(model_dir, name, spec)
+        scored = E.scored_frame(rows.where("eligible"), question, train_rows, {kind: model}, quantiles)
+        for record in scored.to_dict("records"):
+            doc_id = S.bar_doc_id(record["ticker"], record["timespan"], record["multiplier"], record["timestamp"])
+            offline[doc_id].update({f"{name}/{k}": v for k, v in record.items() if ":" in k})
+    return offline
 
 
 @pytest.fixture(scope="module", params=["linear", "gbt"])
 def equality_run(request, spark, tmp_path_factory):
     """Trains on the first 60 bars of each series with the trainer's code and publishes the
-    model, then streams all 90 through the predictor in micro-batches of uneven sizes (file
+    models, then streams all 90 through the predictor in micro-batches of uneven sizes (file
     source, one file per batch) and collects what it would write."""
     kind = request.param
     bars = sample_bars(spark, 90)
-    frame = spark.createDataFrame(bars, bar_schema())
-    training = with_features(frame, serving.QUESTION)
-    train_rows = training.where(F.col("labelled") & (F.col("timestamp") < T0 + 60 * DAY))
-    params = {"regParam": 0.0} if kind == "linear" else {"maxIter": 10, "maxDepth": 3, "seed": 1}
-    model = fit(train_rows, serving.QUESTION, kind, params)
     model_dir = tmp_path_factory.mktemp("models")
-    model.write().save(str(modelstore.version_dir(model_dir, "lags", "v-test") / "model"))
-    publish_trained(model_dir, "v-test", model, kind, modelstore.version_dir(model_dir, "lags", "v-test") / "model")
-    offline = predict(model, training.where("eligible"), serving.QUESTION)
-    offline = {r.doc_id: r for r in offline.withColumn("doc_id", bar_doc_id_column()).collect()}
+    offline = trained_forecasts(spark, bars, kind, model_dir)
 
     source = tmp_path_factory.mktemp("bars")
     ordered = sorted(bars, key=lambda b: (b["timestamp"], b["ticker"]))
@@ -188,46 +209,70 @@ def equality_run(request, spark, tmp_path_factory):
              .option("checkpointLocation", str(tmp_path_factory.mktemp("checkpoint")))
              .trigger(availableNow=True).start())
     query.awaitTermination()
-    return offline, written, updates, batches, statuses
+    return (kind, offline), written, updates, batches, statuses
 
 
 def test_stream_runs_many_micro_batches(equality_run):
-    offline, online, _, batches, statuses = equality_run
+    _, online, _, batches, statuses = equality_run
     assert len(batches) >= 8
     assert sum(s.get("predicted", 0) + s.get("unscored", 0) for s in statuses) == 2 * 90  # every bar new once
     assert sum(s.get("predicted", 0) for s in statuses) == len(online)
 
 
 def test_stream_predicts_every_eligible_bar_once(equality_run):
-    offline, online, *_ = equality_run
+    (_, offline), online, *_ = equality_run
     assert set(online) == set(offline)
     assert len(online) == 2 * (90 - (HISTORY_BARS - 1))  # every bar with 20 before it
 
 
-def test_stream_features_and_predictions_equal_the_trainers(equality_run):
-    offline, online, *_ = equality_run
+def test_stream_features_and_forecasts_equal_the_trainers(equality_run):
+    """Features and the regressors' outputs are the same floats; what is derived through a
+    logarithm or an exponential (the baselines, the floored variance, the interval) agrees to
+    1e-12: the JVM's and Python's log/exp may differ in the last bit."""
+    (kind, offline), online, *_ = equality_run
+    close = pytest.approx
     for doc_id, doc in online.items():
         expected = offline[doc_id]
-        assert [doc["features"][f] for f in LAG_FEATURES] == [expected[f] for f in LAG_FEATURES], doc_id
-        assert doc["predicted_close"] == expected.predicted_close
-        assert doc["predicted_return"] == expected.prediction
-        assert doc["model_version"] == "v-test" and doc["target"] == "next_close"
+        assert [doc["features"][f] for f in FORECAST_FEATURES] == [expected[f] for f in FORECAST_FEATURES], doc_id
+        assert doc["predicted_close"] == expected[f"lags/f:{kind}"]
+        assert doc["predicted_range"] == expected[f"range/f:{kind}"]
+        assert doc["baseline_range"] == close(expected["range/f:mean_range_5"], rel=1e-12)
+        assert doc["predicted_variance"] == close(expected[f"volatility/f:{kind}"], rel=1e-12)
+        assert doc["baseline_variance"] == close(expected["volatility/f:ewma"], rel=1e-12)
+        assert doc["lower"] == close(expected[f"interval/lo:{kind}"], rel=1e-12)
+        assert doc["upper"] == close(expected[f"interval/hi:{kind}"], rel=1e-12)
+        assert doc["lower"] < doc["last_close"] < doc["upper"]
+        for question in ("model", "interval_model", "range_model", "volatility_model"):
+            assert doc[question] == kind
+        assert doc["model_version"] == doc["interval_version"] == "v-test" and doc["target"] == "next_close"
 
 
 def test_every_prediction_but_the_last_gets_its_actual(equality_run):
-    offline, online, updates, *_ = equality_run
+    (_, offline), online, updates, *_ = equality_run
     last = {max((d for d in online.values() if d["ticker"] == t), key=lambda d: d["timestamp"])["doc_id"]
             for t in ("AAA", "BBB")}
     assert {i for i, d in online.items() if "actual_close" in d} == set(online) - last
+    close = pytest.approx
     for doc_id, doc in online.items():
         if doc_id in last:
             continue
         expected = offline[doc_id]
-        assert doc["actual_close"] == expected.next_close and doc["actual_timestamp"] == expected.next_timestamp
-        assert doc["error"] == pytest.approx(doc["predicted_close"] - expected.next_close)
-        assert doc["baseline_error"] == pytest.approx(expected.close - expected.next_close)
+        assert doc["actual_close"] == expected["next_close"]
+        assert doc["error"] == close(doc["predicted_close"] - expected["next_close"])
+        assert doc["baseline_error"] == close(expected["close"] - expected["next_close"])
+        assert doc["inside_interval"] == float(doc["lower"] <= expected["next_close"] <= doc["upper"])
+        assert doc["interval_score"] == close(float(skill.interval_score(
+            doc["lower"] / doc["last_close"] - 1, doc["upper"] / doc["last_close"] - 1,
+            expected["next_close"] / doc["last_close"] - 1)), rel=1e-12)
+        assert doc["actual_range"] == close(expected["next_log_range"], rel=1e-12)
+        assert doc["range_error"] == close(doc["predicted_range"] - expected["next_log_range"], rel=1e-9)
+        assert doc["actual_variance"] == close(expected["next_sq_return"], rel=1e-9)
+        assert doc["variance_loss"] == close(float(skill.qlike(doc["predicted_variance"], expected["next_sq_return"])),
+                                             rel=1e-6)
     assert updates, "some bars' next bar came in a later batch: their documents are written again"
-    judged_fields = {"actual_timestamp", "actual_close", "error", "abs_error", "baseline_error"}
+    judged_fields = {"actual_timestamp", "actual_close", "error", "abs_error", "baseline_error", "inside_interval",
+                     "interval_score", "actual_range", "range_error", "range_baseline_error", "actual_variance",
+                     "variance_loss", "variance_baseline_loss"}
     for before, after in updates:  # the whole prediction again, unchanged, with its actual
         assert not judged_fields & set(before) and set(after) == set(before) | judged_fields
         assert {k: after[k] for k in before} == before

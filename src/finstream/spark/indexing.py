@@ -13,7 +13,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from finstream.config import Settings
 from finstream.elastic import ES_HADOOP_FORMAT
-from finstream.modelstore import ServedModels
+from finstream.modelstore import ServedForecasts
 from finstream.spark import bars as B
 from finstream.spark import serving
 
@@ -109,7 +109,7 @@ class PredictionWriter:
 
     settings: Settings
     es_options: dict[str, str]
-    models: ServedModels  # the driver's view of the served model, for the log only
+    models: ServedForecasts  # the driver's view of the served models, for the log only
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
 
     def __call__(self, rows: DataFrame, batch_id: int) -> None:

@@ -1,17 +1,19 @@
-"""Real-time prediction: every new bar of a served series is scored inside the per-series
-state step, by the latest `lags` model, in one Spark job per micro-batch.
+"""Real-time prediction: every new bar of a served series is forecast inside the per-series
+state step, in one Spark job per micro-batch: the next close with its 90 % interval, the next
+bar's range and its variance, each by the model or naive baseline its training run published.
 
     bars ─▶ watermark (publish time) ─▶ per series, Spark state: the last HISTORY_BARS bars
          │                                and the prediction made at the newest of them
          └▶ for each new bar, in time order: judge the prediction made at the bar before it
-            (actual close, errors), compute its features (finstream.scoring.lag_features,
-            equal to the trainer's window functions), score it with the served model
+            (actual close, errors, interval hit, range error, variance loss), compute its
+            features (finstream.scoring, equal to the trainer's window functions) and the
+            forecasts of each served question (finstream.forecasts)
             ─▶ prediction documents, id = the bar's doc id
 
-The model is read by the Python worker itself (MODEL_DIR/lags/LATEST, re-read when the file
-changes, cached per worker), so no model, feature or earlier prediction crosses between the
-JVM and Python, and nothing is read back from Elasticsearch: the earlier prediction lives
-in the series' state.
+The models are read by the Python worker itself (MODEL_DIR/<question>/LATEST, re-read when
+the file changes, cached per worker), so no model, feature or earlier prediction crosses
+between the JVM and Python, and nothing is read back from Elasticsearch: the earlier
+prediction lives in the series' state.
 
 Order and lateness, per series: bars of one micro-batch may arrive in any order (they are
 sorted). A bar older than the newest one already remembered is `late`, and one whose time is
@@ -38,13 +40,13 @@ from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 
 from finstream import schema as S
 from finstream.config import Settings
-from finstream.modelstore import ServedModels
-from finstream.scoring import HISTORY_BARS, lag_features, predicted_close
-from finstream.spark.features import QUESTIONS, SERIES
+from finstream.forecasts import MODEL_FIELDS, judged
+from finstream.modelstore import ServedForecasts
+from finstream.scoring import HISTORY_BARS, forecast_features
+from finstream.spark.features import FORECASTS, SERIES
 from finstream.spark.schema import ES_SPARK_TYPES, bar_schema
 from finstream.spark.worker_setup import keep_zip_directories
 
-QUESTION = QUESTIONS["lags"]  # the one question that forecasts: the next bar's close
 HISTORY_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume", "vwap")
 # What each output row is: a new bar's prediction, a prediction made in an earlier batch
 # given its actual and errors (its whole document again), or a bar that leads to no write (new but
@@ -67,7 +69,7 @@ _DOCUMENT_FIELDS = [name for name in S.PREDICTION_MAPPING if name != "features"]
 # output columns are flat), and the row's status.
 OUTPUT_SCHEMA = T.StructType(
     [T.StructField(name, ES_SPARK_TYPES[S.PREDICTION_MAPPING[name]["type"]]) for name in _DOCUMENT_FIELDS]
-    + [T.StructField(FEATURE_PREFIX + name, T.DoubleType()) for name in QUESTION.features]
+    + [T.StructField(FEATURE_PREFIX + name, T.DoubleType()) for name in S.FORECAST_FEATURES]
     + [T.StructField("status", T.StringType())])
 _OUTPUT_DTYPES = {f.name: np.float64 if isinstance(f.dataType, T.DoubleType) else object
                   for f in OUTPUT_SCHEMA.fields}
@@ -80,18 +82,14 @@ def idle_timeout_ms(timespan: str, multiplier: int, idle_hours: float) -> int:
     return int(max(idle_hours * 3_600_000, 3 * S.TIMESPAN_SECONDS[timespan] * int(multiplier) * 1000))
 
 
-_MODELS: dict[str, ServedModels] = {}  # per Python worker (workers are reused across batches)
+_MODELS: dict[str, ServedForecasts] = {}  # per Python worker (workers are reused across batches)
 keep_zip_directories()  # when this module is loaded by a worker, for its next tasks
 
 
-def served_models(model_dir: str) -> ServedModels:
+def served_models(model_dir: str) -> ServedForecasts:
     if model_dir not in _MODELS:
-        _MODELS[model_dir] = ServedModels(Path(model_dir), QUESTION.name, report=False)
+        _MODELS[model_dir] = ServedForecasts(Path(model_dir), FORECASTS, report=False)
     return _MODELS[model_dir]
-
-
-def _judged(predicted: float, last_close: float, actual: float) -> dict[str, float]:
-    return {"error": predicted - actual, "abs_error": abs(predicted - actual), "baseline_error": last_close - actual}
 
 
 def mark_incoming(bars: dict[str, list], remembered: list[int]) -> list[int]:
@@ -139,8 +137,8 @@ def predict_series(key: tuple, frames: Iterator[pd.DataFrame], state: GroupState
     bars = {name: incoming[name].tolist() for name in (*HISTORY_COLUMNS, "published_at", "kafka_offset")}
     order = mark_incoming(bars, window["timestamp"])
 
-    served = served_models(model_dir).current()
-    scoring = served is not None and served.covers(ticker, timespan, multiplier)
+    served = {question: model for question, model in served_models(model_dir).current().items()
+              if model.covers(ticker, timespan, multiplier)}
     predicted_at = int(clock() * 1000)
     rows: list[dict] = []
     for i in order:
@@ -150,27 +148,29 @@ def predict_series(key: tuple, frames: Iterator[pd.DataFrame], state: GroupState
             rows.append({"doc_id": doc_id, "status": bar["status"]})
             continue
         if earlier is not None:
-            earlier.update(actual_timestamp=bar["timestamp"], actual_close=bar["close"],
-                           **_judged(earlier["predicted_close"], earlier["last_close"], bar["close"]))
+            earlier.update(actual_timestamp=bar["timestamp"], **judged(earlier, bar["high"], bar["low"], bar["close"]))
             if earlier["status"] != PREDICTED:  # made in an earlier batch: written again, whole
                 rows.append(earlier)
         for name in HISTORY_COLUMNS:
             value = bar[name]
             window[name] = (window[name] + [None if value != value else value])[-HISTORY_BARS:]  # NaN: absent
         earlier = None
-        features = lag_features(*(window[n] for n in ("open", "high", "low", "close", "volume", "vwap"))) \
-            if scoring else None
-        if features is None:
+        features = forecast_features(window) if served else None
+        forecasts = {}
+        for question, model in served.items() if features is not None else ():
+            fields = model.forecaster.forecast(window, features)
+            if fields is not None:
+                name_field, version_field = MODEL_FIELDS[question]
+                forecasts.update(fields, **{name_field: model.kind, version_field: model.version})
+        if not forecasts:
             rows.append({"doc_id": doc_id, "status": UNSCORED})
             continue
-        predicted_return = served.scorer.predict(features)
         earlier = {
             "doc_id": doc_id, "ticker": ticker, "timespan": timespan, "multiplier": multiplier,
-            "timestamp": bar["timestamp"], "target": QUESTION.actual, "last_close": bar["close"],
-            "predicted_return": predicted_return, "predicted_close": predicted_close(bar["close"], predicted_return),
-            "model": served.kind, "model_version": served.version, "published_at": bar["published_at"],
-            "predicted_at": predicted_at, "latency_ms": predicted_at - bar["published_at"], "status": PREDICTED,
-            **{FEATURE_PREFIX + name: value for name, value in zip(QUESTION.features, features)},
+            "timestamp": bar["timestamp"], "target": "next_close", "last_close": bar["close"], **forecasts,
+            "published_at": bar["published_at"], "predicted_at": predicted_at,
+            "latency_ms": predicted_at - bar["published_at"], "status": PREDICTED,
+            **{FEATURE_PREFIX + name: value for name, value in features.items()},
         }
         rows.append(earlier)
 
@@ -204,6 +204,6 @@ def status_counts() -> list[Column]:
 def documents(rows: DataFrame) -> DataFrame:
     """The writes to the predictions index, whole documents: new predictions, and earlier
     ones again with their actual close and errors (null fields are not written)."""
-    features = F.struct(*[F.col(FEATURE_PREFIX + name).alias(name) for name in QUESTION.features])
+    features = F.struct(*[F.col(FEATURE_PREFIX + name).alias(name) for name in S.FORECAST_FEATURES])
     return rows.where(F.col("status").isin(*WRITTEN)).select(
         *[features.alias(name) if name == "features" else F.col(name) for name in S.PREDICTION_MAPPING])
