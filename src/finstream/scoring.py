@@ -195,8 +195,3 @@ def scorer_from_spec(spec: dict) -> Scorer:
     if kind == "gbt":
         return Boosted(tuple(_tree(t) for t in spec["trees"]), tuple(spec["weights"]))
     raise ValueError(f"unknown model kind {kind!r}")
-
-
-def predicted_close(close: float, predicted_return: float) -> float:
-    """The `lags` question's price: close x (1 + return), as features.Question.price."""
-    return close * (1 + predicted_return)

@@ -28,6 +28,7 @@ def test_harness_measures_a_tiny_size(spark):
     spec = importlib.util.spec_from_file_location("train_scaling", BENCH)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    row = module.measure(spark, 1500, folds=0)
+    row = module.measure(spark, 1500, folds=0, question="volatility")
     assert row["bars"] == 1500 and row["train_rows"] > 1000 and row["seconds"] > 0
-    assert set(row["holdout_rmse"]) == {"baseline_mean", "baseline_last_value", "linear", "random_forest", "gbt"}
+    assert set(row["holdout_loss_ratio"]) == {"ewma", "rolling_20", "linear", "random_forest", "gbt"}
+    assert row["holdout_loss_ratio"]["ewma"] == 1.0

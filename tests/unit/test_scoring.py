@@ -15,7 +15,7 @@ from finstream.schema import LAG_FEATURES
 from finstream.spark.export import ScorerMismatch, check_parity, scoring_spec
 from finstream.spark.features import QUESTIONS, with_features
 from finstream.spark.schema import bar_schema
-from finstream.spark.training import fit, predict
+from finstream.spark.training import fit
 
 QUESTION = QUESTIONS["lags"]
 DAY = 86_400_000
@@ -73,22 +73,44 @@ def test_python_features_equal_the_window_functions_bit_for_bit(featured):
     assert sum(r.eligible for r in rows) > 500
 
 
-@pytest.mark.parametrize("kind, params", [
-    ("linear", {"regParam": 0.01, "elasticNetParam": 0.0}),
-    ("random_forest", {"numTrees": 20, "maxDepth": 6, "seed": 3}),
-    ("gbt", {"maxIter": 15, "maxDepth": 3, "seed": 3}),
+def predict(model, rows, question):
+    return model.transform(rows).withColumn("predicted_close", question.price(F.col("prediction")))
+
+
+def test_calendar_features_equal_sparks(spark):
+    """Hour and weekday from epoch milliseconds, as integers: the same in both (2026-11-27,
+    a Friday, 14:30 UTC; 1970-01-01, a Thursday; a Monday midnight)."""
+    stamps = [1_795_789_800_000, 0, 1_795_392_000_000]
+    frame = spark.createDataFrame(
+        [{"ticker": "A", "timespan": "hour", "multiplier": 1, "timestamp": t, "open": 1.0, "high": 1.0, "low": 1.0,
+          "close": 1.0, "volume": 1.0, "vwap": None, "transactions": None, "source": "test"} for t in stamps],
+        bar_schema())
+    rows = with_features(frame, QUESTIONS["range"]).orderBy("timestamp").collect()
+    assert [scoring.calendar_features(t) for t in sorted(stamps)] == [(r.hour_of_day, r.day_of_week) for r in rows]
+    assert scoring.calendar_features(1_795_789_800_000) == (14.0, 4.0)
+    assert scoring.calendar_features(1_795_392_000_000) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("question, kind, params", [
+    ("lags", "linear", {"regParam": 0.01, "elasticNetParam": 0.0}),
+    ("lags", "random_forest", {"numTrees": 20, "maxDepth": 6, "seed": 3}),
+    ("lags", "gbt", {"maxIter": 15, "maxDepth": 3, "seed": 3}),
+    ("volatility", "random_forest", {"numTrees": 20, "maxDepth": 6, "seed": 3}),
+    ("range", "linear", {"regParam": 0.01, "elasticNetParam": 0.0}),
 ])
-def test_exported_scorer_equals_mllib_transform(spark, featured, tmp_path, kind, params):
+def test_exported_scorer_equals_mllib_transform(spark, tmp_path, question, kind, params):
+    q = QUESTIONS[question]
+    featured = with_features(spark.createDataFrame(random_bars(300, seed=11), bar_schema()), q)
     rows = featured.where("labelled")
-    model = fit(rows.where(F.col("timestamp") < 1_600_000_000_000 + 200 * DAY), QUESTION, kind, params)
+    model = fit(rows.where(F.col("timestamp") < 1_600_000_000_000 + 200 * DAY), q, kind, params)
     model.write().overwrite().save(str(tmp_path / "model"))
-    spec = scoring_spec(model, kind, QUESTION.features, tmp_path / "model")
-    scored = predict(model, featured.where("eligible"), QUESTION)
-    assert check_parity(spec, scored, QUESTION.features) == scored.count()
+    spec = scoring_spec(model, kind, q.features, tmp_path / "model")
+    scored = predict(model, featured.where("eligible"), q)
+    assert check_parity(spec, scored, q.features) == scored.count()
     scorer = scoring.scorer_from_spec(spec)
-    for row in scored.select("close", "predicted_close", *QUESTION.features).limit(50).collect():
-        predicted = scorer.predict([row[f] for f in QUESTION.features])
-        assert scoring.predicted_close(row.close, predicted) == row.predicted_close
+    for row in scored.select("close", "predicted_close", *q.features).limit(50).collect():
+        predicted = scorer.predict([row[f] for f in q.features])
+        assert (row.close * (1 + predicted) if question == "lags" else predicted) == row.predicted_close
 
 
 def test_a_scorer_that_disagrees_with_mllib_is_refused(spark, featured, tmp_path):

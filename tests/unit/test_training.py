@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import math
+import random
 
+import pandas as pd
 import pytest
+from pyspark.sql import Window
 from pyspark.sql import functions as F
 
-from finstream import modelstore, reporting
+from finstream import modelstore, reporting, skill
 from finstream.spark import evaluation as E
+from finstream.spark import training
+from finstream.spark.training import TrainOptions
 from finstream.spark.features import LAG_FEATURES, QUESTIONS, with_features
 from finstream.spark.models import grid, load_params
 
@@ -44,17 +49,43 @@ def test_lags_rebuild_the_price_from_the_predicted_return(spark):
     assert (QUESTIONS["volume"].actual, QUESTIONS["volume"].last_value) == ("close", "prev_close")
 
 
-@pytest.mark.parametrize("question", ["volume", "lags"])
-def test_split_is_chronological_per_series_with_an_embargo(spark, question):
+def crypto_and_equity(spark, days: int):
+    """X:BTCUSD trades every day, AAA on weekdays only: over the same calendar the crypto
+    series has 7/5 as many bars."""
+    def bars(ticker, step_days):
+        rows, price = [], 100.0
+        for i, day in enumerate(d for d in range(days) if step_days(d)):
+            price *= 1 + 0.01 * math.sin(i / 3.0)
+            rows.append((ticker, "day", 1, 1_600_000_000_000 + day * DAY, price, price * 1.01, price * 0.99,
+                         price, 1000.0 + i, None))
+        return rows
+    rows = bars("X:BTCUSD", lambda d: True) + bars("AAA", lambda d: d % 7 < 5)
+    return spark.createDataFrame(rows, "ticker string, timespan string, multiplier int, timestamp long, "
+                                       "open double, high double, low double, close double, volume double, vwap double")
+
+
+@pytest.mark.parametrize("question", ["volume", "lags", "volatility"])
+def test_one_calendar_cut_for_every_series_with_an_embargo(spark, question):
     q = QUESTIONS[question]
-    bars = series(spark, 100, "AAA").unionByName(series(spark, 50, "BBB", 10.0))
-    rows = E.with_position(with_features(bars, q).where("labelled"))
+    rows = E.with_position(with_features(crypto_and_equity(spark, 200), q).where("labelled"))
     train, test = E.split_at(rows, q, 0.8)
-    for ticker in ("AAA", "BBB"):
-        t = train.where(F.col("ticker") == ticker)
-        first_test = test.where(F.col("ticker") == ticker).agg(F.min("timestamp")).first()[0]
-        assert t.agg(F.max("timestamp")).first()[0] < first_test
-        assert t.agg(F.max(q.target_time)).first()[0] < first_test  # no label from the test period
+    first_test = test.agg(F.min("timestamp")).first()[0]
+    assert train.agg(F.max("timestamp")).first()[0] < first_test
+    assert train.agg(F.max(q.target_time)).first()[0] < first_test  # no label from the test period
+    for ticker in ("AAA", "X:BTCUSD"):  # both series are in both periods
+        assert train.where(F.col("ticker") == ticker).count() and test.where(F.col("ticker") == ticker).count()
+        assert test.where(F.col("ticker") == ticker).agg(F.min("timestamp")).first()[0] - first_test < 3 * DAY
+
+
+def test_per_series_cuts_over_two_calendars_are_refused_as_a_leak(spark):
+    """The old split: each series cut at 80 % of its own bars. Crypto's cut then falls on
+    another date than the equity's, and one's training rows postdate the other's test rows."""
+    q = QUESTIONS["lags"]
+    rows = with_features(crypto_and_equity(spark, 200), q).where("labelled")
+    per_series = rows.withColumn("position", F.percent_rank().over(Window.partitionBy("ticker").orderBy("timestamp")))
+    train, test = per_series.where("position < 0.8"), per_series.where("position >= 0.8")
+    with pytest.raises(E.LeakageError):
+        E.assert_chronological(train, test, q)
 
 
 def test_a_random_split_is_refused(spark):
@@ -77,39 +108,82 @@ def test_walk_forward_folds_expand_and_do_not_overlap(spark):
     assert sum(map(len, tests)) == rows.where("position >= 0.5").count()
 
 
-def test_price_metrics_by_hand(spark):
-    q = QUESTIONS["lags"]
-    df = spark.createDataFrame([(10.0, 11.0, 12.0), (10.0, 9.0, 10.5), (10.0, 10.0, 10.0)],
-                               "close double, next_close double, predicted_close double")
-    m = E.price_metrics(df, q)
+def test_price_metrics_by_hand():
+    frame = pd.DataFrame({"ticker": ["A"] * 3, "timestamp": [1, 2, 3], "close": [10.0, 10.0, 10.0],
+                          "actual": [11.0, 9.0, 10.0], "f:m": [12.0, 10.5, 10.0]})
+    m = skill.metrics("price", frame, "m")
     errors = [1.0, 1.5, 0.0]
-    assert m.n == 3
-    assert m.mse == pytest.approx(sum(e * e for e in errors) / 3)
-    assert m.rmse == pytest.approx(math.sqrt(m.mse))
-    assert m.mae == pytest.approx(2.5 / 3)
-    assert m.mape == pytest.approx(100 * (1 / 11 + 1.5 / 9) / 3)
-    assert m.r2 == pytest.approx(1 - m.mse / (2 / 3))
-    assert m.direction == pytest.approx(2 / 3)  # up: right, down: wrong sign, flat: right
+    assert m["n"] == 3
+    assert m["mse"] == m["loss"] == pytest.approx(sum(e * e for e in errors) / 3)
+    assert m["rmse"] == pytest.approx(math.sqrt(m["mse"]))
+    assert m["mae"] == pytest.approx(2.5 / 3)
+    assert m["mape"] == pytest.approx(100 * (1 / 11 + 1.5 / 9) / 3)
+    assert m["r2"] == pytest.approx(1 - m["mse"] / (2 / 3))
+    assert m["return_rmse"] == pytest.approx(math.sqrt(sum((e / 10) ** 2 for e in errors) / 3))
+    assert m["direction"] == pytest.approx(2 / 3)  # up: right, down: wrong sign, flat: right
 
 
 def test_baselines_are_the_training_mean_and_the_last_close(spark):
     q = QUESTIONS["lags"]
     train = spark.createDataFrame([(1.0, 2.0), (1.0, 4.0)], "close double, next_close double")
     test = spark.createDataFrame([(5.0, 6.0)], "close double, next_close double")
-    base = {k: v.first().predicted_close for k, v in E.with_baselines(test, q, train).items()}
-    assert base == {"baseline_mean": 3.0, "baseline_last_value": 5.0}
+    base = {k: test.select(v).first()[0] for k, v in E.baseline_forecasts(q, train).items()}
+    assert base == {"persistence": 5.0, "training_mean": 3.0}
+
+
+def options(**kw) -> TrainOptions:
+    return TrainOptions(**{"question": "lags", "folds": 0, "models": ("linear", "random_forest"), **kw})
+
+
+CONFIG = {"linear": {"maxIter": 20, "regParam": 0.0}, "random_forest": {"numTrees": 10, "maxDepth": 3, "seed": 1},
+          "grid": {"linear": {"regParam": [0.0, 100.0]}}}
 
 
 def test_tuning_picks_from_the_grid_on_a_time_ordered_slice(spark):
-    from finstream.spark.training import choose_params
-
     q = QUESTIONS["ohlv"]
     rows = E.with_position(with_features(series(spark, 120), q).where("labelled"))
     train, _ = E.split_at(rows, q, 0.8)
-    config = {"linear": {"maxIter": 20, "regParam": 0.0}, "grid": {"linear": {"regParam": [0.0, 100.0]}}}
     # A huge penalty flattens the fit: the validation slice must prefer no penalty.
-    assert choose_params(train, q, "linear", config, tune=True) == {"maxIter": 20, "regParam": 0.0}
-    assert choose_params(train, q, "linear", config, tune=False) == config["linear"]
+    tuned = training.select(train, q, CONFIG, options(question="ohlv", models=("linear",), tune=True))
+    assert tuned.params["linear"] == {"maxIter": 20, "regParam": 0.0}
+    assert training.select(train, q, CONFIG, options(question="ohlv", models=("linear",))).params["linear"] == CONFIG["linear"]
+
+
+def random_walk(spark, n: int, seed: int, tail_seed: int | None = None):
+    """Two random-walk series (no skill to find); from bar n - 30 on (inside the test period), the steps come from
+    `tail_seed` if given: the same past, another future."""
+    rows = []
+    for ticker, start in (("AAA", 100.0), ("BBB", 30.0)):
+        rng, price = random.Random(f"{seed}{ticker}"), start
+        for i in range(n):
+            if i == n - 30 and tail_seed is not None:
+                rng = random.Random(f"{tail_seed}{ticker}")
+            price *= math.exp(rng.gauss(0, 0.015))
+            rows.append((ticker, "day", 1, 1_600_000_000_000 + i * DAY, price, price * (1 + rng.random() * 0.01),
+                         price * (1 - rng.random() * 0.01), price, rng.uniform(1e5, 1e6), None))
+    return spark.createDataFrame(rows, "ticker string, timespan string, multiplier int, timestamp long, "
+                                       "open double, high double, low double, close double, volume double, vwap double")
+
+
+def test_the_holdout_cannot_choose_the_model(spark):
+    """Two data sets with the same training period and different test periods: the choice,
+    the parameters and the validation losses are identical, only the holdout figures differ.
+    The holdout is never read before the choice."""
+    runs = [training.run(random_walk(spark, 240, seed=5, tail_seed=tail), options(tune=True), {**load_params(), **CONFIG})
+            for tail in (1, 2)]
+    a, b = runs
+    assert a.data["train_period"] == b.data["train_period"]
+    assert a.selection == b.selection
+    assert a.results["linear"].holdout["loss"] != b.results["linear"].holdout["loss"]
+
+
+def test_a_model_without_significant_skill_is_not_served(spark):
+    run = training.run(random_walk(spark, 240, seed=9), options(), {**load_params(), **CONFIG})
+    chosen = run.results[run.chosen].holdout
+    assert chosen["p"] >= skill.SIGNIFICANCE  # a random walk: no model beats persistence
+    assert run.served == "persistence" and "serving persistence" in run.served_reason
+    assert set(run.results["persistence"].per_series) == {"AAA", "BBB"}
+    assert run.results["linear"].per_series["AAA"]["n"] + run.results["linear"].per_series["BBB"]["n"] == chosen["n"]
 
 
 def test_grid_combines_candidates_over_the_defaults():
@@ -128,13 +202,17 @@ def test_latest_pointer_names_the_newest_version(tmp_path):
     assert modelstore.latest_version(tmp_path, "volume") is None
 
 
-def test_table_shows_baselines_beside_models_and_says_if_persistence_wins():
-    metrics = {"n": 10, "rmse": 2.0, "mae": 1.0, "mse": 4.0, "r2": 0.5, "mape": 1.0, "direction": None}
-    report = {"question": {"name": "volume", "target": "close", "features": ["volume"]}, "chosen": "linear",
-              "data": {"rows": 10, "tickers": ["AAA"], "train_rows": 8, "test_rows": 2, "train_period": ["a", "b"],
-                       "test_period": ["c", "d"]},
-              "models": {name: {"holdout": metrics, "skill_vs_last_value": skill, "walk_forward_mean": {}}
-                         for name, skill in [("baseline_mean", 2.0), ("baseline_last_value", 1.0), ("linear", 1.3)]}}
+def test_table_shows_every_candidate_with_its_dm_test_and_what_is_served():
+    figures = {"n": 10, "rmse": 2.0, "mae": 1.0, "mse": 4.0, "r2": 0.5, "mape": 1.0, "direction": None,
+               "loss": 4.0, "loss_ratio": 1.3, "dm": 1.2, "p": 0.88}
+    report = {"question": {"name": "lags", "kind": "price", "target": "next_close", "features": ["ret_1"],
+                           "reference": "persistence"}, "chosen": "linear", "served": "persistence",
+              "served_reason": "linear is not significantly better", "data": {
+                  "rows": 10, "tickers": ["AAA"], "train_rows": 8, "test_rows": 2, "train_period": ["a", "b"],
+                  "test_period": ["c", "d"]},
+              "models": {name: {"holdout": {**figures, "p": p}, "walk_forward_mean": {}, "per_series": {"AAA": figures}}
+                         for name, p in [("persistence", None), ("training_mean", 0.99), ("linear", 0.88)]}}
     table = reporting.metrics_table(report)
-    assert "baseline_mean" in table and "baseline_last_value" in table and "linear *" in table
-    assert "does NOT beat persistence" in table
+    assert "persistence (ref)" in table and "training_mean" in table and "linear *" in table
+    assert "significant skill over persistence (DM, p < 0.05): none" in table
+    assert "served: persistence" in table and "0.880" in table
