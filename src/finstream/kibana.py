@@ -213,6 +213,25 @@ MARKET_CHARTS = (
            _metric("persistence", "extended_stats", "baseline_error", _rmse("m"))),
           "RMSE ratio", reference_line=1.0,
           derived=("model / persistence", "datum.model / datum.persistence")),
+    Chart("finstream-interval-coverage", "Live coverage of the 90 % interval",
+          "Share of next closes that fell inside the served 90 % interval, per time bucket. The dashed line "
+          "is the nominal 90 %: well below it the intervals are too narrow, well above too wide.",
+          "es_index_predictions", "timestamp", "ticker", (_metric("coverage", "avg", "inside_interval"),),
+          "share inside", reference_line=0.9),
+    Chart("finstream-range-skill", "Live skill: next-bar range RMSE / 5-bar mean range RMSE",
+          "Judged range forecasts only. Below 1 the served range forecast beats the 5-bar mean; exactly 1 "
+          "when the 5-bar mean itself is served (no model passed the significance test).",
+          "es_index_predictions", "timestamp", "ticker",
+          (_metric("served", "extended_stats", "range_error", _rmse("m")),
+           _metric("mean_range_5", "extended_stats", "range_baseline_error", _rmse("m"))),
+          "RMSE ratio", reference_line=1.0,
+          derived=("served / mean_range_5", "datum.served / datum.mean_range_5")),
+    Chart("finstream-volatility-skill", "Live skill: variance QLIKE / EWMA QLIKE",
+          "Judged variance forecasts only (bars whose close moved). Below 1 the served variance forecast "
+          "beats EWMA (lambda 0.94); exactly 1 when EWMA itself is served.",
+          "es_index_predictions", "timestamp", "ticker",
+          (_metric("served", "avg", "variance_loss"), _metric("ewma", "avg", "variance_baseline_loss")),
+          "QLIKE ratio", reference_line=1.0, derived=("served / ewma", "datum.served / datum.ewma")),
 )
 
 OPERATIONS_CHARTS = (

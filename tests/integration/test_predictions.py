@@ -1,23 +1,38 @@
-"""Real-time prediction on the real stack: train on the first part of the sample, stream the
-rest, every eligible bar predicted, predictions judged when the next bar arrives, and a model
-retrained mid-stream served from the next micro-batch without a restart."""
+"""Real-time prediction on the real stack: train the four forecasting questions on the first
+part of the sample, stream the rest, every eligible bar forecast (next close, its 90 %
+interval, range, variance: each by its model, or by the naive baseline when the model was not
+significantly better), forecasts judged when the next bar arrives, and models retrained
+mid-stream served from the next micro-batch without a restart."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
 
 import pytest
 
-from finstream import kibana, modelstore
-from finstream.schema import LAG_FEATURES
+from finstream import kibana, modelstore, skill
+from finstream.forecasts import MODEL_FIELDS
+from finstream.schema import FORECAST_FEATURES
 from producer import samples
 from tests.integration.conftest import wait_until
 from tests.kibana_vega import chart_values, to_svg, with_values
 
 GOOG = samples.load_bars("goog-daily")
 FIRST, SECOND, THIRD = GOOG[:1500], GOOG[1500:1700], GOOG[1700:1800]
+QUESTIONS = tuple(MODEL_FIELDS)  # lags, interval, range, volatility
+TRAIN = ("--features", ",".join(QUESTIONS), "--models", "linear", "--folds", "0")
+
+
+def served(settings) -> dict[str, tuple[str, str]]:
+    """What each question's LATEST serves: (model or baseline, version)."""
+    result = {}
+    for question in QUESTIONS:
+        version = modelstore.latest_version(settings.model_path, question)
+        result[question] = (modelstore.load_metadata(settings.model_path, question, version)["model"], version)
+    return result
 
 
 def publish(pipeline, bars) -> None:
@@ -47,8 +62,11 @@ def test_every_new_bar_is_predicted_judged_and_served_by_the_newest_model(pipeli
     assert pipeline.count(index) == 0
     assert first_run.stdout.count("no model at") == 1, first_run.stdout[-3000:]
 
-    pipeline.train("--features", "lags", "--models", "linear", "--folds", "0")
-    v1 = modelstore.latest_version(settings.model_path, "lags")
+    pipeline.train(*TRAIN)
+    v1 = served(settings)
+    # Linear models on 1 200 training days: the holdout's DM test keeps at least one of them
+    # from serving, and that question's naive baseline serves instead.
+    assert {name for name, _ in v1.values()} & {"persistence", "mean_range_5", "ewma", "rolling_std_normal"}
 
     log_path = tmp_path / "stream.log"
     stream = pipeline.start_stream(log_path, STREAM_TRIGGER_INTERVAL="1 second")
@@ -56,9 +74,9 @@ def test_every_new_bar_is_predicted_judged_and_served_by_the_newest_model(pipeli
         publish(pipeline, SECOND)
         wait_until(lambda: pipeline.count(index) == len(SECOND), 240, "the second slice's predictions",
                    interval=2)
-        pipeline.train("--features", "lags", "--models", "linear", "--folds", "0")
-        v2 = modelstore.latest_version(settings.model_path, "lags")
-        assert v2 != v1
+        pipeline.train(*TRAIN)
+        v2 = served(settings)
+        assert all(v2[q][1] != v1[q][1] for q in QUESTIONS)
         publish(pipeline, THIRD)
         last_of_second = SECOND[-1].doc_id
 
@@ -75,20 +93,34 @@ def test_every_new_bar_is_predicted_judged_and_served_by_the_newest_model(pipeli
 
     docs = pipeline.documents(index)
     assert set(docs) == {b.doc_id for b in SECOND + THIRD}  # one per eligible bar, none for FIRST
-    assert {docs[b.doc_id]["model_version"] for b in SECOND} == {v1}
-    assert {docs[b.doc_id]["model_version"] for b in THIRD} == {v2}
-    assert f"serving model {v2}" in output
+    for bars, versions in ((SECOND, v1), (THIRD, v2)):
+        for question, (name, version) in versions.items():
+            name_field, version_field = MODEL_FIELDS[question]
+            assert {(docs[b.doc_id][name_field], docs[b.doc_id][version_field]) for b in bars} == {(name, version)}
+    assert all(f"serving model {version} for {q}" in output for q, (_, version) in v2.items())
 
     streamed = SECOND + THIRD
     for bar, following in zip(streamed, streamed[1:]):
         doc = docs[bar.doc_id]
         assert doc["timestamp"] == bar.timestamp and doc["last_close"] == bar.close
+        assert doc["lower"] < bar.close < doc["upper"] and doc["predicted_range"] > 0 and doc["predicted_variance"] > 0
+        if doc["model"] == "persistence":  # the fallback: the last close, exactly
+            assert doc["predicted_close"] == bar.close and doc["predicted_return"] == 0.0
         assert doc["actual_close"] == following.close and doc["actual_timestamp"] == following.timestamp
         assert doc["error"] == pytest.approx(doc["predicted_close"] - following.close)
         assert doc["baseline_error"] == pytest.approx(bar.close - following.close)
-        assert sorted(doc["features"]) == sorted(LAG_FEATURES)
+        assert doc["inside_interval"] == float(doc["lower"] <= following.close <= doc["upper"])
+        assert doc["actual_range"] == pytest.approx(math.log(following.high / following.low))
+        assert doc["range_error"] == pytest.approx(doc["predicted_range"] - doc["actual_range"])
+        assert doc["actual_variance"] == pytest.approx(math.log(following.close / bar.close) ** 2)
+        assert ("variance_loss" in doc) == (following.close != bar.close)
+        if "variance_loss" in doc:
+            assert doc["variance_loss"] == pytest.approx(skill.qlike(doc["predicted_variance"], doc["actual_variance"]))
+        assert sorted(doc["features"]) == sorted(FORECAST_FEATURES)
         assert doc["latency_ms"] == doc["predicted_at"] - doc["published_at"] >= 0
     assert "actual_close" not in docs[THIRD[-1].doc_id]  # its next bar has not arrived
+    coverage = sum(d["inside_interval"] for d in docs.values() if "inside_interval" in d) / (len(docs) - 1)
+    assert 0.7 < coverage <= 1.0  # a 90 % interval, on 299 days
 
     check_dashboards(pipeline)
 

@@ -54,7 +54,7 @@ def test_the_reports_illusion_and_the_honest_figure(pipeline, spark):
     assert honest["data"]["train_period"][1] < honest["data"]["test_period"][0]
     rf = honest["models"]["random_forest"]["holdout"]
     assert rf["r2"] < 0.5 < illusion_r2
-    assert honest["models"]["random_forest"]["skill_vs_last_value"] > 1  # persistence wins
+    assert honest["models"]["random_forest"]["holdout"]["loss_ratio"] > 1  # persistence wins
 
 
 def test_kafka_and_es_replays_train_the_same_models(pipeline, spark):
@@ -65,31 +65,34 @@ def test_kafka_and_es_replays_train_the_same_models(pipeline, spark):
     from_kafka = pipeline.train("--source", "kafka", "--report-dir", "from-kafka", "--folds", "1", *args, plots=True)
     # The holdout is what is compared: the ES run skips the walk-forward fold (time).
     pipeline.train("--source", "es", "--report-dir", "from-es", "--folds", "0", *args)
-    assert "baseline_last_value" in from_kafka.stdout and "RMSE/last" in from_kafka.stdout
+    assert "persistence (ref)" in from_kafka.stdout and "loss/ref" in from_kafka.stdout and " DM " in from_kafka.stdout
 
     for question in ("volume", "lags"):
         kafka, es = report(pipeline, "from-kafka", question), report(pipeline, "from-es", question)
         assert kafka["data"]["bars"] == es["data"]["bars"] == len(bars)
         assert kafka["data"]["fingerprint"] == es["data"]["fingerprint"]
         assert kafka["data"]["rows"] == es["data"]["rows"]
-        for name in ("baseline_mean", "baseline_last_value", "linear"):
+        for name in ("training_mean", "persistence", "linear"):
             assert kafka["models"][name]["holdout"]["rmse"] == pytest.approx(es["models"][name]["holdout"]["rmse"], rel=1e-9)
-        assert set(kafka["models"]) == {"baseline_mean", "baseline_last_value", "linear"}
+        assert set(kafka["models"]) == {"training_mean", "persistence", "linear"}
+        assert kafka["selection"] == es["selection"] and kafka["served"] == es["served"]
 
     plots = {p.name for p in (local_dir() / "from-kafka").glob("*.png")}
     assert plots == {"volume-predicted-vs-actual.png", "volume-residuals.png", "volume-close-scatter.png",
-                     "lags-predicted-vs-actual.png", "lags-residuals.png"}
+                     "volume-skill.png", "lags-predicted-vs-actual.png", "lags-residuals.png", "lags-skill.png"}
     assert all((local_dir() / "from-kafka" / name).stat().st_size > 10_000 for name in plots)
 
     settings = pipeline.settings
     es_client = pipeline.es()
     metric_docs = es_client.count(index=settings.es_index_model_metrics)["count"]
-    # 2 questions x 3 models x (holdout, 1 fold, fold mean) from Kafka, x holdout from ES
-    assert metric_docs == 2 * 3 * 3 + 2 * 3
+    # 2 questions x 3 candidates x (holdout pooled and for GOOG, 1 fold, fold mean) from Kafka,
+    # x (holdout pooled and for GOOG) from ES
+    assert metric_docs == 2 * 3 * 4 + 2 * 3 * 2
 
     version = modelstore.latest_version(settings.model_path, "lags")
     metadata = modelstore.load_metadata(settings.model_path, "lags", version)
-    assert metadata["model"] == "linear" and metadata["data"]["bars"] == len(bars)
+    assert metadata["chosen"] == "linear" and metadata["data"]["bars"] == len(bars)
+    assert metadata["model"] in ("linear", "persistence") and metadata["served_reason"]
     model = PipelineModel.load(str(modelstore.version_dir(settings.model_path, "lags", version) / "model"))
     features = {name: 0.001 for name in metadata["features"]}
     predicted = model.transform(spark.createDataFrame([features])).first().prediction
