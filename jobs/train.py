@@ -1,16 +1,17 @@
-"""Training on the replayed log: Spark MLlib linear, random-forest and GBT regressors,
-evaluated chronologically against the mean and last-value baselines.
+"""Training on the replayed log: Spark MLlib linear, random-forest and GBT regressors for each
+question, chosen on a validation slice of the training period, evaluated on the later holdout
+against naive baselines with a Diebold-Mariano test; the stream serves the chosen model only
+if it is significantly better, its baseline otherwise.
 
-    ./spark-submit.sh jobs/train.py                          # next-bar close, from the Kafka log
+    ./spark-submit.sh jobs/train.py                          # next close, interval, range, volatility
     ./spark-submit.sh jobs/train.py --features volume,ohlv   # the original report's questions
-    ./spark-submit.sh jobs/train.py --source es --tune
+    ./spark-submit.sh jobs/train.py --source es --tune --timespan hour
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import uuid
 
 from pyspark.sql import SparkSession
 
@@ -20,7 +21,7 @@ from finstream.logs import setup_logging
 from finstream.modelstore import new_version
 from finstream.reporting import metrics_table, write_json
 from finstream.spark import replay, training
-from finstream.spark.features import QUESTIONS
+from finstream.spark.features import FORECASTS, QUESTIONS
 from finstream.spark.models import REGRESSORS, load_params
 from finstream.spark.train_outputs import index_metrics, report_dict, save_model, write_plots
 
@@ -31,15 +32,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", choices=("kafka", "es"), default="kafka",
                         help="replay the Kafka topic (default) or read the bars index")
-    parser.add_argument("--features", default="lags",
-                        help=f"comma-separated questions: {', '.join(QUESTIONS)} (default: lags)")
+    parser.add_argument("--features", default=",".join(FORECASTS),
+                        help=f"comma-separated questions: {', '.join(QUESTIONS)} (default: the four the "
+                             f"stream serves, {','.join(FORECASTS)})")
     parser.add_argument("--tickers", default="", help="comma-separated (default: every ticker of the timespan)")
     parser.add_argument("--timespan", default="day")
     parser.add_argument("--multiplier", type=int, default=1)
     parser.add_argument("--test-fraction", type=float, default=0.2)
     parser.add_argument("--folds", type=int, default=3, help="walk-forward folds (expanding window)")
     parser.add_argument("--models", default=",".join(REGRESSORS))
-    parser.add_argument("--tune", action="store_true", help="choose hyper-parameters on a time-ordered validation slice")
+    parser.add_argument("--tune", action="store_true",
+                        help="choose hyper-parameters from conf/models.toml's grid on the validation slice")
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--report-dir", help="default: .local/reports/<run id>")
     return parser.parse_args(argv)

@@ -1,5 +1,6 @@
 """Waits for the stream job's predictions of the last bars of a sample dataset, then prints
-them beside the actual next close, with the live error of the model and of persistence."""
+them beside the actual next close: the point forecast and its 90 % interval, the range and
+variance forecasts, and the live skill of each against its naive baseline."""
 
 from __future__ import annotations
 
@@ -38,20 +39,40 @@ def main() -> int:
             return 1
         time.sleep(1)
 
-    print(f"live predictions in {settings.es_index_predictions} (model {docs[-1]['model_version']}, "
-          f"{docs[-1]['model']}), the last 10 of {len(docs)}:")
-    print(f"{'bar':<12}{'close':>10}{'predicted next':>16}{'actual next':>13}{'error':>9}{'persistence':>13}"
-          f"{'latency ms':>12}")
+    last = docs[-1]
+    print(f"live forecasts in {settings.es_index_predictions}, the last 10 of {len(docs)}: next close by "
+          f"{last['model']}, 90 % interval by {last['interval_model']}, range by {last['range_model']}, "
+          f"variance by {last['volatility_model']}")
+    print(f"{'bar':<12}{'close':>9}{'next close':>11}{'90 % interval':>18}{'actual':>9}{'inside':>7}"
+          f"{'range %':>9}{'actual':>8}{'vol %':>7}{'actual':>8}{'latency ms':>11}")
     for d in docs[-10:]:
         day = datetime.fromtimestamp(d["timestamp"] / 1000, timezone.utc).strftime("%Y-%m-%d")
-        actual = f"{d['actual_close']:>13.2f}{d['error']:>9.2f}{d['baseline_error']:>13.2f}" if "actual_close" in d \
-            else f"{'(not yet)':>13}{'':>9}{'':>13}"
-        print(f"{day:<12}{d['last_close']:>10.2f}{d['predicted_close']:>16.2f}{actual}{d['latency_ms']:>12}")
+        interval = f"{d['lower']:.2f}-{d['upper']:.2f}"
+        forecast = (f"{day:<12}{d['last_close']:>9.2f}{d['predicted_close']:>11.2f}{interval:>18}")
+        if "actual_close" in d:
+            judged = (f"{d['actual_close']:>9.2f}{'yes' if d['inside_interval'] else 'no':>7}"
+                      f"{100 * d['predicted_range']:>9.2f}{100 * d['actual_range']:>8.2f}"
+                      f"{100 * math.sqrt(d['predicted_variance']):>7.2f}{100 * math.sqrt(d['actual_variance']):>8.2f}")
+        else:
+            judged = (f"{'(not yet)':>9}{'':>7}{100 * d['predicted_range']:>9.2f}{'':>8}"
+                      f"{100 * math.sqrt(d['predicted_variance']):>7.2f}{'':>8}")
+        print(f"{forecast}{judged}{d['latency_ms']:>11}")
     judged = [d for d in docs if "actual_close" in d]
-    rmse = math.sqrt(sum(d["error"] ** 2 for d in judged) / len(judged))
-    persistence = math.sqrt(sum(d["baseline_error"] ** 2 for d in judged) / len(judged))
-    print(f"live RMSE over {len(judged)} judged predictions: model {rmse:.3f}, persistence {persistence:.3f} "
-          f"(ratio {rmse / persistence:.3f})")
+    n = len(judged)
+    rmse = math.sqrt(sum(d["error"] ** 2 for d in judged) / n)
+    persistence = math.sqrt(sum(d["baseline_error"] ** 2 for d in judged) / n)
+    range_rmse = math.sqrt(sum(d["range_error"] ** 2 for d in judged) / n)
+    range_base = math.sqrt(sum(d["range_baseline_error"] ** 2 for d in judged) / n)
+    moved = [d for d in judged if "variance_loss" in d]
+    qlike = sum(d["variance_loss"] for d in moved) / len(moved)
+    qlike_base = sum(d["variance_baseline_loss"] for d in moved) / len(moved)
+    print(f"live, over {n} judged forecasts (range: log(high/low); vol: the square root of the variance of the log return; both in %):")
+    print(f"  next close RMSE {rmse:.3f}, persistence {persistence:.3f} (ratio {rmse / persistence:.3f})")
+    print(f"  90 % interval: {sum(d['inside_interval'] for d in judged):.0f} of {n} closes inside "
+          f"({sum(d['inside_interval'] for d in judged) / n:.0%})")
+    print(f"  range RMSE {range_rmse:.5f}, 5-bar mean {range_base:.5f} (ratio {range_rmse / range_base:.3f})")
+    print(f"  variance QLIKE {qlike:.3f}, EWMA {qlike_base:.3f} (ratio {qlike / qlike_base:.3f}, "
+          f"{len(moved)} bars that moved)")
     return 0
 
 

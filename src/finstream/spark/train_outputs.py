@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 from elasticsearch import Elasticsearch, helpers
-from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from finstream import modelstore, reporting, skill
