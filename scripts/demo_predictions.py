@@ -43,18 +43,18 @@ def main() -> int:
     print(f"live forecasts in {settings.es_index_predictions}, the last 10 of {len(docs)}: next close by "
           f"{last['model']}, 90 % interval by {last['interval_model']}, range by {last['range_model']}, "
           f"variance by {last['volatility_model']}")
-    print(f"{'bar':<12}{'close':>9}{'next close':>11}{'90 % interval':>18}{'actual':>9}{'inside':>7}"
+    print(f"{'bar':<12}{'close':>9}{'next close':>11}{'90 % interval':>18}{'actual':>10}{'inside':>7}"
           f"{'range %':>9}{'actual':>8}{'vol %':>7}{'actual':>8}{'latency ms':>11}")
     for d in docs[-10:]:
         day = datetime.fromtimestamp(d["timestamp"] / 1000, timezone.utc).strftime("%Y-%m-%d")
         interval = f"{d['lower']:.2f}-{d['upper']:.2f}"
         forecast = (f"{day:<12}{d['last_close']:>9.2f}{d['predicted_close']:>11.2f}{interval:>18}")
         if "actual_close" in d:
-            judged = (f"{d['actual_close']:>9.2f}{'yes' if d['inside_interval'] else 'no':>7}"
+            judged = (f"{d['actual_close']:>10.2f}{'yes' if d['inside_interval'] else 'no':>7}"
                       f"{100 * d['predicted_range']:>9.2f}{100 * d['actual_range']:>8.2f}"
                       f"{100 * math.sqrt(d['predicted_variance']):>7.2f}{100 * math.sqrt(d['actual_variance']):>8.2f}")
         else:
-            judged = (f"{'(not yet)':>9}{'':>7}{100 * d['predicted_range']:>9.2f}{'':>8}"
+            judged = (f"{'(not yet)':>10}{'':>7}{100 * d['predicted_range']:>9.2f}{'':>8}"
                       f"{100 * math.sqrt(d['predicted_variance']):>7.2f}{'':>8}")
         print(f"{forecast}{judged}{d['latency_ms']:>11}")
     judged = [d for d in docs if "actual_close" in d]

@@ -59,6 +59,7 @@ class ServedModel:
     timespan: str
     multiplier: int
     tickers: frozenset[str]  # empty: every ticker of the timespan
+    reason: str = ""  # why the training run serves this model or baseline
 
     def covers(self, ticker: str, timespan: str, multiplier: int) -> bool:
         """Whether this model was trained for the series."""
@@ -77,7 +78,7 @@ def load_served(model_dir: Path, question: str, version: str) -> ServedModel:
         raise ValueError(f"its {SCORER} serves {served.question!r}, not {question!r}")
     series = metadata["series"]
     return ServedModel(version, served.served, served, series["timespan"], int(series["multiplier"]),
-                       frozenset(series.get("tickers") or ()))
+                       frozenset(series.get("tickers") or ()), metadata.get("served_reason", ""))
 
 
 class ServedModels:
@@ -124,9 +125,10 @@ class ServedModels:
             return
         if self.report:
             served = self._served
-            log.info("serving model %s for %s (%s) for %s bars x%d%s", version, self.question, served.kind,
-                     served.timespan,
-                     served.multiplier, f" of {', '.join(sorted(served.tickers))}" if served.tickers else "")
+            log.info("serving model %s for %s (%s) for %s bars x%d%s%s", version, self.question, served.kind,
+                     served.timespan, served.multiplier,
+                     f" of {', '.join(sorted(served.tickers))}" if served.tickers else "",
+                     f": {served.reason}" if served.reason else "")
 
 
 class ServedForecasts:

@@ -195,7 +195,7 @@ def plot_calibration(frame: pd.DataFrame, names: list[str], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for name in names:
         lo, hi = skill.interval_columns(name)
-        width = (frame[hi] - frame[lo]) / frame["close"]
+        width = (frame[hi] - frame[lo]) / frame["last"]
         inside = ((frame[lo] <= frame["actual"]) & (frame["actual"] <= frame[hi])).astype(float)
         deciles = pd.qcut(width.rank(method="first"), 10, labels=False)
         ax.plot(range(1, 11), inside.groupby(deciles).mean().to_numpy(), marker="o", label=name)

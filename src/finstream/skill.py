@@ -161,7 +161,8 @@ def served_choice(question: str, chosen: str, statistic: float | None, p_better:
 
 # --- metrics of one candidate over a frame of forecasts ----------------------------------------
 # A scored frame (pandas) has, per row: `actual` (the question's target: next close, next
-# log range, next squared return), `close` (the bar's close), and per candidate either
+# log range, next squared return), `last` (the last close known when forecasting), and per
+# candidate either
 # `f:<name>` (a point forecast on the target's scale) or `lo:<name>` / `hi:<name>` (interval).
 def forecast_column(name: str) -> str:
     return f"f:{name}"
@@ -176,9 +177,9 @@ def row_loss(kind: str, frame, name: str) -> np.ndarray:
     actual = frame["actual"].to_numpy(float)
     if kind == "interval":
         lo, hi = interval_columns(name)
-        close = frame["close"].to_numpy(float)
-        return interval_score(frame[lo].to_numpy(float) / close - 1, frame[hi].to_numpy(float) / close - 1,
-                              actual / close - 1)
+        last = frame["last"].to_numpy(float)
+        return interval_score(frame[lo].to_numpy(float) / last - 1, frame[hi].to_numpy(float) / last - 1,
+                              actual / last - 1)
     forecast = frame[forecast_column(name)].to_numpy(float)
     return qlike(forecast, actual) if kind == "volatility" else squared_error(forecast, actual)
 
@@ -192,9 +193,9 @@ def metrics(kind: str, frame, name: str) -> dict[str, float | int | None]:
         return result
     if kind == "interval":
         lo, hi = (frame[c].to_numpy(float) for c in interval_columns(name))
-        close = frame["close"].to_numpy(float)
+        last = frame["last"].to_numpy(float)
         result.update(coverage=float(((lo <= actual) & (actual <= hi)).mean()),
-                      width=float(((hi - lo) / close).mean()), interval_score=result["loss"])
+                      width=float(((hi - lo) / last).mean()), interval_score=result["loss"])
         return result
     forecast = frame[forecast_column(name)].to_numpy(float)
     error = forecast - actual
@@ -202,7 +203,7 @@ def metrics(kind: str, frame, name: str) -> dict[str, float | int | None]:
     if kind == "volatility":
         result["qlike"] = result["loss"]
     if kind == "price":
-        last = frame["close"].to_numpy(float)
+        last = frame["last"].to_numpy(float)
         variance = float(actual.var())
         result.update(
             mse=result["loss"], r2=1 - result["loss"] / variance if variance else None,
@@ -221,6 +222,8 @@ def compare(kind: str, frame, names: Sequence[str], reference: str, groups: str 
     result = {}
     for name in names:
         m = metrics(kind, ordered, name)
+        if name == "persistence":
+            m["direction"] = None  # it never predicts a move
         m["loss_ratio"] = m["loss"] / float(base.mean()) if len(base) and base.mean() else None
         m.update(diebold_mariano(row_loss(kind, ordered, name), base, ordered[groups].to_numpy()).as_dict())
         result[name] = m

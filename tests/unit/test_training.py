@@ -14,7 +14,8 @@ from finstream import modelstore, reporting, skill
 from finstream.spark import evaluation as E
 from finstream.spark import training
 from finstream.spark.training import TrainOptions
-from finstream.spark.features import LAG_FEATURES, QUESTIONS, with_features
+from finstream.schema import FORECAST_FEATURES
+from finstream.spark.features import QUESTIONS, with_features
 from finstream.spark.models import grid, load_params
 
 DAY = 86_400_000
@@ -32,11 +33,17 @@ def series(spark, n: int, ticker: str = "AAA", start: float = 100.0):
               "low double, close double, volume double, vwap double")
 
 
-def test_lag_features_never_look_ahead(spark):
-    full = with_features(series(spark, 60), QUESTIONS["lags"]).orderBy("timestamp").collect()
-    cut = with_features(series(spark, 40), QUESTIONS["lags"]).orderBy("timestamp").collect()
+# Everything a forecast or a naive baseline is computed from at a bar.
+PAST_ONLY = (*FORECAST_FEATURES, "mean_range_5", "last_range", "rolling_20", "ewma", "log_std_20", "log_return")
+
+
+@pytest.mark.parametrize("question", ["lags", "volatility"])
+def test_features_and_baselines_never_look_ahead(spark, question):
+    full = with_features(series(spark, 60), QUESTIONS[question]).orderBy("timestamp").collect()
+    cut = with_features(series(spark, 40), QUESTIONS[question]).orderBy("timestamp").collect()
     for a, b in zip(full[:40], cut):
-        assert [a[f] for f in LAG_FEATURES] == [b[f] for f in LAG_FEATURES]
+        assert [a[f] for f in PAST_ONLY] == [b[f] for f in PAST_ONLY]
+        assert a.eligible == b.eligible
     assert full[39].next_close == full[40].close  # the label is the next bar
     assert cut[39].next_close is None and not cut[39].labelled  # no next bar yet: not trained on
 
@@ -109,7 +116,7 @@ def test_walk_forward_folds_expand_and_do_not_overlap(spark):
 
 
 def test_price_metrics_by_hand():
-    frame = pd.DataFrame({"ticker": ["A"] * 3, "timestamp": [1, 2, 3], "close": [10.0, 10.0, 10.0],
+    frame = pd.DataFrame({"ticker": ["A"] * 3, "timestamp": [1, 2, 3], "last": [10.0, 10.0, 10.0],
                           "actual": [11.0, 9.0, 10.0], "f:m": [12.0, 10.5, 10.0]})
     m = skill.metrics("price", frame, "m")
     errors = [1.0, 1.5, 0.0]

@@ -114,7 +114,8 @@ def scored_frame(rows: DataFrame, question: Question, train: DataFrame, models: 
     for kind, model in models.items():
         scored = (model.transform(scored).withColumn(f"_p_{kind}", F.col("prediction"))
                   .drop("prediction", "raw_features", "features"))
-    columns: list[Column] = [*map(F.col, KEYS), F.col("close"), F.col(question.actual).alias("actual")]
+    columns: list[Column] = [*map(F.col, KEYS), F.col(question.last_value).alias("last"),
+                             F.col(question.actual).alias("actual")]
     candidates = dict(baseline_forecasts(question, train))
     for kind in models:
         forecast = model_forecast(question, F.col(f"_p_{kind}"))
