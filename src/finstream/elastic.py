@@ -75,8 +75,8 @@ def index_templates(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 def ensure_indices(es: Elasticsearch, settings: Settings, only: list[str] | None = None) -> None:
-    """Puts the templates (idempotent) and creates the indices if missing, so that the
-    mappings are explicit before the first document arrives."""
+    """Puts the templates (idempotent) and creates the indices if missing, or adds new fields
+    to their mappings, so that the mappings are explicit before the first document arrives."""
     for index, template in index_templates(settings).items():
         if only is not None and index not in only:
             continue
@@ -87,6 +87,9 @@ def ensure_indices(es: Elasticsearch, settings: Settings, only: list[str] | None
         except es_exceptions.BadRequestError as exc:
             if exc.error != "resource_already_exists_exception":
                 raise
+            # An index made by an earlier version gains the fields added since (new fields
+            # only: Elasticsearch refuses to change an existing field's type, and says so).
+            es.indices.put_mapping(index=index, **template["mappings"])
 
 
 def count(es: Elasticsearch, index: str) -> int:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from finstream import topics
+from finstream import elastic, topics
+from finstream import schema as S
 from producer import samples
 from tests.catalogue import REFUSED
 
@@ -86,3 +87,17 @@ def test_progress_of_every_batch_is_logged_and_indexed(pipeline):
     assert max(d["state_rows"] for d in docs if d["query"] == "predict-bars") == len(series)
     event_logs = list(Path(pipeline.env["SPARK_EVENT_LOG_DIR"]).iterdir())
     assert len(event_logs) == 1 and event_logs[0].stat().st_size > 0
+
+
+def test_an_index_made_by_an_earlier_version_gains_the_new_fields(pipeline):
+    """The predictions mapping is strict: an index created before the interval, range and
+    variance fields would refuse every new document. ensure_indices adds them."""
+    settings, es = pipeline.settings, pipeline.es()
+    old_fields = ("doc_id", "ticker", "timestamp", "predicted_close", "model", "model_version")
+    es.indices.create(index=settings.es_index_predictions, mappings={
+        "dynamic": "strict", "properties": {name: S.PREDICTION_MAPPING[name] for name in old_fields}})
+    elastic.ensure_indices(es, settings, only=[settings.es_index_predictions])
+    mapped = es.indices.get_mapping(index=settings.es_index_predictions)[settings.es_index_predictions]
+    assert set(mapped["mappings"]["properties"]) == set(S.PREDICTION_MAPPING)
+    es.index(index=settings.es_index_predictions, id="x", document={"doc_id": "x", "lower": 1.0, "upper": 2.0,
+                                                                    "interval_model": "random_forest"})
