@@ -5,8 +5,9 @@ time until each is searchable in the bars index, and until its prediction is.
     .venv/bin/python bench/latency.py --rates 10,100,1000 --seconds 30 --tickers 100 --trigger "1 second"
 
 Runs on the local stack (`make up`) in its own topic, indices, checkpoint and model folder,
-removed afterwards. Steps: publish 40 minute bars of history per ticker, train a `lags`
-model on them (jobs/train.py), start jobs/stream_index.py, wait until it has caught up, then
+removed afterwards. Steps: publish 40 minute bars of history per ticker, train linear models
+for the four forecasting questions on them (jobs/train.py; each serves, or its baseline does:
+the per-bar work is the same), start jobs/stream_index.py, wait until it has caught up, then
 for each rate publish for --seconds and watch both indices' document counts every 50 ms.
 The k-th bar sent is taken as searchable when the index first holds k of this phase's
 documents: a micro-batch takes every offset published before it starts, and its documents
@@ -203,9 +204,9 @@ def main() -> int:
     stream_log.parent.mkdir(parents=True, exist_ok=True)
     stream = peer = None
     try:
-        print(f"history: {HISTORY} minute bars x {args.tickers} tickers; training a lags model", flush=True)
+        print(f"history: {HISTORY} minute bars x {args.tickers} tickers; training linear models for the four forecasting questions", flush=True)
         publish(settings, series.bars(HISTORY * args.tickers), None)
-        subprocess.run(["./spark-submit.sh", "jobs/train.py", "--features", "lags", "--models", "linear",
+        subprocess.run(["./spark-submit.sh", "jobs/train.py", "--models", "linear",
                         "--folds", "0", "--timespan", "minute", "--no-plots", "--report-dir", f"bench/{run_id}/report"],
                        cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         stream = subprocess.Popen(["./spark-submit.sh", "jobs/stream_index.py"], cwd=ROOT,

@@ -48,7 +48,7 @@ def main() -> int:
         L.publish(settings, series.bars(args.bars), None)
         publish_s = time.time() - started
         if args.predict:
-            subprocess.run(["./spark-submit.sh", "jobs/train.py", "--features", "lags", "--models", "linear",
+            subprocess.run(["./spark-submit.sh", "jobs/train.py", "--models", "linear",
                             "--folds", "0", "--timespan", "minute", "--no-plots", "--report-dir",
                             f"bench/{run_id}/report"], cwd=L.ROOT, check=True, capture_output=True)
         job = ["./spark-submit.sh", "jobs/stream_index.py", "--available-now"] + ([] if args.predict else ["--no-predict"])
