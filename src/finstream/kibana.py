@@ -195,6 +195,13 @@ def _rmse(m: str) -> str:
     return f"sqrt({m}.sum_of_squares / {m}.count)"
 
 
+def _skill_chart(chart_id: str, title: str, description: str, served: Metric, baseline: Metric, y_title: str) -> Chart:
+    """A served forecast's live loss over its baseline's, per ticker and time bucket (1 = no skill)."""
+    label = f"{served.label} / {baseline.label}"
+    return Chart(chart_id, title, description, "es_index_predictions", "timestamp", "ticker", (served, baseline),
+                 y_title, reference_line=1.0, derived=(label, f"datum['{served.label}'] / datum['{baseline.label}']"))
+
+
 MARKET_CHARTS = (
     Chart("finstream-close", "Close by ticker", "Average close per time bucket (log scale: prices of "
           "different tickers differ by orders of magnitude).", "es_index_bars", "timestamp", "ticker",
@@ -206,32 +213,25 @@ MARKET_CHARTS = (
           "es_index_predictions", "timestamp", "ticker",
           (_metric("actual", "avg", "actual_close"), _metric("predicted", "avg", "predicted_close")),
           "close", log_scale=True),
-    Chart("finstream-live-error", "Live error: model RMSE / persistence RMSE",
-          "Judged predictions only. Below 1 the model beats 'tomorrow = today'; above 1 it does not.",
-          "es_index_predictions", "timestamp", "ticker",
-          (_metric("model", "extended_stats", "error", _rmse("m")),
-           _metric("persistence", "extended_stats", "baseline_error", _rmse("m"))),
-          "RMSE ratio", reference_line=1.0,
-          derived=("model / persistence", "datum.model / datum.persistence")),
+    _skill_chart("finstream-live-error", "Live error: model RMSE / persistence RMSE",
+                 "Judged predictions only. Below 1 the model beats 'tomorrow = today'; above 1 it does not.",
+                 _metric("model", "extended_stats", "error", _rmse("m")),
+                 _metric("persistence", "extended_stats", "baseline_error", _rmse("m")), "RMSE ratio"),
     Chart("finstream-interval-coverage", "Live coverage of the 90 % interval",
           "Share of next closes that fell inside the served 90 % interval, per time bucket. The dashed line "
           "is the nominal 90 %: well below it the intervals are too narrow, well above too wide.",
           "es_index_predictions", "timestamp", "ticker", (_metric("coverage", "avg", "inside_interval"),),
           "share inside", reference_line=0.9),
-    Chart("finstream-range-skill", "Live skill: next-bar range RMSE / 5-bar mean range RMSE",
-          "Judged range forecasts only. Below 1 the served range forecast beats the 5-bar mean; exactly 1 "
-          "when the 5-bar mean itself is served (no model passed the significance test).",
-          "es_index_predictions", "timestamp", "ticker",
-          (_metric("served", "extended_stats", "range_error", _rmse("m")),
-           _metric("mean_range_5", "extended_stats", "range_baseline_error", _rmse("m"))),
-          "RMSE ratio", reference_line=1.0,
-          derived=("served / mean_range_5", "datum.served / datum.mean_range_5")),
-    Chart("finstream-volatility-skill", "Live skill: variance QLIKE / EWMA QLIKE",
-          "Judged variance forecasts only (bars whose close moved). Below 1 the served variance forecast "
-          "beats EWMA (lambda 0.94); exactly 1 when EWMA itself is served.",
-          "es_index_predictions", "timestamp", "ticker",
-          (_metric("served", "avg", "variance_loss"), _metric("ewma", "avg", "variance_baseline_loss")),
-          "QLIKE ratio", reference_line=1.0, derived=("served / ewma", "datum.served / datum.ewma")),
+    _skill_chart("finstream-range-skill", "Live skill: next-bar range RMSE / 5-bar mean range RMSE",
+                 "Judged range forecasts only. Below 1 the served range forecast beats the 5-bar mean; exactly "
+                 "1 when the 5-bar mean itself is served (no model passed the significance test).",
+                 _metric("served", "extended_stats", "range_error", _rmse("m")),
+                 _metric("mean_range_5", "extended_stats", "range_baseline_error", _rmse("m")), "RMSE ratio"),
+    _skill_chart("finstream-volatility-skill", "Live skill: variance QLIKE / EWMA QLIKE",
+                 "Judged variance forecasts only (bars whose close moved). Below 1 the served variance forecast "
+                 "beats EWMA (lambda 0.94); exactly 1 when EWMA itself is served.",
+                 _metric("served", "avg", "variance_loss"), _metric("ewma", "avg", "variance_baseline_loss"),
+                 "QLIKE ratio"),
 )
 
 OPERATIONS_CHARTS = (
