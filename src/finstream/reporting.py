@@ -193,16 +193,18 @@ def plot_calibration(frame: pd.DataFrame, names: list[str], path: Path) -> None:
     relative to the close (its volatility forecast), against the nominal 90 %."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
+    lowest = 1.0
     for name in names:
         lo, hi = skill.interval_columns(name)
         width = (frame[hi] - frame[lo]) / frame["last"]
         inside = ((frame[lo] <= frame["actual"]) & (frame["actual"] <= frame[hi])).astype(float)
-        deciles = pd.qcut(width.rank(method="first"), 10, labels=False)
-        ax.plot(range(1, 11), inside.groupby(deciles).mean().to_numpy(), marker="o", label=name)
+        coverage = inside.groupby(pd.qcut(width.rank(method="first"), 10, labels=False)).mean().to_numpy()
+        lowest = min(lowest, float(coverage.min()))
+        ax.plot(range(1, 11), coverage, marker="o", label=name)
     ax.axhline(1 - skill.ALPHA, color="black", linestyle="--", linewidth=0.8, label="nominal 90 %")
     ax.set_xlabel("decile of the forecast volatility (interval width / close)")
     ax.set_ylabel("coverage")
-    ax.set_ylim(0.5, 1.0)
+    ax.set_ylim(min(0.5, lowest - 0.05), 1.02)
     ax.set_title("Interval coverage by forecast volatility, test period", fontsize=10)
     ax.legend(fontsize=7)
     _save(plt, fig, path)
