@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
 from finstream import elastic, topics
 from finstream.config import Settings
+from finstream.errors import ArgumentParser, exit_on_user_error
 from finstream.logs import setup_logging
 from finstream.modelstore import ServedForecasts
 from finstream.spark import bars as B
@@ -31,7 +33,8 @@ log = logging.getLogger("finstream.stream_index")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="jobs/stream_index.py", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--available-now", action="store_true",
                         help="process everything the topic holds now, then stop")
     parser.add_argument("--trigger", help="processing-time trigger interval (default: STREAM_TRIGGER_INTERVAL)")
@@ -102,4 +105,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_on_user_error(main))

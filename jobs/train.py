@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from pyspark.sql import SparkSession
 
-from finstream import elastic
+from finstream import elastic, modelstore, topics
 from finstream.config import Settings, local_dir
+from finstream.errors import ArgumentParser, choice_list, exit_on_user_error, ticker_list
 from finstream.logs import setup_logging
 from finstream.modelstore import new_version
 from finstream.reporting import metrics_table, write_json
@@ -29,18 +31,20 @@ log = logging.getLogger("finstream.train")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="jobs/train.py", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", choices=("kafka", "es"), default="kafka",
                         help="replay the Kafka topic (default) or read the bars index")
-    parser.add_argument("--features", default=",".join(FORECASTS),
+    parser.add_argument("--features", type=choice_list(tuple(QUESTIONS)), default=FORECASTS,
                         help=f"comma-separated questions: {', '.join(QUESTIONS)} (default: the four the "
                              f"stream serves, {','.join(FORECASTS)})")
-    parser.add_argument("--tickers", default="", help="comma-separated (default: every ticker of the timespan)")
+    parser.add_argument("--tickers", type=ticker_list, default=(),
+                        help="comma-separated (default: every ticker of the timespan)")
     parser.add_argument("--timespan", default="day")
     parser.add_argument("--multiplier", type=int, default=1)
     parser.add_argument("--test-fraction", type=float, default=0.2)
     parser.add_argument("--folds", type=int, default=3, help="walk-forward folds (expanding window)")
-    parser.add_argument("--models", default=",".join(REGRESSORS))
+    parser.add_argument("--models", type=choice_list(tuple(REGRESSORS)), default=tuple(REGRESSORS))
     parser.add_argument("--tune", action="store_true",
                         help="choose hyper-parameters from conf/models.toml's grid on the validation slice")
     parser.add_argument("--no-plots", action="store_true")
@@ -57,6 +61,9 @@ def main(argv: list[str] | None = None) -> None:
     es = elastic.client(settings)
     elastic.require_cluster(es, settings)
     elastic.ensure_indices(es, settings, only=[settings.es_index_model_metrics])
+    modelstore.require_writable(settings.model_path)
+    if args.source == "kafka":
+        topics.require_topic(settings)
 
     spark = SparkSession.builder.appName("finstream-train").getOrCreate()
     if args.source == "kafka":
@@ -68,11 +75,11 @@ def main(argv: list[str] | None = None) -> None:
     log.info("%s: %d distinct valid bars", args.source, bars.count())
 
     config = load_params()
-    for question in [q.strip() for q in args.features.split(",") if q.strip()]:
+    for question in args.features:
         options = training.TrainOptions(
-            question=question, tickers=tuple(t for t in args.tickers.split(",") if t), timespan=args.timespan,
+            question=question, tickers=args.tickers, timespan=args.timespan,
             multiplier=args.multiplier, test_fraction=args.test_fraction, folds=args.folds, tune=args.tune,
-            models=tuple(m for m in args.models.split(",") if m))
+            models=args.models)
         run = training.run(bars, options, config)
         version = new_version()
         report = report_dict(run, run_id, args.source, version)
@@ -86,4 +93,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_on_user_error(main))

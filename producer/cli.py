@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from finstream import topics
 from finstream.config import Settings
+from finstream.errors import ArgumentParser, UserError, ticker_list
 from finstream.logs import setup_logging
 from finstream.schema import TIMESPANS, Bar
 from producer import live as live_feed
@@ -32,12 +33,13 @@ log = logging.getLogger("producer")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m producer", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m producer", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
     backfill = commands.add_parser("backfill", help="publish historical bars from the aggregates API")
-    backfill.add_argument("--tickers", default="AAPL", help="comma-separated, e.g. AAPL,MSFT,C:EURUSD,X:BTCUSD")
+    backfill.add_argument("--tickers", type=ticker_list, default="AAPL",
+                          help="comma-separated, e.g. AAPL,MSFT,C:EURUSD,X:BTCUSD")
     backfill.add_argument("--timespan", default="day", choices=TIMESPANS)
     backfill.add_argument("--multiplier", type=int, default=1)
     backfill.add_argument("--from", dest="start", type=date.fromisoformat, help="YYYY-MM-DD (default: 5 years ago)")
@@ -46,7 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                           help="request cap (free tier: 5); default POLYGON_MAX_REQUESTS_PER_MINUTE")
 
     live = commands.add_parser("live", help="publish new bars as they close, until stopped (SIGINT/SIGTERM)")
-    live.add_argument("--tickers", default="AAPL", help="comma-separated, e.g. AAPL,MSFT,X:BTCUSD")
+    live.add_argument("--tickers", type=ticker_list, default="AAPL", help="comma-separated, e.g. AAPL,MSFT,X:BTCUSD")
     live.add_argument("--timespan", default="minute", choices=TIMESPANS)
     live.add_argument("--multiplier", type=int, default=1)
     live.add_argument("--poll-seconds", type=float, help="default LIVE_POLL_SECONDS")
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.command}: {sent} bars sent to topic {settings.kafka_topic} "
               f"({publisher.delivered} acknowledged)", flush=True)
         return 0
-    except (MarketDataError, PublishError, ValueError) as exc:
+    except (MarketDataError, PublishError, UserError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -97,7 +99,7 @@ def backfill(args: argparse.Namespace, settings: Settings, publisher: BarPublish
     start, end = args.start or start, args.end or end
     client = api_client(args, settings)
     total = 0
-    for ticker in [t.strip() for t in args.tickers.split(",") if t.strip()]:
+    for ticker in args.tickers:
         results = client.aggregates(ticker, args.multiplier, args.timespan, start, end)
         bars = (bar_from_aggregate(ticker, args.timespan, args.multiplier, r) for r in results)
         sent = publish_all(publisher, tqdm(bars, desc=ticker, unit=" bars", disable=None))
@@ -116,7 +118,7 @@ def live(args: argparse.Namespace, settings: Settings, publisher: BarPublisher) 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     feed = live_feed.LiveFeed(settings, api_client(args, settings, sleep=stop.wait), publisher,
-                              [t.strip() for t in args.tickers.split(",") if t.strip()], args.timespan,
+                              list(args.tickers), args.timespan,
                               args.multiplier, stop=stop)
     sent = feed.run()
     log.info("stopped: %d bars published this run, all flushed", sent)

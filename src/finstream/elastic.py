@@ -12,6 +12,7 @@ from elasticsearch import exceptions as es_exceptions
 
 from finstream import schema as S
 from finstream.config import Settings
+from finstream.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,12 @@ def client(settings: Settings, **kwargs: Any) -> Elasticsearch:
     return Elasticsearch(settings.es_urls, request_timeout=30, **auth, **kwargs)
 
 
-class ClusterUnavailable(SystemExit):
+class ClusterUnavailable(UserError):
     """Raised before any work starts: the job exits with the message, no traceback."""
+
+
+class IncompatibleMapping(UserError):
+    pass
 
 
 def require_cluster(es: Elasticsearch, settings: Settings) -> None:
@@ -89,7 +94,14 @@ def ensure_indices(es: Elasticsearch, settings: Settings, only: list[str] | None
                 raise
             # An index made by an earlier version gains the fields added since (new fields
             # only: Elasticsearch refuses to change an existing field's type, and says so).
-            es.indices.put_mapping(index=index, **template["mappings"])
+            try:
+                es.indices.put_mapping(index=index, **template["mappings"])
+            except es_exceptions.BadRequestError as refused:
+                reason = refused.info.get("error", {}).get("reason", refused.error) if isinstance(refused.info, dict) \
+                    else refused.error
+                raise IncompatibleMapping(
+                    f"index {index} exists with a mapping this version cannot extend ({reason}): delete it, or "
+                    f"reindex it, or name another index in the configuration") from None
 
 
 def count(es: Elasticsearch, index: str) -> int:

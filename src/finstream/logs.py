@@ -14,3 +14,7 @@ def setup_logging(level: str | None = None) -> None:
     # Chatty third-party loggers; their warnings still show.
     for name in ("kafka", "elastic_transport", "py4j", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # kafka-python logs every refused connection attempt at ERROR while it retries; what the
+    # user needs (Kafka unreachable, a send that failed) is reported by our own code, once.
+    for name in ("kafka.conn", "kafka.client"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)

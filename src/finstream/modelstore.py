@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from finstream.errors import UserError
 from finstream.forecasts import Forecaster, forecaster
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,22 @@ METADATA = "metadata.json"
 
 def new_version(now: datetime | None = None) -> str:
     return (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+class ModelDirUnwritable(UserError):
+    pass
+
+
+def require_writable(model_dir: Path) -> None:
+    """Raises ModelDirUnwritable before any training if a model could not be saved there."""
+    try:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        probe = model_dir / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ModelDirUnwritable(f"cannot write models to {model_dir} ({exc.strerror}): set MODEL_DIR to a "
+                                 "writable folder") from None
 
 
 def version_dir(model_dir: Path, question: str, version: str) -> Path:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import logging
 
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
+from kafka.errors import NoBrokersAvailable, TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 from finstream.config import Settings
+from finstream.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -17,10 +18,40 @@ def topic_config(settings: Settings) -> dict[str, str]:
     return {"retention.ms": str(settings.kafka_retention_ms), "retention.bytes": "-1"}
 
 
+class KafkaUnavailable(UserError):
+    pass
+
+
+class TopicMissing(UserError):
+    pass
+
+
+def admin_client(settings: Settings) -> KafkaAdminClient:
+    try:
+        return KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="finstream-admin",
+                                **settings.kafka_client_options())
+    except NoBrokersAvailable:
+        raise KafkaUnavailable(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: start it with `make up` "
+                               "or set KAFKA_BOOTSTRAP_SERVERS") from None
+
+
+def require_topic(settings: Settings, topic: str | None = None) -> None:
+    """Raises TopicMissing (naming the topics there are) unless the topic exists."""
+    topic = topic or settings.kafka_topic
+    admin = admin_client(settings)
+    try:
+        existing = sorted(t for t in admin.list_topics() if not t.startswith("__"))
+    finally:
+        admin.close()
+    if topic not in existing:
+        raise TopicMissing(f"Kafka at {settings.kafka_bootstrap_servers} has no topic {topic!r} (it has: "
+                           f"{', '.join(existing) or 'none'}): publish bars first (python -m producer replay) "
+                           "or set KAFKA_TOPIC")
+
+
 def ensure_topic(settings: Settings, topic: str | None = None, partitions: int | None = None) -> None:
     topic = topic or settings.kafka_topic
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="finstream-admin",
-                             **settings.kafka_client_options())
+    admin = admin_client(settings)
     try:
         admin.create_topics([
             NewTopic(topic, num_partitions=partitions or settings.kafka_topic_partitions,
@@ -35,8 +66,7 @@ def ensure_topic(settings: Settings, topic: str | None = None, partitions: int |
 
 def delete_topic(settings: Settings, topic: str | None = None) -> None:
     """Removes a topic (tests and benchmarks clean up after themselves); absent is fine."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="finstream-admin",
-                             **settings.kafka_client_options())
+    admin = admin_client(settings)
     try:
         admin.delete_topics([topic or settings.kafka_topic])
     except UnknownTopicOrPartitionError:

@@ -55,6 +55,18 @@ class Pipeline:
         assert result.returncode == 0, f"{args} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
         return result
 
+    def mistake(self, *args: str, env: dict[str, str] | None = None) -> str:
+        """Runs a command a user got wrong; returns its one line of output, having checked
+        that it exits with 2 and prints no traceback."""
+        result = subprocess.run(list(args), cwd=ROOT, env={**os.environ, **self.env, **(env or {})},
+                                capture_output=True, text=True, timeout=300)
+        output = result.stdout + result.stderr
+        assert result.returncode == 2, f"{args} exited {result.returncode}:\n{output[-3000:]}"
+        assert "Traceback" not in output and "Exception" not in output, output[-3000:]
+        errors = [line for line in output.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1, output[-3000:]
+        return errors[0]
+
     def stream_index(self) -> subprocess.CompletedProcess:
         return self.run("./spark-submit.sh", "jobs/stream_index.py", "--available-now")
 

@@ -19,11 +19,18 @@ class LeakageError(AssertionError):
 
 
 def with_position(rows: DataFrame) -> DataFrame:
-    """Adds `position` in [0, 1]: where the row's time stands among all rows' times. One
-    ordering for all series, so a cut at a position is one calendar date for every ticker
-    (an equity and a crypto series trade on different days; per-series cuts would let one
-    ticker's training rows postdate another's test rows). Rows at the same time share it."""
-    return rows.withColumn("position", F.percent_rank().over(Window.orderBy("timestamp")))
+    """Adds `position` in [0, 1]: where the row's time stands among all rows' times (the
+    percent rank: rows strictly earlier / (rows - 1)). One ordering for all series, so a cut
+    at a position is one calendar date for every ticker (an equity and a crypto series trade
+    on different days; per-series cuts would let one ticker's training rows postdate another's
+    test rows). Rows at the same time share it. Ranked over the distinct times, not the rows,
+    so the rows keep their partitions (a window over all rows would put them in one)."""
+    per_time = rows.groupBy("timestamp").count()
+    earlier = F.coalesce(F.sum("count").over(Window.orderBy("timestamp").rowsBetween(Window.unboundedPreceding, -1)),
+                         F.lit(0))
+    total = F.sum("count").over(Window.partitionBy())
+    positions = per_time.select("timestamp", F.when(total > 1, earlier / (total - 1)).otherwise(0.0).alias("position"))
+    return rows.join(positions, "timestamp")
 
 
 def split_at(rows: DataFrame, question: Question, train_end: float, test_end: float | None = None) -> tuple[DataFrame, DataFrame]:

@@ -21,6 +21,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from finstream import skill
+from finstream.errors import UserError
+from finstream.scoring import HISTORY_BARS
 from finstream.spark import evaluation as E
 from finstream.spark.features import QUESTIONS, SERIES, Question, training_rows
 from finstream.spark.models import REGRESSORS, build_pipeline, grid
@@ -98,6 +100,24 @@ class TrainingRun:
         return self.models[kind].transform(self.test)
 
 
+class NoBars(UserError):
+    pass
+
+
+class TooFewBars(UserError):
+    pass
+
+
+def inventory(bars: DataFrame, shown: int = 8) -> str:
+    """What the bars hold, per timespan and multiplier: tickers and counts."""
+    groups = (bars.groupBy("timespan", "multiplier")
+              .agg(F.count(F.lit(1)).alias("bars"), F.sort_array(F.collect_set("ticker")).alias("tickers"))
+              .orderBy("timespan", "multiplier").collect())
+    return "; ".join(f"--timespan {g.timespan} --multiplier {g.multiplier}: {g.bars} bars of "
+                     f"{', '.join(g.tickers[:shown])}{' ...' if len(g.tickers) > shown else ''}" for g in groups) \
+        or "no valid bars at all"
+
+
 def select_series(bars: DataFrame, options: TrainOptions) -> DataFrame:
     selected = bars.where((F.col("timespan") == options.timespan) & (F.col("multiplier") == options.multiplier))
     return selected.where(F.col("ticker").isin(*options.tickers)) if options.tickers else selected
@@ -132,7 +152,8 @@ def evaluate(models: dict[str, PipelineModel], question: Question, train: DataFr
     pooled figures against the question's reference baseline."""
     frame = E.scored_frame(test, question, train, models, _quantiles(models, question, train))
     if frame.empty:
-        raise ValueError("no rows to evaluate: too little data for this split")
+        raise TooFewBars("too few bars for this split: a test slice is empty; publish more history, or "
+                         "lower --folds")
     return frame, skill.compare(question.kind, frame, names, question.reference)
 
 
@@ -142,6 +163,9 @@ def select(train: DataFrame, question: Question, config: dict, options: TrainOpt
     what precedes it. Takes the training rows only: the holdout cannot take part."""
     cut = train.agg(F.max("position")).collect()[0][0] * (1 - VALIDATION_FRACTION)
     fit_part, validation = E.split_at(train, question, cut)
+    if fit_part.isEmpty() or validation.isEmpty():
+        raise TooFewBars("too few bars to choose a model: the training period's validation slice (its last "
+                         f"{VALIDATION_FRACTION:.0%}) or what precedes it is empty; publish more history")
     params: dict[str, dict] = {}
     losses: dict[str, float] = {}
     for kind in options.models:
@@ -172,8 +196,13 @@ def run(bars: DataFrame, options: TrainOptions, config: dict) -> TrainingRun:
                 tickers=sorted(r.ticker for r in selected.select("ticker").distinct().collect()),
                 train_period=_period(train), test_period=_period(test))
     log.info("%s: %d rows (%d train, %d test)", question.name, data["rows"], data["train_rows"], data["test_rows"])
+    if not data["bars"]:
+        wanted = f"{', '.join(options.tickers) if options.tickers else 'any ticker'} at {options.timespan} x{options.multiplier}"
+        raise NoBars(f"no bars of {wanted}; the data holds {inventory(bars)}")
     if not data["train_rows"] or not data["test_rows"]:
-        raise ValueError("no rows to evaluate: too little data for this split")
+        raise TooFewBars(f"too few bars for this split: {data['bars']} bars give {data['rows']} rows with "
+                         f"{HISTORY_BARS} bars of history and a next bar ({data['train_rows']} to train, "
+                         f"{data['test_rows']} to test); publish more history or change --test-fraction")
 
     selection = select(train, question, config, options)  # before the holdout is touched
     models = {kind: fit(train, question, kind, selection.params[kind]) for kind in options.models}

@@ -1,0 +1,56 @@
+"""Common mistakes, made with the real commands on the real stack: each ends with one line
+that says what to do, exit code 2, and no traceback."""
+
+from __future__ import annotations
+
+from producer import samples
+
+GOOG = samples.load_bars("goog-daily")
+PRODUCER = (".venv/bin/python", "-m", "producer")
+TRAIN = ("./spark-submit.sh", "jobs/train.py", "--no-plots", "--folds", "0", "--models", "linear")
+STREAM = ("./spark-submit.sh", "jobs/stream_index.py", "--available-now")
+NOWHERE = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+
+
+def publish(pipeline, bars) -> None:
+    pipeline.publish([(b.key, b.to_json()) for b in bars])
+
+
+def test_kafka_unreachable(pipeline):
+    for command in ((*PRODUCER, "replay", "--limit", "1"), STREAM, TRAIN):
+        line = pipeline.mistake(*command, env=NOWHERE)
+        assert "cannot reach Kafka at 127.0.0.1:1" in line and "make up" in line, command
+
+
+def test_train_on_a_topic_that_does_not_exist(pipeline):
+    line = pipeline.mistake(*TRAIN, env={"KAFKA_TOPIC": "no-such-topic"})
+    assert "has no topic 'no-such-topic'" in line and "producer replay" in line
+
+
+def test_bad_tickers_and_flags(pipeline):
+    assert "give at least one ticker" in pipeline.mistake(*PRODUCER, "backfill", "--tickers", "")
+    assert "not a ticker: aapl" in pipeline.mistake(*PRODUCER, "live", "--tickers", "aapl")
+    assert "give at least one ticker" in pipeline.mistake(*TRAIN, "--tickers", " , ")
+    assert "unknown: lag" in pipeline.mistake(*TRAIN, "--features", "lag")
+
+
+def test_train_without_bars_for_the_request_lists_what_there_is(pipeline):
+    publish(pipeline, GOOG[:22])
+    line = pipeline.mistake(*TRAIN, "--tickers", "NOPE", "--features", "lags")
+    assert "no bars of NOPE at day x1" in line and "--timespan day --multiplier 1: 22 bars of GOOG" in line
+    line = pipeline.mistake(*TRAIN, "--features", "lags")  # 22 bars: one row with 21 bars of history
+    assert "too few bars for this split: 22 bars give 1 rows" in line
+
+
+def test_an_index_with_an_incompatible_mapping(pipeline):
+    settings = pipeline.settings
+    pipeline.es().indices.create(index=settings.es_index_bars, mappings={"properties": {"close": {"type": "keyword"}}})
+    line = pipeline.mistake(*STREAM)
+    assert f"index {settings.es_index_bars} exists with a mapping this version cannot extend" in line
+
+
+def test_a_model_directory_that_cannot_be_written(pipeline, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    line = pipeline.mistake(*TRAIN, env={"MODEL_DIR": str(blocker / "models")})
+    assert f"cannot write models to {blocker / 'models'}" in line and "MODEL_DIR" in line
