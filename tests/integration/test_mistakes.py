@@ -54,3 +54,9 @@ def test_a_model_directory_that_cannot_be_written(pipeline, tmp_path):
     blocker.write_text("")
     line = pipeline.mistake(*TRAIN, env={"MODEL_DIR": str(blocker / "models")})
     assert f"cannot write models to {blocker / 'models'}" in line and "MODEL_DIR" in line
+
+
+def test_elasticsearch_unreachable(pipeline):
+    for command in (STREAM, TRAIN):
+        line = pipeline.mistake(*command, env={"ES_NODES": "127.0.0.1:1"})
+        assert "cannot reach Elasticsearch at http://127.0.0.1:1" in line and "make up" in line, command

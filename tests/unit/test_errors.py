@@ -1,0 +1,44 @@
+"""The one-line errors: list flags parsed and checked, a UserError turned into one line and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from finstream.errors import ArgumentParser, UserError, choice_list, exit_on_user_error, ticker_list
+
+
+def test_ticker_lists_are_split_trimmed_and_checked():
+    assert ticker_list(" AAPL, X:BTCUSD ,C:EURUSD,") == ("AAPL", "X:BTCUSD", "C:EURUSD")
+    for bad, why in (("", "at least one"), (" , ", "at least one"), ("aapl", "not a ticker: aapl"),
+                     ("AAPL,BAD TICKER", "not a ticker: BAD TICKER")):
+        with pytest.raises(argparse.ArgumentTypeError, match=why):
+            ticker_list(bad)
+
+
+def test_choice_lists_name_the_choices():
+    parse = choice_list(("lags", "range"))
+    assert parse("lags,range") == ("lags", "range")
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown: lag; choose from lags,range"):
+        parse("lag")
+    with pytest.raises(argparse.ArgumentTypeError, match="empty"):
+        parse(",")
+
+
+def test_a_bad_flag_is_one_line_and_exit_2(capsys):
+    parser = ArgumentParser(prog="tool")
+    parser.add_argument("--tickers", type=ticker_list)
+    with pytest.raises(SystemExit) as stop:
+        parser.parse_args(["--tickers", "aapl"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == "error: argument --tickers: not a ticker: aapl (upper-case, e.g. AAPL, " \
+                                      "C:EURUSD) (see tool --help)\n"
+
+
+def test_a_user_error_is_one_line_and_exit_2(capsys):
+    def main():
+        raise UserError("cannot reach Kafka at x: start it")
+    assert exit_on_user_error(main) == 2
+    assert capsys.readouterr().err == "error: cannot reach Kafka at x: start it\n"
+    assert exit_on_user_error(lambda: None) == 0
