@@ -12,9 +12,11 @@ def setup_logging(level: str | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # Chatty third-party loggers; their warnings still show.
-    for name in ("kafka", "elastic_transport", "py4j", "urllib3"):
+    for name in ("kafka", "py4j", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    # kafka-python logs every refused connection attempt at ERROR while it retries; what the
-    # user needs (Kafka unreachable, a send that failed) is reported by our own code, once.
+    # kafka-python logs every refused connection attempt at ERROR while it retries, and the
+    # Elasticsearch client each retry with a stack trace at WARNING; what the user needs (a
+    # server unreachable, a send or write that failed) is reported by our own code, once.
     for name in ("kafka.conn", "kafka.client"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
+    logging.getLogger("elastic_transport").setLevel(logging.ERROR)
