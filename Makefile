@@ -1,7 +1,8 @@
 # make demo   - install everything, start Kafka + Elasticsearch, replay the sample bars,
 #               index them with the Spark stream job, train, then stream the last bars
 #               and print the live predictions beside the actual closes
-# make test   - unit and integration tests (starts the local stack)
+# make test   - the linter, then unit and integration tests (starts the local stack)
+# make lint   - ruff (pyproject.toml [tool.ruff])
 # make bench   - throughput of the stream job beside the alternatives (1M bars), then latency
 #               (bench/results/; BENCH_ARGS="--bars 100000" for a shorter run)
 # make bench-latency - produce -> searchable latency of bars and predictions (bench/results/)
@@ -11,7 +12,7 @@ PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: install up down status cluster-up cluster-down demo test unit integration bench bench-latency clean distclean
+.PHONY: install up down status cluster-up cluster-down demo lint test unit integration bench bench-latency clean distclean
 
 install: $(STAMP)
 	@stack/fetch.sh all
@@ -48,7 +49,10 @@ unit: install
 integration: up
 	$(VENV)/bin/pytest -m integration tests
 
-test: up
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: lint up
 	$(VENV)/bin/pytest --durations=10 tests
 
 bench: up

@@ -107,8 +107,8 @@ def run_method(method: str, settings: Settings, es, expected: int, box_seconds: 
         log_path = log_dir / f"{method}.log"
         started = time.time()
         with open(log_path, "wb") as log:
-            process = subprocess.Popen(command(method, index, expected, list(spark_conf)), cwd=L.ROOT, env=env, stdout=log,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
+            process = subprocess.Popen(command(method, index, expected, list(spark_conf)), cwd=L.ROOT, env=env,
+                                       stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         watcher.start()
         deadline = started + (box_seconds if method == "one_by_one" else 3_600)
         # wait4, not Popen.poll: reaping the process must also return its resource usage.
@@ -180,7 +180,8 @@ def main() -> int:
     parser.add_argument("--tickers", type=int, default=1_000)
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--one-by-one-seconds", type=float, default=60)
-    parser.add_argument("--refresh", default="", help="index refresh_interval for every method (default: the template's)")
+    parser.add_argument("--refresh", default="",
+                        help="index refresh_interval for every method (default: the template's)")
     parser.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
                         help="extra --conf for the stream job (tuning experiments); repeatable")
     parser.add_argument("--out", default=str(L.RESULTS / "compare"))

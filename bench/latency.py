@@ -204,7 +204,8 @@ def main() -> int:
     stream_log.parent.mkdir(parents=True, exist_ok=True)
     stream = peer = None
     try:
-        print(f"history: {HISTORY} minute bars x {args.tickers} tickers; training linear models for the four forecasting questions", flush=True)
+        print(f"history: {HISTORY} minute bars x {args.tickers} tickers; training linear models for the four "
+              "forecasting questions", flush=True)
         publish(settings, series.bars(HISTORY * args.tickers), None)
         subprocess.run(["./spark-submit.sh", "jobs/train.py", "--models", "linear",
                         "--folds", "0", "--timespan", "minute", "--no-plots", "--report-dir", f"bench/{run_id}/report"],

@@ -26,7 +26,7 @@ sys.path.insert(0, str(BENCH))
 import latency as L  # noqa: E402  (the latency benchmark's generator, isolation and clean-up)
 
 from finstream import elastic, topics  # noqa: E402
-from finstream.config import Settings, local_dir  # noqa: E402
+from finstream.config import Settings  # noqa: E402
 
 
 def main() -> int:
@@ -51,7 +51,8 @@ def main() -> int:
             subprocess.run(["./spark-submit.sh", "jobs/train.py", "--models", "linear",
                             "--folds", "0", "--timespan", "minute", "--no-plots", "--report-dir",
                             f"bench/{run_id}/report"], cwd=L.ROOT, check=True, capture_output=True)
-        job = ["./spark-submit.sh", "jobs/stream_index.py", "--available-now"] + ([] if args.predict else ["--no-predict"])
+        job = ["./spark-submit.sh", "jobs/stream_index.py", "--available-now"]
+        job += [] if args.predict else ["--no-predict"]
         started = time.time()
         subprocess.run(job, cwd=L.ROOT, check=True, capture_output=True)
         wall_s = time.time() - started

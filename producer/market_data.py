@@ -96,7 +96,8 @@ class MassiveClient:
         """Every aggregate starting in [lo_ms, hi_ms] (epoch milliseconds), oldest first."""
         yield from self._ranges(ticker, multiplier, timespan, ms_chunks(timespan, lo_ms, hi_ms + 1))
 
-    def _ranges(self, ticker: str, multiplier: int, timespan: str, windows: Iterable[tuple[str, str]]) -> Iterator[dict]:
+    def _ranges(self, ticker: str, multiplier: int, timespan: str,
+                windows: Iterable[tuple[str, str]]) -> Iterator[dict]:
         if not self.api_key:
             raise MarketDataError("no API key: set POLYGON_API_KEY (or POLYGON_API_KEY_FILE), "
                                   "or use `python -m producer replay` for the bundled sample bars")
@@ -155,7 +156,8 @@ class MassiveClient:
         if not isinstance(body, dict):
             return "the response body is not a JSON object", None
         if body.get("status") == "ERROR":
-            raise MarketDataError(f"the API answered status ERROR: {self._redact(str(body.get('error') or body.get('message')))}")
+            reason = self._redact(str(body.get("error") or body.get("message")))
+            raise MarketDataError(f"the API answered status ERROR: {reason}")
         return body, None
 
     def _api_message(self, response: requests.Response) -> str:

@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass, field
 
 from kafka import KafkaProducer
-from kafka.errors import KafkaError, NoBrokersAvailable
+from kafka.errors import NoBrokersAvailable
 
 from finstream.config import Settings
 from finstream.schema import Bar

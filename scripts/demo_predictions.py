@@ -66,7 +66,8 @@ def main() -> int:
     moved = [d for d in judged if "variance_loss" in d]
     qlike = sum(d["variance_loss"] for d in moved) / len(moved)
     qlike_base = sum(d["variance_baseline_loss"] for d in moved) / len(moved)
-    print(f"live, over {n} judged forecasts (range: log(high/low); vol: the square root of the variance of the log return; both in %):")
+    print(f"live, over {n} judged forecasts (range: log(high/low); vol: the square root of the variance of "
+          "the log return; both in %):")
     print(f"  next close RMSE {rmse:.3f}, persistence {persistence:.3f} (ratio {rmse / persistence:.3f})")
     print(f"  90 % interval: {sum(d['inside_interval'] for d in judged):.0f} of {n} closes inside "
           f"({sum(d['inside_interval'] for d in judged) / n:.0%})")

@@ -46,7 +46,8 @@ def metrics_table(report: dict) -> str:
         f"data: {report['data']['rows']} rows of {', '.join(report['data']['tickers'])}; "
         f"train {report['data']['train_rows']} ({' .. '.join(map(str, report['data']['train_period']))}), "
         f"test {report['data']['test_rows']} ({' .. '.join(map(str, report['data']['test_period']))})",
-        f"holdout, pooled; loss = {loss_name}, /ref = loss / {reference}'s, DM < 0 and p < 0.05: better than {reference}",
+        f"holdout, pooled; loss = {loss_name}, /ref = loss / {reference}'s, "
+        f"DM < 0 and p < 0.05: better than {reference}",
         f"{'candidate':<22}{heading}{'loss/ref':>10}{'DM':>8}{'p':>8}{'val.loss':>11}{'WF l/ref':>10}",
     ]
     for name, result in models.items():

@@ -43,8 +43,10 @@ class Bar:
     low: float = _field("double", "Lowest price")
     close: float = _field("double", "Last trade price")
     volume: float = _field("double", "Traded volume (fractional for crypto)")
-    vwap: float | None = field(default=None, metadata={"es_type": "double", "doc": "Volume-weighted average price", "required": False})
-    transactions: int | None = field(default=None, metadata={"es_type": "long", "doc": "Number of trades", "required": False})
+    vwap: float | None = field(default=None, metadata={"es_type": "double", "doc": "Volume-weighted average price",
+                                                       "required": False})
+    transactions: int | None = field(default=None, metadata={"es_type": "long", "doc": "Number of trades",
+                                                              "required": False})
     source: str = _field("keyword", "Where the bar came from: polygon, replay:<dataset>, test")
 
     def to_json(self) -> bytes:

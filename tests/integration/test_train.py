@@ -73,7 +73,8 @@ def test_kafka_and_es_replays_train_the_same_models(pipeline, spark):
         assert kafka["data"]["fingerprint"] == es["data"]["fingerprint"]
         assert kafka["data"]["rows"] == es["data"]["rows"]
         for name in ("training_mean", "persistence", "linear"):
-            assert kafka["models"][name]["holdout"]["rmse"] == pytest.approx(es["models"][name]["holdout"]["rmse"], rel=1e-9)
+            expected = es["models"][name]["holdout"]["rmse"]
+            assert kafka["models"][name]["holdout"]["rmse"] == pytest.approx(expected, rel=1e-9)
         assert set(kafka["models"]) == {"training_mean", "persistence", "linear"}
         assert kafka["selection"] == es["selection"] and kafka["served"] == es["served"]
 

@@ -14,7 +14,8 @@ from tests.catalogue import ACCEPTED, NOW_MS, REFUSED, message
 
 def records(spark, values: list[bytes | None]):
     rows = [(b"K", v, "topic", 0, i, datetime(2024, 1, 1)) for i, v in enumerate(values)]
-    return spark.createDataFrame(rows, "key binary, value binary, topic string, partition int, offset long, timestamp timestamp")
+    return spark.createDataFrame(
+        rows, "key binary, value binary, topic string, partition int, offset long, timestamp timestamp")
 
 
 def check(spark, values):
@@ -77,7 +78,8 @@ def test_spark_and_python_doc_ids_agree(spark):
     rows = [message(ticker=t, multiplier=m, timestamp=ts)
             for t, m, ts in [("AAPL", 1, 1_600_000_000_000), ("C:EURUSD", 5, 1_600_000_060_000)]]
     got = {r.doc_id for r in B.valid_bars(check(spark, rows)).collect()}
-    assert got == {S.bar_doc_id("AAPL", "day", 1, 1_600_000_000_000), S.bar_doc_id("C:EURUSD", "day", 5, 1_600_000_060_000)}
+    assert got == {S.bar_doc_id("AAPL", "day", 1, 1_600_000_000_000),
+                   S.bar_doc_id("C:EURUSD", "day", 5, 1_600_000_060_000)}
 
 
 def test_latest_copy_of_a_bar_wins(spark):

@@ -16,10 +16,10 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "train_scaling.py"
 def test_generated_bars_are_valid_bars(spark):
     bars = random_walk_bars(spark, 3000, bars_per_ticker=1000)
     assert bars.count() == 3000 and bars.select("ticker").distinct().count() == 3
-    records = bars.select(F.col("ticker").cast("binary").alias("key"),
-                          F.to_json(F.struct(*bars.columns, F.lit("bench").alias("source"))).cast("binary").alias("value"),
-                          F.lit("t").alias("topic"), F.lit(0).alias("partition"), F.monotonically_increasing_id().alias("offset"),
-                          F.current_timestamp().alias("timestamp"))
+    value = F.to_json(F.struct(*bars.columns, F.lit("bench").alias("source"))).cast("binary")
+    records = bars.select(F.col("ticker").cast("binary").alias("key"), value.alias("value"),
+                          F.lit("t").alias("topic"), F.lit(0).alias("partition"),
+                          F.monotonically_increasing_id().alias("offset"), F.current_timestamp().alias("timestamp"))
     checked = B.check_messages(B.parse_messages(B.decode_records(records)))
     assert B.dead_letters(checked).count() == 0
 

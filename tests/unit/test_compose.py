@@ -26,8 +26,8 @@ def published_ports(service: dict) -> set[int]:
 
 
 def test_services_exist(compose):
-    assert {"kafka", "elasticsearch", "kibana", "kibana-dashboards", "spark-master", "spark-worker", "producer", "stream-index",
-            "train"} <= set(compose["services"])
+    assert {"kafka", "elasticsearch", "kibana", "kibana-dashboards", "spark-master", "spark-worker", "producer",
+            "stream-index", "train"} <= set(compose["services"])
 
 
 def test_spark_jobs_are_submitted_to_the_master_and_share_storage(compose):

@@ -30,7 +30,8 @@ def make_client(fake: FakeMassive, key: str = KEY, **kw) -> tuple[MassiveClient,
     return MassiveClient(fake.url, Secret(key), sleep=sleeps.append, **kw), sleeps
 
 
-def fetch(client: MassiveClient, ticker: str = "AAPL", timespan: str = "day", start=date(2024, 1, 1), end=date(2024, 3, 1)):
+def fetch(client: MassiveClient, ticker: str = "AAPL", timespan: str = "day", start=date(2024, 1, 1),
+          end=date(2024, 3, 1)):
     return list(client.aggregates(ticker, 1, timespan, start, end))
 
 

@@ -26,8 +26,9 @@ def messages(draw) -> bytes:
     if kind == "bytes":
         return draw(st.binary(max_size=40))
     if kind == "json":
-        return json.dumps(draw(st.recursive(st.none() | st.integers() | st.text(max_size=5),
-                                            lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=4), c, max_size=3),
+        def containers(c):
+            return st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=4), c, max_size=3)
+        return json.dumps(draw(st.recursive(st.none() | st.integers() | st.text(max_size=5), containers,
                                             max_leaves=6))).encode()
     body = dict(GOOD)
     for name in draw(st.lists(st.sampled_from(S.BAR_FIELD_NAMES), max_size=3, unique=True)):

@@ -31,7 +31,8 @@ def random_bars(n: int, seed: int) -> list[dict]:
         for i in range(n):
             previous = close
             close = previous if i % 17 < 3 else previous * math.exp(rng.gauss(0, 0.02))
-            high, low = max(previous, close) * (1 + rng.random() * 0.01), min(previous, close) * (1 - rng.random() * 0.01)
+            high = max(previous, close) * (1 + rng.random() * 0.01)
+            low = min(previous, close) * (1 - rng.random() * 0.01)
             volume = 0.0 if 40 <= i < 62 and ticker == "BBB" else rng.uniform(1e3, 1e7)
             rows.append({"ticker": ticker, "timespan": "day", "multiplier": 1, "timestamp": 1_600_000_000_000 + i * DAY,
                          "open": previous, "high": high, "low": low, "close": close, "volume": volume,

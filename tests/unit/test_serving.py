@@ -36,7 +36,8 @@ class FakeState:
     """The GroupState surface keep_history uses."""
 
     def __init__(self, value=None, timed_out=False, watermark=-1):
-        self.value, self.hasTimedOut, self.watermark, self.timeout, self.removed = value, timed_out, watermark, None, False
+        self.value, self.hasTimedOut, self.watermark = value, timed_out, watermark
+        self.timeout, self.removed = None, False
 
     @property
     def exists(self):

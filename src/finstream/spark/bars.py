@@ -158,7 +158,8 @@ def _bar_values() -> dict[str, Column]:
     """A bar document's fields: the schema's fields plus id and provenance."""
     values = {name: F.col("bar").getField(name) for name in S.BAR_FIELD_NAMES}
     return {**values, "published_at": F.col("published_at"), "kafka_partition": F.col("partition"),
-            "kafka_offset": F.col("offset"), "doc_id": doc_id(values["ticker"], values["timespan"], values["multiplier"], values["timestamp"])}
+            "kafka_offset": F.col("offset"),
+            "doc_id": doc_id(values["ticker"], values["timespan"], values["multiplier"], values["timestamp"])}
 
 
 def valid_bars(checked: DataFrame, indexed_at: Column | None = None) -> DataFrame:

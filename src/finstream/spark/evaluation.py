@@ -33,7 +33,8 @@ def with_position(rows: DataFrame) -> DataFrame:
     return rows.join(positions, "timestamp")
 
 
-def split_at(rows: DataFrame, question: Question, train_end: float, test_end: float | None = None) -> tuple[DataFrame, DataFrame]:
+def split_at(rows: DataFrame, question: Question, train_end: float,
+             test_end: float | None = None) -> tuple[DataFrame, DataFrame]:
     """Rows with position < train_end train, those in [train_end, test_end) test; training
     rows whose label is only known once the test period has begun are left out (an embargo:
     the last bar before the cut would otherwise learn the first test bar's close)."""
@@ -90,7 +91,8 @@ def model_forecast(question: Question, prediction: Column) -> Column:
 def standardised_quantiles(rows: DataFrame, variance: Column) -> tuple[float, float]:
     """The ALPHA/2 and 1 - ALPHA/2 quantiles of next_log_return / sqrt(variance) over `rows`."""
     z = rows.select((F.col("next_log_return") / F.sqrt(variance)).alias("z"))
-    lo, hi = z.agg(F.expr(f"percentile(z, {skill.ALPHA / 2})"), F.expr(f"percentile(z, {1 - skill.ALPHA / 2})")).collect()[0]
+    lo, hi = z.agg(F.expr(f"percentile(z, {skill.ALPHA / 2})"),
+                   F.expr(f"percentile(z, {1 - skill.ALPHA / 2})")).collect()[0]
     return float(lo), float(hi)
 
 

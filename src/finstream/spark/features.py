@@ -163,7 +163,8 @@ def with_features(bars: DataFrame, question: Question) -> DataFrame:
         has_features = has_features & F.col(name).isNotNull() & ~F.isnan(F.col(name))
     if question.next_bar:
         has_features = has_features & (F.col("_history") >= HISTORY_BARS)
-    labelled = F.col(question.label).isNotNull() & F.col(question.actual).isNotNull() & F.col(question.last_value).isNotNull()
+    labelled = (F.col(question.label).isNotNull() & F.col(question.actual).isNotNull()
+                & F.col(question.last_value).isNotNull())
     if question.kind == "volatility":
         labelled = labelled & (F.col("next_sq_return") > 0)  # QLIKE needs a move (see finstream.skill)
     if question.kind in ("volatility", "interval"):

@@ -32,7 +32,8 @@ def es_records(spark: SparkSession, index: str, es_options: dict[str, str]) -> D
     docs = (
         spark.read.format(ES_HADOOP_FORMAT)
         .options(**es_options)
-        .option("es.read.field.include", ",".join([*S.BAR_FIELD_NAMES, "kafka_partition", "kafka_offset", "published_at"]))
+        .option("es.read.field.include",
+                ",".join([*S.BAR_FIELD_NAMES, "kafka_partition", "kafka_offset", "published_at"]))
         .load(index)
     )
     # ES-Hadoop reads `date` fields as timestamps; the message carries epoch milliseconds.

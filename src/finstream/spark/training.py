@@ -173,7 +173,8 @@ def select(train: DataFrame, question: Question, config: dict, options: TrainOpt
         scored = []
         for i, candidate in enumerate(candidates):
             model = fit(fit_part, question, kind, candidate)
-            frame = E.scored_frame(validation, question, fit_part, {kind: model}, _quantiles({kind: model}, question, fit_part))
+            quantiles = _quantiles({kind: model}, question, fit_part)
+            frame = E.scored_frame(validation, question, fit_part, {kind: model}, quantiles)
             scored.append((skill.metrics(question.kind, frame, kind)["loss"], i))
         losses[kind], best = min(scored)
         params[kind] = candidates[best]
@@ -197,7 +198,8 @@ def run(bars: DataFrame, options: TrainOptions, config: dict) -> TrainingRun:
                 train_period=_period(train), test_period=_period(test))
     log.info("%s: %d rows (%d train, %d test)", question.name, data["rows"], data["train_rows"], data["test_rows"])
     if not data["bars"]:
-        wanted = f"{', '.join(options.tickers) if options.tickers else 'any ticker'} at {options.timespan} x{options.multiplier}"
+        tickers = ", ".join(options.tickers) if options.tickers else "any ticker"
+        wanted = f"{tickers} at {options.timespan} x{options.multiplier}"
         raise NoBars(f"no bars of {wanted}; the data holds {inventory(bars)}")
     if not data["train_rows"] or not data["test_rows"]:
         raise TooFewBars(f"too few bars for this split: {data['bars']} bars give {data['rows']} rows with "
