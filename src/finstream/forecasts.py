@@ -71,22 +71,23 @@ def _range(model: Regressor | None, served: str, spec: dict):
     return forecast
 
 
-def _variance(model: Regressor | None, served: str, window, features) -> float | None:
+def _variance(model: Regressor | None, served: str, window, features) -> tuple[float, float] | None:
+    """(the served variance forecast, EWMA's), or None when EWMA is 0 (no eligible row)."""
     returns = _returns(window)
     ewma = skill.ewma_variance(returns)
     if ewma <= 0:
         return None
     if model:
-        return float(skill.floored_variance(model.predict(features), ewma))
-    return skill.rolling_variance(returns) if served == "rolling_20" else ewma
+        return float(skill.floored_variance(model.predict(features), ewma)), ewma
+    return (skill.rolling_variance(returns) if served == "rolling_20" else ewma), ewma
 
 
 def _volatility(model: Regressor | None, served: str, spec: dict):
     def forecast(window, features):
-        variance = _variance(model, served, window, features)
-        if variance is None:
+        variances = _variance(model, served, window, features)
+        if variances is None:
             return None
-        return {"predicted_variance": variance, "baseline_variance": skill.ewma_variance(_returns(window))}
+        return {"predicted_variance": variances[0], "baseline_variance": variances[1]}
     return forecast
 
 
@@ -99,10 +100,10 @@ def _interval(model: Regressor | None, served: str, spec: dict):
                 return None
             lower, upper = close * math.exp(-skill.Z_NORMAL * std), close * math.exp(skill.Z_NORMAL * std)
         else:  # a model's or EWMA's variance, scaled by the training quantiles
-            variance = _variance(model, "ewma", window, features)
-            if variance is None:
+            variances = _variance(model, "ewma", window, features)
+            if variances is None:
                 return None
-            lower, upper = skill.interval_from_variance(close, variance, spec["quantiles"])
+            lower, upper = skill.interval_from_variance(close, variances[0], spec["quantiles"])
         return {"lower": lower, "upper": upper}
     return forecast
 
