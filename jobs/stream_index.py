@@ -15,10 +15,11 @@ import argparse
 import logging
 import sys
 
+from pyspark.errors import StreamingQueryException
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
-from finstream import elastic, topics
+from finstream import checkpoints, elastic, topics
 from finstream.config import Settings
 from finstream.errors import ArgumentParser, exit_on_user_error
 from finstream.logs import setup_logging
@@ -73,6 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     elastic.require_cluster(es, settings)
     elastic.ensure_indices(es, settings)
     topics.ensure_topic(settings)
+    names = ["index-bars"] + ([] if args.no_predict else ["predict-bars"])
+    checkpoints.require_no_gap(settings, names)  # Spark would only say "data may have been lost"
     es_options = elastic.es_hadoop_options(settings, elastic.cluster_info(es))
 
     spark = SparkSession.builder.appName("finstream-stream-index").getOrCreate()
@@ -96,6 +99,9 @@ def main(argv: list[str] | None = None) -> None:
     log.info("Spark UI %s (Structured Streaming tab)", spark.sparkContext.uiWebUrl)
     try:
         await_all(spark, queries)
+    except StreamingQueryException:
+        checkpoints.require_no_gap(settings, names)  # a gap opened while running: say which records
+        raise
     finally:
         for query in queries:
             if query.isActive:

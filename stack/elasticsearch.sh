@@ -1,14 +1,40 @@
 #!/usr/bin/env bash
-# A single Elasticsearch node on 127.0.0.1:9200 from the official distribution
-# published to Maven Central (integ-test-zip: no bundled JDK, no painless, no ingest-common).
+# Elasticsearch from the official distribution published to Maven Central (integ-test-zip:
+# no bundled JDK, no painless, no ingest-common): ES_NODE_COUNT nodes (default 1) forming one
+# cluster on loopback. Node i (1-based) serves HTTP on ES_PORT + i-1 (9200, 9201, 9202) and
+# transport on ES_TRANSPORT_PORT + i-1 (9300...).
+#   elasticsearch.sh start      start the configured nodes that are not running (a killed node rejoins)
+#   elasticsearch.sh stop       stop the configured nodes
+#   elasticsearch.sh stop-all   stop every node this checkout started (make down)
+#   elasticsearch.sh status     every running node, with its address
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-ES_DATA_DIR="$LOCAL_DIR/elasticsearch"
-ES_CONF_DIR="$ES_DATA_DIR/config"
-PIDFILE="$RUN_DIR/elasticsearch.pid"
-ES_HEAP="${ES_HEAP:-768m}"
+ES_NODE_COUNT="${ES_NODE_COUNT:-1}"
+[[ "$ES_NODE_COUNT" =~ ^[1-9]$ ]] || die "ES_NODE_COUNT must be a number from 1 to 9, not '$ES_NODE_COUNT'"
+ES_TRANSPORT_PORT="${ES_TRANSPORT_PORT:-9300}"
+# Three nodes with 512 MB each leave room for Kafka and Spark on a 24 GiB machine.
+if [ "$ES_NODE_COUNT" -eq 1 ]; then ES_HEAP="${ES_HEAP:-768m}"; else ES_HEAP="${ES_HEAP:-512m}"; fi
 # ES_SECURITY=true starts the node with x-pack security (basic auth); used by the security tests.
 ES_SECURITY="${ES_SECURITY:-false}"
+if [ "$ES_SECURITY" = "true" ] && [ "$ES_NODE_COUNT" -gt 1 ]; then
+    die "ES_SECURITY=true is for one node (a secured cluster needs transport TLS between its nodes)"
+fi
+
+http_port() { echo $((ES_PORT + $1 - 1)); }
+transport_port() { echo $((ES_TRANSPORT_PORT + $1 - 1)); }
+# One node keeps the original layout (.local/elasticsearch, run/elasticsearch.pid); a
+# cluster's data is named by its first port, so a replicated stack can run beside the single one.
+node_dir() {
+    if [ "$ES_NODE_COUNT" -eq 1 ]; then echo "$LOCAL_DIR/elasticsearch"
+    else echo "$LOCAL_DIR/elasticsearch-cluster-$ES_PORT/node-$1"; fi
+}
+pidfile() {
+    if [ "$ES_NODE_COUNT" -eq 1 ]; then echo "$RUN_DIR/elasticsearch.pid"
+    else echo "$RUN_DIR/elasticsearch-$(http_port "$1").pid"; fi
+}
+node_log_dir() {
+    if [ "$ES_NODE_COUNT" -eq 1 ]; then echo "$LOG_DIR/elasticsearch"; else echo "$LOG_DIR/elasticsearch-$(http_port "$1")"; fi
+}
 
 # Runs a command as the unprivileged ES user when we are root.
 as_es_user() {
@@ -63,18 +89,30 @@ install_rest_root_plugin() {
 }
 
 write_config() {
-    mkdir -p "$ES_CONF_DIR" "$ES_DATA_DIR/data" "$LOG_DIR/elasticsearch"
-    cp -n "$ES_HOME/config/"* "$ES_CONF_DIR/" 2>/dev/null || true
-    cat >"$ES_CONF_DIR/elasticsearch.yml" <<YML
-# Written by stack/elasticsearch.sh.
-cluster.name: finstream-local
-node.name: local-1
-path.data: $ES_DATA_DIR/data
-path.logs: $LOG_DIR/elasticsearch
+    local i="$1" dir conf logs discovery seeds="" n
+    dir="$(node_dir "$i")"; conf="$dir/config"; logs="$(node_log_dir "$i")"
+    mkdir -p "$conf/jvm.options.d" "$dir/data" "$logs"
+    cp -n "$ES_HOME/config/"* "$conf/" 2>/dev/null || true
+    if [ "$ES_NODE_COUNT" -eq 1 ]; then
+        discovery="discovery.type: single-node"
+    else
+        for n in $(seq "$ES_NODE_COUNT"); do seeds+="${seeds:+, }\"$ES_HOST:$(transport_port "$n")\""; done
+        discovery="discovery.seed_hosts: [$seeds]"
+        # Only for the very first start: a node that has joined a cluster must not bootstrap another.
+        if [ -z "$(ls -A "$dir/data" 2>/dev/null)" ]; then
+            discovery+=$'\n'"cluster.initial_master_nodes: [$(seq -s, -f 'node-%g' "$ES_NODE_COUNT" | sed 's/,/, /g')]"
+        fi
+    fi
+    cat >"$conf/elasticsearch.yml" <<YML
+# Written by stack/elasticsearch.sh: node $i of $ES_NODE_COUNT.
+cluster.name: finstream-local$([ "$ES_NODE_COUNT" -eq 1 ] || echo "-$ES_PORT")
+node.name: $([ "$ES_NODE_COUNT" -eq 1 ] && echo local-1 || echo "node-$i")
+path.data: $dir/data
+path.logs: $logs
 network.host: $ES_HOST
-http.port: $ES_PORT
-transport.port: 9300
-discovery.type: single-node
+http.port: $(http_port "$i")
+transport.port: $(transport_port "$i")
+$discovery
 # A developer machine's disk may be fuller than a server's: never turn indices read-only for that.
 cluster.routing.allocation.disk.threshold_enabled: false
 xpack.security.enabled: $ES_SECURITY
@@ -82,7 +120,7 @@ xpack.security.http.ssl.enabled: false
 xpack.security.transport.ssl.enabled: false
 action.destructive_requires_name: false
 YML
-    cat >"$ES_CONF_DIR/jvm.options.d/heap.options" <<OPTS
+    cat >"$conf/jvm.options.d/heap.options" <<OPTS
 -Xms$ES_HEAP
 -Xmx$ES_HEAP
 OPTS
@@ -93,51 +131,107 @@ ensure_security_user() {
     [ "$ES_SECURITY" = "true" ] || return 0
     [ -n "${ES_USERNAME:-}" ] && [ -n "${ES_PASSWORD:-}" ] \
         || die "ES_SECURITY=true needs ES_USERNAME (not the reserved 'elastic') and ES_PASSWORD"
-    local java_home="$1" users=(env ES_JAVA_HOME="$1" ES_PATH_CONF="$ES_CONF_DIR" "$ES_HOME/bin/elasticsearch-users")
+    local java_home="$1" users=(env ES_JAVA_HOME="$1" ES_PATH_CONF="$(node_dir 1)/config" "$ES_HOME/bin/elasticsearch-users")
     as_es_user "${users[@]}" userdel "$ES_USERNAME" >/dev/null 2>&1 || true
     as_es_user "${users[@]}" useradd "$ES_USERNAME" -p "$ES_PASSWORD" -r superuser >/dev/null \
         || die "could not create the Elasticsearch user $ES_USERNAME"
 }
 
-http_ok() {
+# health PORT [QUERY]: the cluster answers on this node's port, at least yellow.
+health() {
     local auth=()
     [ "$ES_SECURITY" = "true" ] && auth=(-u "${ES_USERNAME}:${ES_PASSWORD}")
-    curl -sf "${auth[@]}" "http://$ES_HOST:$ES_PORT/_cluster/health?wait_for_status=yellow&timeout=1s" >/dev/null
+    curl -sf "${auth[@]}" "http://$ES_HOST:$1/_cluster/health?wait_for_status=yellow&timeout=1s${2:-}" >/dev/null
+}
+
+# launch_node I JAVA_HOME: daemonises node I (-d -p writes the pid once it has started).
+launch_node() {
+    local i="$1" java_home="$2" dir out
+    dir="$(node_dir "$i")"; out="$LOG_DIR/elasticsearch.out"
+    [ "$ES_NODE_COUNT" -eq 1 ] || out="$LOG_DIR/elasticsearch-$(http_port "$i").out"
+    rm -f "$dir/es.pid"
+    as_es_user env ES_JAVA_HOME="$java_home" ES_PATH_CONF="$dir/config" ES_TMPDIR="$dir/tmp" \
+        bash -c 'mkdir -p "$ES_TMPDIR" && exec "$0"/bin/elasticsearch -d -p "$1"' "$ES_HOME" "$dir/es.pid" \
+        >"$out" 2>&1 || die "Elasticsearch node $i failed to start: see $out and $(node_log_dir "$i")/"
+    cp "$dir/es.pid" "$(pidfile "$i")"
+    echo "$ES_HOST:$(http_port "$i")" >"$(pidfile "$i" | sed 's/\.pid$/.addr/')"
 }
 
 start() {
-    if pid_alive "$PIDFILE"; then log "Elasticsearch already running (pid $(cat "$PIDFILE"))"; return 0; fi
-    port_open "$ES_HOST" "$ES_PORT" && die "port $ES_PORT is taken by another process: stop it or set ES_PORT"
+    local i pending=() java_home
+    for i in $(seq "$ES_NODE_COUNT"); do
+        if pid_alive "$(pidfile "$i")"; then log "Elasticsearch node $i already running (pid $(cat "$(pidfile "$i")"))"; continue; fi
+        port_open "$ES_HOST" "$(http_port "$i")" \
+            && die "port $(http_port "$i") is taken by another process: stop it or set ES_PORT"
+        pending+=("$i")
+    done
+    [ "${#pending[@]}" -gt 0 ] || return 0
     need_command curl curl
     install_distribution
     install_rest_root_plugin
-    mkdir -p "$ES_CONF_DIR/jvm.options.d"
-    write_config
     ensure_user
-    local java_home; java_home="$(es_java_home)"
-    if [ "$(id -u)" -eq 0 ]; then chown -R "$ES_USER" "$ES_DATA_DIR" "$LOG_DIR/elasticsearch" "$ES_HOME"; fi
+    java_home="$(es_java_home)"
+    for i in "${pending[@]}"; do
+        write_config "$i"
+        if [ "$(id -u)" -eq 0 ]; then chown -R "$ES_USER" "$(node_dir "$i")" "$(node_log_dir "$i")"; fi
+    done
+    if [ "$(id -u)" -eq 0 ]; then chown -R "$ES_USER" "$ES_HOME"; fi
     ensure_security_user "$java_home"
-    rm -f "$PIDFILE"
-    # -d -p: daemonise and write the pid once the node has started.
-    as_es_user env ES_JAVA_HOME="$java_home" ES_PATH_CONF="$ES_CONF_DIR" ES_TMPDIR="$ES_DATA_DIR/tmp" \
-        bash -c 'mkdir -p "$ES_TMPDIR" && exec "$0"/bin/elasticsearch -d -p "$1"' "$ES_HOME" "$ES_DATA_DIR/es.pid" \
-        >"$LOG_DIR/elasticsearch.out" 2>&1 || die "Elasticsearch failed to start: see $LOG_DIR/elasticsearch.out and $LOG_DIR/elasticsearch/"
-    cp "$ES_DATA_DIR/es.pid" "$PIDFILE"
-    wait_for "Elasticsearch on http://$ES_HOST:$ES_PORT" 120 http_ok \
-        || die "Elasticsearch did not answer in 120 s: see $LOG_DIR/elasticsearch/"
+    # Together: a cluster's first master election needs a majority of its nodes up.
+    for i in "${pending[@]}"; do launch_node "$i" "$java_home" & done
+    wait
+    for i in $(seq "$ES_NODE_COUNT"); do
+        wait_for "Elasticsearch node $i on http://$ES_HOST:$(http_port "$i")" 120 \
+            health "$(http_port "$i")" "&wait_for_nodes=$ES_NODE_COUNT" \
+            || die "Elasticsearch node $i did not join in 120 s: see $(node_log_dir "$i")/"
+    done
+    if [ "$ES_NODE_COUNT" -gt 1 ]; then log "nodes: ES_NODES=$(nodes)"; fi
+}
+
+nodes() {
+    local i out=""
+    for i in $(seq "$ES_NODE_COUNT"); do out+="${out:+,}$ES_HOST:$(http_port "$i")"; done
+    echo "$out"
+}
+
+stop() {
+    local i
+    for i in $(seq "$ES_NODE_COUNT"); do  # together: a node does not wait for the others
+        (stop_pid "Elasticsearch node $i" "$(pidfile "$i")"; rm -f "$(pidfile "$i" | sed 's/\.pid$/.addr/')") &
+    done
+    wait
+}
+
+stop_all() {
+    local pid
+    for pid in "$RUN_DIR"/elasticsearch*.pid; do
+        [ -e "$pid" ] || continue
+        stop_pid "Elasticsearch $(cat "${pid%.pid}.addr" 2>/dev/null || basename "$pid" .pid)" "$pid"
+        rm -f "${pid%.pid}.addr"
+    done
 }
 
 status() {
-    if pid_alive "$PIDFILE" && http_ok; then
-        echo "elasticsearch  up    http://$ES_HOST:$ES_PORT (pid $(cat "$PIDFILE"), security=$ES_SECURITY)"
-    else
-        echo "elasticsearch  down"; return 1
-    fi
+    local pid addr found=0 rc=0
+    for pid in "$RUN_DIR"/elasticsearch*.pid; do
+        [ -e "$pid" ] || continue
+        found=1
+        addr="$(cat "${pid%.pid}.addr" 2>/dev/null || echo "$ES_HOST:$ES_PORT")"
+        if pid_alive "$pid" && health "${addr##*:}"; then
+            echo "elasticsearch  up    http://$addr (pid $(cat "$pid"), security=$ES_SECURITY)"
+        else
+            echo "elasticsearch  down  http://$addr"; rc=1
+        fi
+    done
+    [ "$found" -eq 1 ] || { echo "elasticsearch  down"; return 1; }
+    return $rc
 }
 
 case "${1:-}" in
     start) start ;;
-    stop) stop_pid Elasticsearch "$PIDFILE" ;;
+    stop) stop ;;
+    stop-all) stop_all ;;
     status) status ;;
-    *) die "usage: elasticsearch.sh start|stop|status" ;;
+    nodes) nodes ;;
+    *) die "usage: elasticsearch.sh start|stop|stop-all|status|nodes" ;;
 esac

@@ -56,6 +56,7 @@ class Settings:
     kafka_topic: str
     kafka_topic_partitions: int
     kafka_replication_factor: int
+    kafka_min_insync_replicas: int
     kafka_retention_ms: int
     kafka_security_protocol: str
     kafka_sasl_mechanism: str
@@ -71,6 +72,7 @@ class Settings:
     es_index_predictions: str
     es_index_model_metrics: str
     es_index_pipeline_metrics: str
+    es_number_of_replicas: int
     es_nodes_wan_only: bool
     es_batch_size_entries: int
     es_batch_size_bytes: str

@@ -67,9 +67,18 @@ def cluster_info(es: Elasticsearch) -> ClusterInfo:
     return ClusterInfo(health["cluster_name"], state["metadata"]["cluster_uuid"], min(versions))
 
 
-def index_templates(settings: Settings) -> dict[str, dict[str, Any]]:
+def replicas(settings: Settings, data_nodes: int) -> int:
+    """Replica shards per index: the configured number, or (-1) one copy when there is another
+    data node to hold it."""
+    if settings.es_number_of_replicas >= 0:
+        return settings.es_number_of_replicas
+    return 1 if data_nodes > 1 else 0
+
+
+def index_templates(settings: Settings, data_nodes: int = 1) -> dict[str, dict[str, Any]]:
     """Composable index templates, one per index the stream job writes."""
-    settings_block = {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"}
+    settings_block = {"number_of_shards": 1, "number_of_replicas": replicas(settings, data_nodes),
+                      "refresh_interval": "1s"}
     return {
         settings.es_index_bars: {"settings": settings_block, "mappings": S.bar_mapping()},
         settings.es_index_dead_letters: {"settings": settings_block, "mappings": S.dead_letter_mapping()},
@@ -82,7 +91,8 @@ def index_templates(settings: Settings) -> dict[str, dict[str, Any]]:
 def ensure_indices(es: Elasticsearch, settings: Settings, only: list[str] | None = None) -> None:
     """Puts the templates (idempotent) and creates the indices if missing, or adds new fields
     to their mappings, so that the mappings are explicit before the first document arrives."""
-    for index, template in index_templates(settings).items():
+    data_nodes = es.cluster.health()["number_of_data_nodes"]
+    for index, template in index_templates(settings, data_nodes).items():
         if only is not None and index not in only:
             continue
         es.indices.put_index_template(name=index, index_patterns=[index], template=template, priority=200)

@@ -64,6 +64,12 @@ def latest_version(model_dir: Path, question: str) -> str | None:
     return pointer.read_text().strip() if pointer.exists() else None
 
 
+def earlier_versions(model_dir: Path, question: str, than: str) -> list[str]:
+    """The question's other published versions, newest first (by when they were published)."""
+    published = [p for p in (model_dir / question).glob(f"*/{METADATA}") if p.parent.name != than]
+    return [p.parent.name for p in sorted(published, key=lambda p: p.stat().st_mtime_ns, reverse=True)]
+
+
 def load_metadata(model_dir: Path, question: str, version: str) -> dict:
     return json.loads((version_dir(model_dir, question, version) / METADATA).read_text())
 
@@ -135,10 +141,15 @@ class ServedModels:
         try:
             self._served = load_served(self.model_dir, self.question, version)
         except Exception as exc:  # noqa: BLE001 - a bad model must not stop the stream
+            if self._served:
+                outcome = f"still serving {self._served.version}"
+            else:  # a process that never loaded one (a restart, a new Python worker): the previous version
+                self._served = self._first_loadable(earlier_versions(self.model_dir, self.question, version))
+                outcome = (f"serving the previous version {self._served.version}" if self._served
+                           else "no predictions until one loads")
             if self.report:
                 log.error("cannot serve %s model %s (%s); %s", self.question, version, str(exc).splitlines()[0][:300],
-                          f"still serving {self._served.version}" if self._served
-                          else "no predictions until one loads")
+                          outcome)
             return
         if self.report:
             served = self._served
@@ -146,6 +157,15 @@ class ServedModels:
                      served.timespan, served.multiplier,
                      f" of {', '.join(sorted(served.tickers))}" if served.tickers else "",
                      f": {served.reason}" if served.reason else "")
+
+
+    def _first_loadable(self, versions: list[str]) -> ServedModel | None:
+        for version in versions:
+            try:
+                return load_served(self.model_dir, self.question, version)
+            except Exception:  # noqa: BLE001 - as broken as the newest: try the one before
+                continue
+        return None
 
 
 class ServedForecasts:

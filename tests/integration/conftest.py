@@ -3,7 +3,6 @@ test its own topic, indices and checkpoint, removed afterwards."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
@@ -16,8 +15,10 @@ from kafka.admin import KafkaAdminClient
 
 from elasticsearch import helpers
 
-from finstream import elastic, topics
+from finstream import checkpoints, elastic, modelstore, skill, topics
 from finstream.config import Settings, local_dir
+from finstream.schema import Bar
+from finstream.spark.features import FORECASTS
 from producer.publisher import BarPublisher
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,17 +100,9 @@ class Pipeline:
         hits = es.search(index=index, size=10_000, query={"match_all": {}})["hits"]["hits"]
         return {h["_id"]: h["_source"] for h in hits}
 
-    def checkpoint_offsets(self) -> dict[int, int]:
-        """Partition -> next offset, as of the last batch the stream job committed (its
-        offsets are logged when it starts, its commit is written once its output is done)."""
-        checkpoint = self.settings.query_checkpoint("index-bars")
-        commits = [int(p.name) for p in (checkpoint / "commits").iterdir() if p.name.isdigit()] \
-            if (checkpoint / "commits").exists() else []
-        if not commits:
-            return {}
-        planned = (checkpoint / "offsets" / str(max(commits))).read_text().strip().splitlines()[-1]
-        committed = json.loads(planned)[self.settings.kafka_topic]
-        return {int(p): int(o) for p, o in committed.items()}
+    def checkpoint_offsets(self, query: str = "index-bars") -> dict[int, int]:
+        """Partition -> next offset, as of the last batch the query committed."""
+        return checkpoints.resume_offsets(self.settings.query_checkpoint(query), self.settings.kafka_topic)
 
 
 @pytest.fixture(scope="session")
@@ -165,3 +158,42 @@ def drive_stack(command: str, *args: str, **env: str) -> None:
     """Drives the local stack (stop/start a server) from a test."""
     subprocess.run([str(ROOT / "stack" / command), *args], check=True, cwd=ROOT, env={**os.environ, **env},
                    capture_output=True, timeout=240)
+
+
+def publish_baselines(model_dir: Path, timespan: str = "day", multiplier: int = 1) -> None:
+    """What train.py publishes for a question whose models do not beat its naive baseline:
+    the baseline serves. Every question is then forecast, without a training run."""
+    for question in FORECASTS:
+        baseline = skill.REFERENCE[question]
+        modelstore.version_dir(model_dir, question, "v-baseline").mkdir(parents=True)
+        series = {"timespan": timespan, "multiplier": multiplier, "tickers": []}
+        modelstore.publish(model_dir, question, "v-baseline", {"model": baseline, "series": series},
+                           {"question": question, "served": baseline})
+
+
+def assert_predictions(pipeline: Pipeline, bars: list[Bar]) -> None:
+    """With baselines serving and each series' bars published in time order: one prediction per
+    bar from the 21st of its series on (the first 20 are its features' history), each judged by
+    the series' next bar, whatever crashed in between."""
+    by_series: dict[tuple, list[Bar]] = {}
+    for bar in sorted({b.doc_id: b for b in bars}.values(), key=lambda b: b.timestamp):
+        by_series.setdefault((bar.ticker, bar.timespan, bar.multiplier), []).append(bar)
+    es = pipeline.es()
+    index = pipeline.settings.es_index_predictions
+    es.indices.refresh(index=index)
+    docs = {hit["_id"]: hit["_source"] for hit in helpers.scan(
+        es, index=index, _source=["timestamp", "last_close", "actual_close", "actual_timestamp"])}
+    expected = {}
+    for series in by_series.values():
+        for bar, following in zip(series[20:], [*series[21:], None]):
+            expected[bar.doc_id] = (bar, following)
+    assert set(docs) == set(expected), (f"{len(set(expected) - set(docs))} missing, "
+                                        f"{len(set(docs) - set(expected))} unexpected predictions")
+    for doc_id, (bar, following) in expected.items():
+        doc = docs[doc_id]
+        assert (doc["timestamp"], doc["last_close"]) == (bar.timestamp, bar.close), doc_id
+        if following is None:
+            assert "actual_close" not in doc, doc_id
+        else:
+            assert (doc.get("actual_close"), doc.get("actual_timestamp")) == (following.close, following.timestamp), \
+                doc_id

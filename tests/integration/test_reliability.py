@@ -6,26 +6,29 @@ from __future__ import annotations
 import os
 import random
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
 import requests
+from kafka import TopicPartition
 
-from finstream import topics
+from finstream import modelstore, topics
 from finstream.schema import Bar
 from tests.catalogue import REFUSED
 from tests.fakes.massive import FakeMassive
-from tests.integration.conftest import ROOT, drive_stack, wait_until
+from tests.integration.conftest import ROOT, assert_predictions, drive_stack, publish_baselines, wait_until
 
 DAY = 86_400_000
 START_MS = 946_706_400_000  # 2000-01-01 05:00 UTC
 
 
 def generated_bars(tickers: int, days: int) -> list[Bar]:
+    """Each ticker's days in order; prices that move (every forecast feature is defined)."""
     return [Bar(ticker=f"T{t:03d}", timespan="day", multiplier=1, timestamp=START_MS + d * DAY, open=10.0 + d % 7,
-                high=20.0, low=5.0, close=12.0 + d % 5, volume=1000.0 + d, source="test")
+                high=20.0 + d % 3, low=5.0 - d % 2, close=12.0 + d % 5, volume=1000.0 + d, source="test")
             for t in range(tickers) for d in range(days)]
 
 
@@ -33,14 +36,26 @@ KILLS = 3  # the README's Guarantees table says the same
 OUTAGE_SECONDS = 12
 
 
+def interleaved(rng: random.Random, sequences: list[list]) -> list:
+    """A random merge of the sequences that keeps each one's order (as a topic keeps each
+    key's order)."""
+    slots = []
+    for sequence in sequences:
+        slots += zip(sorted(rng.random() for _ in sequence), sequence)
+    return [item for _, item in sorted(slots, key=lambda slot: slot[0])]
+
+
 def test_sigkill_at_random_points_loses_and_duplicates_nothing(pipeline, tmp_path):
     seed = int(os.environ.get("CRASH_SEED", time.time()))
     rng = random.Random(seed)
+    publish_baselines(pipeline.settings.model_path)  # every series' bars are forecast from the 21st on
     bars = generated_bars(40, 1150)  # 46 000 distinct bars
+    resent = {b.doc_id for b in bars[:2000]}  # each sent twice in a row, as a producer retry would
+    series = [[(b.key, b.to_json()) for b in bars[t * 1150:(t + 1) * 1150] for _ in range(1 + (b.doc_id in resent))]
+              for t in range(40)]
     invalid = [(b"BAD", value or b"") for value, _ in REFUSED.values()]
     invalid = (invalid * (2000 // len(invalid) + 1))[:2000]
-    messages = [(b.key, b.to_json()) for b in bars] + invalid + [(b.key, b.to_json()) for b in bars[:2000]]
-    rng.shuffle(messages)
+    messages = interleaved(rng, series + [[message] for message in invalid])
     assert len(messages) == 50_000
     pipeline.publish(messages)
 
@@ -61,6 +76,7 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(pipeline, tmp_pat
     assert pipeline.ids(settings.es_index_bars) == {b.doc_id for b in bars}, f"seed {seed}"
     assert pipeline.count(settings.es_index_dead_letters) == 2000, f"seed {seed}"
     assert pipeline.checkpoint_offsets() == topics.end_offsets(settings)
+    assert_predictions(pipeline, bars)  # 45 200, each judged by its series' next bar
 
 
 def test_elasticsearch_outage_is_ridden_out_with_backoff(pipeline, tmp_path):
@@ -143,3 +159,72 @@ def test_stream_job_against_elasticsearch_with_security(pipeline, monkeypatch):
         for key in creds:
             pipeline.env.pop(key, None)
         monkeypatch.delenv("ES_PASSWORD")
+
+
+def test_a_lost_checkpoint_replays_the_log_and_a_gap_in_it_stops_the_job(pipeline):
+    settings = pipeline.settings
+    publish_baselines(settings.model_path)
+    bars = generated_bars(1, 300)  # one series: one partition
+    pipeline.publish([(b.key, b.to_json()) for b in bars[:100]])
+    pipeline.stream_index()
+
+    # The checkpoint lost (or a new CHECKPOINT_DIR): the job replays the log from its start;
+    # the documents' ids are deterministic, so nothing is doubled.
+    shutil.rmtree(settings.checkpoint_path)
+    pipeline.stream_index()
+    assert pipeline.ids(settings.es_index_bars) == {b.doc_id for b in bars[:100]}
+    assert_predictions(pipeline, bars[:100])
+
+    # Records the job has not read yet are deleted: it stops and names them, skipping nothing.
+    (partition, resume), = [(p, o) for p, o in pipeline.checkpoint_offsets().items() if o]
+    pipeline.publish([(b.key, b.to_json()) for b in bars[100:]])
+    admin = topics.admin_client(settings)
+    try:
+        admin.delete_records({TopicPartition(settings.kafka_topic, partition): resume + 50})
+    finally:
+        admin.close()
+    said = pipeline.mistake("./spark-submit.sh", "jobs/stream_index.py", "--available-now")
+    assert f"{settings.kafka_topic} partition {partition} offsets {resume}-{resume + 49} (50 records)" in said
+    assert pipeline.count(settings.es_index_bars) == 100
+
+
+def test_a_corrupt_model_leaves_the_previous_one_serving(pipeline, tmp_path):
+    settings = pipeline.settings
+    bars = generated_bars(1, 300)
+    broken = modelstore.version_dir(settings.model_path, "lags", "v-broken")
+
+    def publish_broken_lags() -> None:
+        broken.mkdir(parents=True, exist_ok=True)
+        (broken / modelstore.METADATA).write_text('{"model": "linear", "series": {"timesp')  # truncated
+        (broken / modelstore.SCORER).write_bytes(b"\x00\x13garbage")
+        pointer = settings.model_path / "lags" / modelstore.LATEST
+        pointer.with_suffix(".tmp").write_text("v-broken")
+        pointer.with_suffix(".tmp").replace(pointer)
+
+    publish_broken_lags()  # and no earlier model: bars are indexed, nothing is predicted
+    log = tmp_path / "stream.log"
+    job = pipeline.start_stream(log, STREAM_TRIGGER_INTERVAL="1 second")
+    predictions = settings.es_index_predictions
+    try:
+        pipeline.publish([(b.key, b.to_json()) for b in bars[:100]])
+        wait_until(lambda: sum(pipeline.checkpoint_offsets("predict-bars").values()) == 100, 180,
+                   "the predictor to take the first bars", 1.0)
+        assert pipeline.count(predictions) == 0
+
+        publish_baselines(settings.model_path)  # a good version: predictions start
+        pipeline.publish([(b.key, b.to_json()) for b in bars[100:200]])
+        wait_until(lambda: pipeline.count(predictions) == 100, 180, "predictions by the good version", 1.0)
+
+        publish_broken_lags()  # a bad version after a good one: the good one keeps serving
+        pipeline.publish([(b.key, b.to_json()) for b in bars[200:]])
+        wait_until(lambda: pipeline.count(predictions) == 200, 180, "predictions after the bad version", 1.0)
+        assert job.poll() is None
+    finally:
+        os.killpg(job.pid, signal.SIGTERM)
+        job.wait(60)
+    said = log.read_text()
+    assert "cannot serve lags model v-broken" in said and "no predictions until one loads" in said
+    assert "still serving v-baseline" in said
+    docs = pipeline.documents(predictions)
+    assert {doc["model_version"] for doc in docs.values()} == {"v-baseline"}
+    assert pipeline.count(settings.es_index_bars) == 300

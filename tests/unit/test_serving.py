@@ -316,6 +316,12 @@ def test_served_models_keep_serving_when_a_new_model_cannot_be_used(tmp_path, ca
     (modelstore.version_dir(tmp_path, "lags", "v3") / "metadata.json").write_text("{truncated")
     (tmp_path / "lags" / "LATEST").write_text("v3\n")
     assert models.current().version == "v1"  # a corrupt model directory: still serving v1
+    # A process that starts now (a restart, a new Python worker) serves the newest good version.
+    with caplog.at_level(logging.ERROR, logger="finstream.modelstore"):
+        assert ServedModels(tmp_path, "lags").current().version == "v1"
+    assert "cannot serve lags model v3" in caplog.text and "serving the previous version v1" in caplog.text
+    (modelstore.version_dir(tmp_path, "lags", "v1") / "scorer.json").write_text("[")
+    assert ServedModels(tmp_path, "lags").current() is None  # none of them loads
 
 
 def test_the_state_step_scores_with_the_published_model_and_judges_it_later(tmp_path):
