@@ -4,9 +4,12 @@ architecture the log is the system of record and training replays it from the st
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import NoBrokersAvailable, TopicAlreadyExistsError, UnknownTopicOrPartitionError
+from kafka.errors import (IncompatibleBrokerVersion, KafkaConnectionError, NoBrokersAvailable,
+                          TopicAlreadyExistsError, TopicAuthorizationFailedError, UnknownTopicOrPartitionError)
 
 from finstream.config import Settings
 from finstream.errors import UserError
@@ -36,13 +39,51 @@ class TopicMissing(UserError):
     pass
 
 
-def admin_client(settings: Settings) -> KafkaAdminClient:
+class LoginRefused(UserError):
+    pass
+
+
+class NotAuthorized(UserError):
+    pass
+
+
+@contextmanager
+def _refused_logins() -> Iterator[list[str]]:
+    """kafka-python says that a broker refused the SASL login only in its connection log, then
+    fails with a generic error (no broker, incompatible version): collect those lines, and
+    keep them out of the output (the caller says it once, in one line)."""
+    logger, refused = logging.getLogger("kafka.conn"), []
+
+    def note(record: logging.LogRecord) -> bool:
+        if "Authentication failed" in record.getMessage():
+            refused.append(record.getMessage())
+        return False
+
+    level = logger.level
+    logger.setLevel(min(level or logging.ERROR, logging.ERROR))
+    logger.addFilter(note)
     try:
-        return KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="finstream-admin",
-                                **settings.kafka_client_options())
-    except NoBrokersAvailable:
-        raise KafkaUnavailable(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: start it with `make up` "
-                               "or set KAFKA_BOOTSTRAP_SERVERS") from None
+        yield refused
+    finally:
+        logger.removeFilter(note)
+        logger.setLevel(level)
+
+
+def admin_client(settings: Settings) -> KafkaAdminClient:
+    """The first contact of every command with Kafka: an unreachable cluster or a refused login
+    ends here with one line saying what to do."""
+    with _refused_logins() as refused:
+        try:
+            return KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="finstream-admin",
+                                    **settings.kafka_client_options())
+        except (NoBrokersAvailable, KafkaConnectionError, IncompatibleBrokerVersion):
+            if refused:
+                raise LoginRefused(
+                    f"Kafka at {settings.kafka_bootstrap_servers} refused the {settings.kafka_sasl_mechanism} login "
+                    f"of {settings.kafka_sasl_username!r}: check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD "
+                    "(or KAFKA_SASL_PASSWORD_FILE)") from None
+            raise KafkaUnavailable(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: start it with "
+                                   "`make up` or set KAFKA_BOOTSTRAP_SERVERS") from None
 
 
 def require_topic(settings: Settings, topic: str | None = None) -> None:
@@ -60,9 +101,13 @@ def require_topic(settings: Settings, topic: str | None = None) -> None:
 
 
 def ensure_topic(settings: Settings, topic: str | None = None, partitions: int | None = None) -> None:
+    """Creates the topic unless it exists. With ACLs, a user that may only read or write an
+    existing topic sees it (DESCRIBE) and never asks to create it."""
     topic = topic or settings.kafka_topic
     admin = admin_client(settings)
     try:
+        if topic in admin.list_topics():
+            return
         factor, in_sync = replication(settings, len(admin.describe_cluster()["brokers"]))
         admin.create_topics([
             NewTopic(topic, num_partitions=partitions or settings.kafka_topic_partitions,
@@ -71,6 +116,10 @@ def ensure_topic(settings: Settings, topic: str | None = None, partitions: int |
         log.info("created topic %s (replication factor %d, min.insync.replicas %d)", topic, factor, in_sync)
     except TopicAlreadyExistsError:
         pass
+    except TopicAuthorizationFailedError:
+        raise NotAuthorized(f"Kafka user {settings.kafka_sasl_username!r} may neither see nor create topic "
+                            f"{topic!r}: grant it DESCRIBE (and WRITE or READ) on the topic, or have an "
+                            "administrator create it") from None
     finally:
         admin.close()
 

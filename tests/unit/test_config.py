@@ -75,3 +75,24 @@ def test_es_credentials_and_tls_reach_es_hadoop(monkeypatch):
     assert (options["es.net.http.auth.user"], options["es.net.http.auth.pass"]) == ("writer", "es-pass-1")
     assert options["es.net.ssl.truststore.location"] == "file:///ts.p12"
     assert settings.es_urls == ["https://localhost:9200"]
+
+
+@pytest.mark.parametrize("brokers, configured, expected", [
+    (1, {}, (1, 1)), (2, {}, (2, 1)), (3, {}, (3, 2)), (5, {}, (3, 2)),
+    (5, {"KAFKA_REPLICATION_FACTOR": "5"}, (5, 2)),
+    (3, {"KAFKA_MIN_INSYNC_REPLICAS": "3"}, (3, 3)),
+])
+def test_topic_replication_follows_the_cluster_unless_set(brokers, configured, expected):
+    from finstream.topics import replication
+
+    assert replication(Settings.load(environ=configured), brokers) == expected
+
+
+@pytest.mark.parametrize("data_nodes, configured, expected", [(1, {}, 0), (2, {}, 1), (3, {}, 1),
+                                                              (3, {"ES_NUMBER_OF_REPLICAS": "2"}, 2),
+                                                              (3, {"ES_NUMBER_OF_REPLICAS": "0"}, 0)])
+def test_index_replicas_follow_the_cluster_unless_set(data_nodes, configured, expected):
+    from finstream.elastic import index_templates
+
+    templates = index_templates(Settings.load(environ=configured), data_nodes)
+    assert {t["settings"]["number_of_replicas"] for t in templates.values()} == {expected}
