@@ -6,13 +6,15 @@
 # make bench   - throughput of the stream job beside the alternatives (1M bars), then latency
 #               (bench/results/; BENCH_ARGS="--bars 100000" for a shorter run)
 # make bench-latency - produce -> searchable latency of bars and predictions (bench/results/)
+# make bench-soak  - the stream job with predictions at 200 bars/s for 30 min: latency, memory, state, lag
+#                   (SOAK_ARGS="--minutes 10 --report-minutes 1" for a shorter run)
 # make cluster-up     - a Spark standalone master and 2 workers on this machine (spark://127.0.0.1:7077)
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: install up down status cluster-up cluster-down demo lint test unit integration bench bench-latency clean distclean
+.PHONY: install up down status cluster-up cluster-down demo lint test unit integration bench bench-latency bench-soak clean distclean
 
 install: $(STAMP)
 	@stack/fetch.sh all
@@ -61,6 +63,9 @@ bench: up
 
 bench-latency: up
 	$(VENV)/bin/python bench/latency.py
+
+bench-soak: up
+	$(VENV)/bin/python bench/soak.py $(SOAK_ARGS)
 
 clean: down
 	rm -rf .local

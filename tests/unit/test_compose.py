@@ -103,3 +103,35 @@ def test_the_dashboards_are_imported_once_kibana_is_healthy(compose):
 )
 def test_docker_compose_config_accepts_it():
     subprocess.run(["docker", "compose", "config", "--quiet"], cwd=ROOT, check=True)
+
+
+def merged(base: dict, override: dict) -> dict:
+    """What `docker compose -f base -f override` makes of two files: mappings merge, the rest is replaced."""
+    result = dict(base)
+    for key, value in override.items():
+        result[key] = merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) \
+            else value
+    return result
+
+
+def test_the_replicated_override_makes_three_brokers_and_three_nodes_the_apps_use(compose):
+    stack = merged(compose, yaml.safe_load((ROOT / "docker-compose.replicated.yml").read_text()))
+    services = stack["services"]
+    brokers = [services[name]["environment"] for name in ("kafka", "kafka-2", "kafka-3")]
+    assert [b["KAFKA_NODE_ID"] for b in brokers] == [1, 2, 3]
+    assert {b["KAFKA_CONTROLLER_QUORUM_VOTERS"] for b in brokers} == {"1@kafka:9093,2@kafka-2:9093,3@kafka-3:9093"}
+    assert all(b["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == 3 for b in brokers)
+    assert {services[name]["image"] for name in ("kafka", "kafka-2", "kafka-3")} == {services["kafka"]["image"]}
+    nodes = [services[name]["environment"] for name in ("elasticsearch", "elasticsearch-2", "elasticsearch-3")]
+    assert [n["node.name"] for n in nodes] == ["es-1", "es-2", "es-3"]
+    assert all(n["discovery.type"] == "multi-node" and n["cluster.initial_master_nodes"] == "es-1,es-2,es-3"
+               for n in nodes)
+    for name in ("producer", "producer-live", "stream-index", "train", "spark-master", "spark-worker"):
+        env = services[name]["environment"]
+        assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:29092,kafka-2:29092,kafka-3:29092"
+        assert env["ES_NODES"] == "elasticsearch:9200,elasticsearch-2:9200,elasticsearch-3:9200"
+        assert env["KAFKA_TOPIC"] == compose["services"][name]["environment"]["KAFKA_TOPIC"]  # the rest stays
+    assert published_ports(services["kafka-2"]) == {9094} and published_ports(services["elasticsearch-3"]) == {9202}
+    # The topic and indices follow the cluster's size (conf/pipeline.toml: automatic by default).
+    defaults = Settings.load(environ={})
+    assert defaults.kafka_replication_factor == 0 and defaults.es_number_of_replicas == -1

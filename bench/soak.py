@@ -1,0 +1,289 @@
+"""Soak: the stream job with predictions on, fed at a steady rate for a long time. Does
+anything grow that should not: latency, memory, state, checkpoints, lag?
+
+    make bench-soak                                  # 200 bars/s for 30 minutes, a report every 5
+    .venv/bin/python bench/soak.py --rate 200 --minutes 10 --report-minutes 1
+
+Runs on the local stack (`make up`) in its own topic, indices, checkpoint and model folder,
+removed afterwards. Publishes 40 minute bars of history per ticker, trains linear models for
+the four forecasting questions (as bench/latency.py), starts jobs/stream_index.py, then
+publishes --rate bars/s for --minutes. Every --report-minutes it reports:
+  - bar and prediction searchable latency p50/p99 over the window (as bench/latency.py);
+  - the RSS of the driver JVM, of the Python driver and of the Python workers, and the
+    driver JVM's live heap (used after a full GC, jcmd): RSS that climbs to the heap's
+    maximum and stops is sizing; live heap that keeps climbing is a leak;
+  - Elasticsearch's heap; the size of the checkpoints and of the state store; Kafka lag.
+It ends with a verdict per figure: flat, or growing at a stated rate (least squares over
+the reports after the first). Writes bench/results/soak.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT), str(ROOT / "bench")]
+
+from latency import HISTORY, MINUTE_MS, CountWatcher, Series, cleanup, isolated_env, summary, wait_for  # noqa: E402
+
+from finstream import checkpoints, elastic, topics  # noqa: E402
+from finstream.config import Settings, local_dir  # noqa: E402
+from producer.publisher import BarPublisher  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+QUERIES = ("index-bars", "predict-bars")
+# Growth below this per minute is noise on a shared 2-core machine (and reported as flat).
+FLAT_MB_PER_MINUTE = 1.0
+
+
+def processes(group: int) -> dict[str, list[int]]:
+    """The stream job's processes (its own session): driver JVM, Python driver, Python workers."""
+    found: dict[str, list[int]] = {"driver_jvm": [], "python_driver": [], "python_workers": []}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[3]) != group:  # field 5: process group
+            continue
+        if "org.apache.spark.deploy.SparkSubmit" in cmdline:
+            found["driver_jvm"].append(int(entry.name))
+        elif "jobs/stream_index.py" in cmdline:
+            found["python_driver"].append(int(entry.name))
+        elif "pyspark.daemon" in cmdline or "pyspark.worker" in cmdline:
+            found["python_workers"].append(int(entry.name))
+    return found
+
+
+def rss_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            match = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+        except OSError:
+            continue
+        total += int(match.group(1)) if match else 0
+    return round(total / 1024, 1)
+
+
+def jcmd() -> str:
+    home = subprocess.run(["bash", "-c", "source stack/common.sh >/dev/null && spark_java_home"], cwd=ROOT,
+                          capture_output=True, text=True, check=True).stdout.strip()
+    return f"{home}/bin/jcmd"
+
+
+def live_heap_mb(tool: str, pid: int) -> float | None:
+    """The driver JVM's heap in use right after a full GC: its live data."""
+    subprocess.run([tool, str(pid), "GC.run"], capture_output=True, timeout=120)
+    info = subprocess.run([tool, str(pid), "GC.heap_info"], capture_output=True, text=True, timeout=60).stdout
+    match = re.search(r"heap\s+total \d+K, used (\d+)K", info)
+    return round(int(match.group(1)) / 1024, 1) if match else None
+
+
+def folder_mb(path: Path) -> float:
+    return round(sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20, 2) if path.exists() else 0.0
+
+
+def slope_per_minute(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope, per minute, of (seconds, value) points."""
+    n = len(points)
+    if n < 2:
+        return 0.0
+    mean_t = sum(t for t, _ in points) / n
+    mean_v = sum(v for _, v in points) / n
+    var = sum((t - mean_t) ** 2 for t, _ in points)
+    return 60 * sum((t - mean_t) * (v - mean_v) for t, v in points) / var if var else 0.0
+
+
+class Feed(threading.Thread):
+    """Publishes the series at a fixed rate; keeps each send's time."""
+
+    def __init__(self, settings: Settings, series: Series, rate: float, seconds: float) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.series, self.rate, self.seconds = settings, series, rate, seconds
+        self.sends: list[float] = []
+
+    def run(self) -> None:
+        with BarPublisher(self.settings) as publisher:
+            started = time.monotonic()
+            for n, bar in enumerate(self.series.bars(int(self.rate * self.seconds))):
+                delay = started + n / self.rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                self.sends.append(time.time())
+                publisher.publish(bar)
+
+
+def window_latencies(sends: list[float], timeline: list[tuple[float, int]], base: int,
+                     start: float, end: float) -> list[float]:
+    """Seconds to searchable of the sends in [start, end): the k-th send is searchable when
+    the index first holds base + k documents."""
+    result, at, best = [], 0, 0
+    for k, sent in enumerate(sends, start=1):
+        while at < len(timeline) and max(best, timeline[at][1] - base) < k:
+            best = max(best, timeline[at][1] - base)
+            at += 1
+        if at == len(timeline):
+            break
+        if start <= sent < end:
+            result.append(max(0.0, timeline[at][0] - sent))
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=200, help="bars per second")
+    parser.add_argument("--minutes", type=float, default=30)
+    parser.add_argument("--report-minutes", type=float, default=5)
+    parser.add_argument("--tickers", type=int, default=200)
+    parser.add_argument("--trigger", default="1 second", help="the stream job's trigger interval")
+    parser.add_argument("--out", default=str(RESULTS / "soak"))
+    parser.add_argument("--keep", action="store_true", help="keep the topic, indices and folders")
+    args = parser.parse_args()
+
+    run_id = uuid.uuid4().hex[:8]
+    os.environ.update(isolated_env(run_id))
+    settings = Settings.load()
+    es = elastic.client(settings)
+    elastic.require_cluster(es, settings)
+    topics.ensure_topic(settings)
+    series = Series(args.tickers, start_ms=(int(time.time() * 1000) // MINUTE_MS - 30 * 24 * 60) * MINUTE_MS)
+    stream_log = local_dir() / "logs" / f"bench-soak-{run_id}.log"
+    stream_log.parent.mkdir(parents=True, exist_ok=True)
+    stream = None
+    reports = []
+    tool = jcmd()
+    try:
+        print(f"history: {HISTORY} minute bars x {args.tickers} tickers; training", flush=True)
+        with BarPublisher(settings) as publisher:
+            for bar in series.bars(HISTORY * args.tickers):
+                publisher.publish(bar)
+        subprocess.run(["./spark-submit.sh", "jobs/train.py", "--models", "linear", "--folds", "0", "--timespan",
+                        "minute", "--no-plots", "--report-dir", f"bench/{run_id}/report"],
+                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stream = subprocess.Popen(["./spark-submit.sh", "jobs/stream_index.py"], cwd=ROOT,
+                                  env={**os.environ, "STREAM_TRIGGER_INTERVAL": args.trigger},
+                                  stdout=stream_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+        bars_index, predictions_index = settings.es_index_bars, settings.es_index_predictions
+        watcher = CountWatcher(es, [bars_index, predictions_index], interval=0.5)
+        watcher.start()
+        wait_for(lambda: watcher.last(bars_index) == HISTORY * args.tickers
+                 and watcher.last(predictions_index) == (HISTORY - 20) * args.tickers, 600,
+                 f"the stream job to catch up (log: {stream_log})")
+        base = {bars_index: watcher.last(bars_index), predictions_index: watcher.last(predictions_index)}
+
+        feed = Feed(settings, series, args.rate, args.minutes * 60)
+        started = time.time()
+        feed.start()
+        print(f"{args.rate:g} bars/s for {args.minutes:g} min, a report every {args.report_minutes:g} min "
+              f"(log: {stream_log})", flush=True)
+        window_start = started
+        while True:
+            end = min(window_start + args.report_minutes * 60, started + args.minutes * 60)
+            time.sleep(max(0.0, end - time.time()))
+            time.sleep(15)  # the window's last bars become searchable
+            group = processes(stream.pid)
+            heap = live_heap_mb(tool, group["driver_jvm"][0]) if group["driver_jvm"] else None
+            ends = topics.end_offsets(settings)
+            report = {
+                "minute": round((end - started) / 60, 1),
+                "bar_searchable_s": summary(window_latencies(feed.sends, watcher.timelines[bars_index],
+                                                             base[bars_index], window_start, end)),
+                "prediction_searchable_s": summary(window_latencies(
+                    feed.sends, watcher.timelines[predictions_index], base[predictions_index], window_start, end)),
+                "rss_mb": {role: rss_mb(pids) for role, pids in group.items()},
+                "python_workers": len(group["python_workers"]),
+                "driver_live_heap_mb": heap,
+                "es_heap_mb": round(sum(n["jvm"]["mem"]["heap_used_in_bytes"] for n in
+                                        es.nodes.stats(metric="jvm")["nodes"].values()) / 2**20, 1),
+                "checkpoint_mb": folder_mb(settings.checkpoint_path),
+                "state_mb": folder_mb(settings.query_checkpoint("predict-bars") / "state"),
+                "kafka_lag": {query: sum(ends.values()) - sum(checkpoints.resume_offsets(
+                    settings.query_checkpoint(query), settings.kafka_topic).values()) for query in QUERIES},
+            }
+            reports.append(report)
+            print(json.dumps(report), flush=True)
+            window_start = end
+            if end >= started + args.minutes * 60:
+                break
+        feed.join()
+        watcher.stop()
+    finally:
+        if stream is not None and stream.poll() is None:
+            os.killpg(stream.pid, signal.SIGTERM)
+            stream.wait(timeout=60)
+        if not args.keep:
+            cleanup(es, settings, run_id)
+
+    result = {"benchmark": "soak", "date": datetime.now(timezone.utc).isoformat(),
+              "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+              "rate": args.rate, "minutes": args.minutes, "tickers": args.tickers, "trigger": args.trigger,
+              "reports": reports, "verdict": verdict(reports, args.rate)}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2))
+    out.with_suffix(".md").write_text(table(result))
+    print(table(result))
+    return 0
+
+
+FIGURES = {  # name -> how to read it from a report
+    "driver JVM RSS (MB)": lambda r: r["rss_mb"]["driver_jvm"],
+    "driver JVM live heap (MB)": lambda r: r["driver_live_heap_mb"],
+    "Python driver RSS (MB)": lambda r: r["rss_mb"]["python_driver"],
+    "Python workers RSS (MB)": lambda r: r["rss_mb"]["python_workers"],
+    "Elasticsearch heap (MB)": lambda r: r["es_heap_mb"],
+    "checkpoints (MB)": lambda r: r["checkpoint_mb"],
+    "state store (MB)": lambda r: r["state_mb"],
+}
+
+
+def verdict(reports: list[dict], rate: float) -> dict[str, str]:
+    """Per figure: flat, or its growth per minute, over the reports after the first (warm-up).
+    Kafka lag is flat when it grows by less than a second's records per minute."""
+    later = reports[1:] if len(reports) > 2 else reports
+    result = {}
+    for name, read in FIGURES.items():
+        points = [(r["minute"] * 60, read(r)) for r in later if read(r) is not None]
+        rate = slope_per_minute(points)
+        result[name] = "flat" if abs(rate) < FLAT_MB_PER_MINUTE else f"{rate:+.1f} MB/min"
+    for query in QUERIES:
+        rate_of_lag = slope_per_minute([(r["minute"] * 60, r["kafka_lag"][query]) for r in later])
+        result[f"{query} lag (records)"] = "flat" if abs(rate_of_lag) < rate else f"{rate_of_lag:+.0f} records/min"
+    return result
+
+
+def table(result: dict) -> str:
+    lines = [f"Soak: {result['rate']:g} bars/s for {result['minutes']:g} min, {result['tickers']} tickers, "
+             f"trigger {result['trigger']} ({result['date'][:10]}, {result['machine']['cpus']} cores)", "",
+             "| minute | bar p50 / p99 (s) | prediction p50 / p99 (s) | driver JVM RSS / live heap (MB) "
+             "| Python driver / workers RSS (MB) | ES heap (MB) | checkpoints / state (MB) | lag: index / predict |",
+             "|---:|---|---|---|---|---:|---|---|"]
+    for r in result["reports"]:
+        b, p = r["bar_searchable_s"], r["prediction_searchable_s"]
+        lines.append(f"| {r['minute']:g} | {b.get('p50')} / {b.get('p99')} | {p.get('p50')} / {p.get('p99')} | "
+                     f"{r['rss_mb']['driver_jvm']} / {r['driver_live_heap_mb']} | {r['rss_mb']['python_driver']} / "
+                     f"{r['rss_mb']['python_workers']} ({r['python_workers']}) | {r['es_heap_mb']} | "
+                     f"{r['checkpoint_mb']} / {r['state_mb']} | {r['kafka_lag']['index-bars']} / "
+                     f"{r['kafka_lag']['predict-bars']} |")
+    lines += ["", "Verdict (after the first report): " + "; ".join(f"{k}: {v}" for k, v in result["verdict"].items())]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
