@@ -58,14 +58,14 @@ test: lint up
 	$(VENV)/bin/pytest --durations=10 tests
 
 bench: up
-	$(VENV)/bin/python bench/compare.py $(BENCH_ARGS)
-	$(VENV)/bin/python bench/latency.py
+	$(VENV)/bin/python -m bench.compare $(BENCH_ARGS)
+	$(VENV)/bin/python -m bench.latency
 
 bench-latency: up
-	$(VENV)/bin/python bench/latency.py
+	$(VENV)/bin/python -m bench.latency
 
 bench-soak: up
-	$(VENV)/bin/python bench/soak.py $(SOAK_ARGS)
+	$(VENV)/bin/python -m bench.soak $(SOAK_ARGS)
 
 clean: down
 	rm -rf .local

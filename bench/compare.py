@@ -2,7 +2,7 @@
 topic and the same Elasticsearch, each method into its own fresh index.
 
     make bench                                   # 1 000 000 bars, then the latency benchmark
-    .venv/bin/python bench/compare.py --bars 100000 [--methods stream_index,bulk] [--refresh 30s]
+    .venv/bin/python -m bench.compare --bars 100000 [--methods stream_index,bulk] [--refresh 30s]
 
 Steps: generate N minute bars (--tickers series) and publish them with the producer's own
 publisher; then, one method at a time, start it as a process and watch its index's document
@@ -32,13 +32,12 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench import latency as L  # the bar generator, publisher, count watcher, isolation, clean-up
+from finstream import elastic, topics
+from finstream.config import Settings, local_dir
+from finstream.errors import choice_list
+
 BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
-
-import latency as L  # noqa: E402  (bar generator, publisher, count watcher, isolation, clean-up)
-
-from finstream import elastic, topics  # noqa: E402
-from finstream.config import Settings, local_dir  # noqa: E402
 
 METHODS = ("stream_index", "one_by_one", "bulk", "parallel_bulk", "ceiling")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -58,7 +57,7 @@ def command(method: str, index: str, expected: int, spark_conf: list[str]) -> li
     if method == "stream_index":
         confs = [arg for kv in spark_conf for arg in ("--conf", kv)]
         return ["./spark-submit.sh", *confs, "jobs/stream_index.py", "--available-now", "--no-predict"]
-    return [sys.executable, str(BENCH / "methods.py"), method, "--index", index, "--expected", str(expected)]
+    return [sys.executable, "-m", "bench.methods", method, "--index", index, "--expected", str(expected)]
 
 
 def sustained(timeline: list[tuple[float, int]], started: float) -> tuple[int, float, float]:
@@ -178,7 +177,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bars", type=int, default=1_000_000)
     parser.add_argument("--tickers", type=int, default=1_000)
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", type=choice_list(METHODS), default=METHODS)
     parser.add_argument("--one-by-one-seconds", type=float, default=60)
     parser.add_argument("--refresh", default="",
                         help="index refresh_interval for every method (default: the template's)")
@@ -186,10 +185,7 @@ def main() -> int:
                         help="extra --conf for the stream job (tuning experiments); repeatable")
     parser.add_argument("--out", default=str(L.RESULTS / "compare"))
     args = parser.parse_args()
-    methods = args.methods.split(",")
-    unknown = set(methods) - set(METHODS)
-    if unknown:
-        parser.error(f"unknown method(s) {sorted(unknown)}; choose from {', '.join(METHODS)}")
+    methods = args.methods
 
     run_id = uuid.uuid4().hex[:8]
     os.environ.update(L.isolated_env(run_id))

@@ -2,7 +2,7 @@
 time until each is searchable in the bars index, and until its prediction is.
 
     make bench-latency
-    .venv/bin/python bench/latency.py --rates 10,100,1000 --seconds 30 --tickers 100 --trigger "1 second"
+    .venv/bin/python -m bench.latency --rates 10,100,1000 --seconds 30 --tickers 100 --trigger "1 second"
 
 Runs on the local stack (`make up`) in its own topic, indices, checkpoint and model folder,
 removed afterwards. Steps: publish 40 minute bars of history per ticker, train linear models
@@ -36,13 +36,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+from finstream import elastic, topics
+from finstream.config import Settings, local_dir
+from finstream.errors import comma_list
+from finstream.schema import INDEX_MAPPINGS, Bar, index_mappings
+from producer.publisher import BarPublisher
 
-from finstream import elastic, topics  # noqa: E402
-from finstream.config import Settings, local_dir  # noqa: E402
-from finstream.schema import Bar  # noqa: E402
-from producer.publisher import BarPublisher  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 RESULTS = ROOT / "bench" / "results"
 HISTORY = 40  # bars per ticker before the measured phases: 20 more than a prediction needs
@@ -145,9 +145,9 @@ def wait_for(condition, timeout: float, what: str) -> None:
 
 def isolated_env(run_id: str) -> dict[str, str]:
     return {
-        "KAFKA_TOPIC": f"bench-{run_id}", "ES_INDEX_BARS": f"bench-bars-{run_id}",
-        "ES_INDEX_DEAD_LETTERS": f"bench-dead-{run_id}", "ES_INDEX_PREDICTIONS": f"bench-predictions-{run_id}",
-        "ES_INDEX_MODEL_METRICS": f"bench-metrics-{run_id}", "ES_INDEX_PIPELINE_METRICS": f"bench-progress-{run_id}",
+        "KAFKA_TOPIC": f"bench-{run_id}",
+        **{field.upper(): f"bench-{field.removeprefix('es_index_').replace('_', '-')}-{run_id}"
+           for field in INDEX_MAPPINGS},
         "CHECKPOINT_DIR": str(local_dir() / "bench" / run_id / "checkpoints"),
         "MODEL_DIR": str(local_dir() / "bench" / run_id / "models"),
         "SPARK_EVENT_LOG_DIR": str(local_dir() / "bench" / run_id / "spark-events"),
@@ -183,7 +183,8 @@ def batch_durations(es, settings: Settings, since: float) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rates", default="10,100,1000", help="bars per second, comma-separated")
+    parser.add_argument("--rates", type=comma_list(float), default=(10.0, 100.0, 1000.0),
+                        help="bars per second, comma-separated")
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--tickers", type=int, default=100)
     parser.add_argument("--trigger", default="1 second", help="the stream job's trigger interval")
@@ -218,7 +219,7 @@ def main() -> int:
         # into its own index with the bars mapping, following the same topic in the same run.
         peer_index = f"{bars_index}-peer"
         elastic.ensure_indices(es, dataclasses.replace(settings, es_index_bars=peer_index), only=[peer_index])
-        peer = subprocess.Popen([sys.executable, str(ROOT / "bench" / "methods.py"), "follow", "--index", peer_index,
+        peer = subprocess.Popen([sys.executable, "-m", "bench.methods", "follow", "--index", peer_index,
                                  "--expected", str(10**12)], cwd=ROOT, stdout=peer_log.open("w"),
                                 stderr=subprocess.STDOUT, start_new_session=True)
         watcher = CountWatcher(es, [bars_index, predictions_index], interval=0.5)
@@ -229,7 +230,7 @@ def main() -> int:
         watcher.stop()
 
         phases = []
-        for rate in (float(r) for r in args.rates.split(",")):
+        for rate in args.rates:
             count = int(rate * args.seconds)
             base = {i: elastic.count(es, i) for i in (bars_index, predictions_index, peer_index)}
             watcher = CountWatcher(es, list(base))
@@ -282,8 +283,7 @@ def main() -> int:
 
 
 def cleanup(es, settings: Settings, run_id: str) -> None:
-    for index in (settings.es_index_bars, settings.es_index_dead_letters, settings.es_index_predictions,
-                  settings.es_index_model_metrics, settings.es_index_pipeline_metrics):
+    for index in index_mappings(settings):
         es.options(ignore_status=404).indices.delete(index=index)
         es.options(ignore_status=404).indices.delete_index_template(name=index)
     topics.delete_topic(settings)

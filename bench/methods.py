@@ -16,7 +16,7 @@ compute its deterministic id, add the Kafka coordinates and times (the same docu
 the same strict mapping). Refused messages are counted, not dead-lettered: the benchmark
 topic holds none.
 
-    python bench/methods.py bulk --index bench-bulk-x --expected 1000000
+    python -m bench.methods bulk --index bench-bulk-x --expected 1000000
 """
 
 from __future__ import annotations
@@ -31,15 +31,14 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from elasticsearch import helpers
+from kafka import KafkaConsumer
+
+from finstream import elastic
+from finstream.config import Settings
+from finstream.schema import bar_from_dict
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
-
-from elasticsearch import helpers  # noqa: E402
-from kafka import KafkaConsumer  # noqa: E402
-
-from finstream import elastic  # noqa: E402
-from finstream.config import Settings  # noqa: E402
-from finstream.schema import bar_from_dict  # noqa: E402
 
 CHUNK = 5_000  # documents per _bulk request (ES-Hadoop's es.batch.size.entries is the same)
 

@@ -2,7 +2,7 @@
 anything grow that should not: latency, memory, state, checkpoints, lag?
 
     make bench-soak                                  # 200 bars/s for 30 minutes, a report every 5
-    .venv/bin/python bench/soak.py --rate 200 --minutes 10 --report-minutes 1
+    .venv/bin/python -m bench.soak --rate 200 --minutes 10 --report-minutes 1
 
 Runs on the local stack (`make up`) in its own topic, indices, checkpoint and model folder,
 removed afterwards. Publishes 40 minute bars of history per ticker, trains linear models for
@@ -33,14 +33,12 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench.latency import HISTORY, MINUTE_MS, CountWatcher, Series, cleanup, isolated_env, summary, wait_for
+from finstream import checkpoints, elastic, topics
+from finstream.config import Settings, local_dir
+from producer.publisher import BarPublisher
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT), str(ROOT / "bench")]
-
-from latency import HISTORY, MINUTE_MS, CountWatcher, Series, cleanup, isolated_env, summary, wait_for  # noqa: E402
-
-from finstream import checkpoints, elastic, topics  # noqa: E402
-from finstream.config import Settings, local_dir  # noqa: E402
-from producer.publisher import BarPublisher  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 QUERIES = ("index-bars", "predict-bars")

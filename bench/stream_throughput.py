@@ -2,7 +2,7 @@
 then one --available-now run; the rate is N over the micro-batch's duration (from the
 query's own progress metrics, so Spark's start-up is not counted).
 
-    .venv/bin/python bench/stream_throughput.py --bars 200000 --tickers 200 [--predict]
+    .venv/bin/python -m bench.stream_throughput --bars 200000 --tickers 200 [--predict]
 Runs on the local stack (`make up`) in its own topic, indices and checkpoint, removed
 afterwards. Writes bench/results/stream_throughput[-predict].json.
 """
@@ -20,13 +20,11 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench import latency as L  # the latency benchmark's generator, isolation and clean-up
+from finstream import elastic, topics
+from finstream.config import Settings
+
 BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
-
-import latency as L  # noqa: E402  (the latency benchmark's generator, isolation and clean-up)
-
-from finstream import elastic, topics  # noqa: E402
-from finstream.config import Settings  # noqa: E402
 
 
 def main() -> int:

@@ -19,7 +19,8 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from finstream.spark import training
-from finstream.spark.features import FORECASTS
+from finstream.errors import choice_list, comma_list
+from finstream.spark.features import FORECASTS, QUESTIONS
 from finstream.spark.models import load_params
 from finstream.spark.synthetic import random_walk_bars
 
@@ -40,15 +41,15 @@ def measure(spark: SparkSession, size: int, folds: int, question: str = "lags") 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--sizes", type=comma_list(int), default=(10_000, 100_000, 1_000_000))
     parser.add_argument("--folds", type=int, default=0, help="walk-forward folds (0: holdout only)")
-    parser.add_argument("--questions", default=",".join(FORECASTS))
+    parser.add_argument("--questions", type=choice_list(tuple(QUESTIONS)), default=FORECASTS)
     parser.add_argument("--out", default=str(RESULTS / "train_scaling"))
     args = parser.parse_args()
     spark = SparkSession.builder.appName("finstream-bench-train").getOrCreate()
     rows = []
-    for size in (int(s) for s in args.sizes.split(",")):
-        for question in args.questions.split(","):
+    for size in args.sizes:
+        for question in args.questions:
             rows.append(measure(spark, size, args.folds, question))
             print(json.dumps(rows[-1]), flush=True)
     result = {"benchmark": "train_scaling", "date": datetime.now(timezone.utc).isoformat(),

@@ -27,10 +27,11 @@ from finstream.modelstore import ServedForecasts
 from finstream.spark import bars as B
 from finstream.spark import serving
 from finstream.spark.features import FORECASTS
-from finstream.spark.indexing import BatchWriter, PredictionWriter, checked_messages, read_records
+from finstream.spark.indexing import BatchWriter, PredictionWriter
 from finstream.spark.monitoring import ProgressListener
+from finstream.spark.source import stream_records
 
-log = logging.getLogger("finstream.stream_index")
+log = logging.getLogger(__name__)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -82,14 +83,14 @@ def main(argv: list[str] | None = None) -> None:
     progress = ProgressListener(
         lambda doc_id, doc: es.index(index=settings.es_index_pipeline_metrics, id=doc_id, document=doc))
     spark.streams.addListener(progress)
-    records = read_records(spark, settings)
-    messages = checked_messages(records).observe("messages", *B.message_counts())
+    records = stream_records(spark, settings)
+    messages = B.checked_messages(records).observe("messages", *B.message_counts())
     queries = [start(spark, messages.writeStream.foreachBatch(BatchWriter(settings, es_options)), "index-bars",
                      settings, args)]
     if not args.no_predict:
         models = ServedForecasts(settings.model_path, FORECASTS)
         models.current()  # load (or warn) now, not inside the first micro-batch
-        rows = serving.prediction_rows(B.valid_bars(checked_messages(records)), settings)
+        rows = serving.prediction_rows(B.valid_bars(B.checked_messages(records)), settings)
         rows = rows.observe("predictions", *serving.status_counts())
         predictor = PredictionWriter(settings, es_options, models)
         if settings.stream_state_partitions > 0:  # taken by the query when it first starts

@@ -4,13 +4,14 @@ against naive baselines with a Diebold-Mariano test; the stream serves the chose
 if it is significantly better, its baseline otherwise.
 
     ./spark-submit.sh jobs/train.py                          # next close, interval, range, volatility
-    ./spark-submit.sh jobs/train.py --features volume,ohlv   # the original report's questions
+    ./spark-submit.sh jobs/train.py --questions volume,ohlv  # the original report's questions
     ./spark-submit.sh jobs/train.py --source es --tune --timespan hour
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 
@@ -23,11 +24,14 @@ from finstream.logs import setup_logging
 from finstream.modelstore import new_version
 from finstream.reporting import metrics_table, write_json
 from finstream.spark import replay, training
+from finstream.spark.source import log_records
 from finstream.spark.features import FORECASTS, QUESTIONS
 from finstream.spark.models import REGRESSORS, load_params
 from finstream.spark.train_outputs import index_metrics, report_dict, save_model, write_plots
 
-log = logging.getLogger("finstream.train")
+log = logging.getLogger(__name__)
+# TrainOptions' fields that are flags of the same name (the question is looped over).
+OPTION_FLAGS = [f.name for f in dataclasses.fields(training.TrainOptions) if f.name != "question"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -35,17 +39,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", choices=("kafka", "es"), default="kafka",
                         help="replay the Kafka topic (default) or read the bars index")
-    parser.add_argument("--features", type=choice_list(tuple(QUESTIONS)), default=FORECASTS,
+    defaults = training.TrainOptions()
+    parser.add_argument("--questions", "--features", dest="questions", type=choice_list(tuple(QUESTIONS)),
+                        default=FORECASTS,
                         help=f"comma-separated questions: {', '.join(QUESTIONS)} (default: the four the "
-                             f"stream serves, {','.join(FORECASTS)})")
-    parser.add_argument("--tickers", type=ticker_list, default=(),
+                             f"stream serves, {','.join(FORECASTS)}; --features is the old name)")
+    parser.add_argument("--tickers", type=ticker_list, default=defaults.tickers,
                         help="comma-separated (default: every ticker of the timespan)")
-    parser.add_argument("--timespan", default="day")
-    parser.add_argument("--multiplier", type=int, default=1)
-    parser.add_argument("--test-fraction", type=float, default=0.2)
-    parser.add_argument("--folds", type=int, default=3, help="walk-forward folds (expanding window)")
-    parser.add_argument("--models", type=choice_list(tuple(REGRESSORS)), default=tuple(REGRESSORS))
-    parser.add_argument("--tune", action="store_true",
+    parser.add_argument("--timespan", default=defaults.timespan)
+    parser.add_argument("--multiplier", type=int, default=defaults.multiplier)
+    parser.add_argument("--test-fraction", type=float, default=defaults.test_fraction)
+    parser.add_argument("--folds", type=int, default=defaults.folds, help="walk-forward folds (expanding window)")
+    parser.add_argument("--models", type=choice_list(tuple(REGRESSORS)), default=defaults.models)
+    parser.add_argument("--tune", action="store_true", default=defaults.tune,
                         help="choose hyper-parameters from conf/models.toml's grid on the validation slice")
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--report-dir", help="default: .local/reports/<run id>")
@@ -67,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
 
     spark = SparkSession.builder.appName("finstream-train").getOrCreate()
     if args.source == "kafka":
-        records = replay.kafka_records(spark, settings)
+        records = log_records(spark, settings)
     else:
         es_options = elastic.es_hadoop_options(settings, elastic.cluster_info(es), id_field=None)
         records = replay.es_records(spark, settings.es_index_bars, es_options)
@@ -75,11 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     log.info("%s: %d distinct valid bars", args.source, bars.count())
 
     config = load_params()
-    for question in args.features:
-        options = training.TrainOptions(
-            question=question, tickers=args.tickers, timespan=args.timespan,
-            multiplier=args.multiplier, test_fraction=args.test_fraction, folds=args.folds, tune=args.tune,
-            models=args.models)
+    for question in args.questions:
+        options = training.TrainOptions(question=question, **{name: getattr(args, name) for name in OPTION_FLAGS})
         run = training.run(bars, options, config)
         version = new_version()
         report = report_dict(run, run_id, args.source, version)

@@ -29,7 +29,7 @@ from producer import samples
 from producer.market_data import MarketDataError, MassiveClient, RateLimiter, bar_from_aggregate, default_range
 from producer.publisher import BarPublisher, PublishError
 
-log = logging.getLogger("producer")
+log = logging.getLogger(__name__)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

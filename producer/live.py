@@ -30,7 +30,7 @@ from finstream.schema import TIMESPAN_SECONDS
 from producer.market_data import MassiveClient, bar_from_aggregate
 from producer.publisher import BarPublisher
 
-log = logging.getLogger("producer.live")
+log = logging.getLogger(__name__)
 
 NEW_YORK = ZoneInfo("America/New_York")
 TAIL_RECORDS = 2_000  # records read back per step when looking for a ticker's last bar

@@ -22,6 +22,7 @@ from urllib.parse import quote
 import requests
 
 from finstream.config import Secret
+from finstream.retry import Transient, retrying
 from finstream.schema import Bar
 
 log = logging.getLogger(__name__)
@@ -119,46 +120,46 @@ class MassiveClient:
     # -- HTTP -----------------------------------------------------------------------------
     def _get_json(self, url: str, params: dict | None) -> dict:
         shown = self._redact(url.split("?")[0])
-        for attempt in range(self.max_retries + 1):
-            self.rate_limiter.wait()
-            problem, retry_after = self._attempt(url, params)
-            if isinstance(problem, dict):
-                return problem
-            if attempt == self.max_retries:
-                break
-            pause = retry_after if retry_after is not None else min(self.backoff_cap, self.backoff_base * 2**attempt)
-            log.warning("%s: %s; retry %d/%d in %.1f s", shown, problem, attempt + 1, self.max_retries, pause)
-            self.sleep(pause)
-        raise MarketDataError(f"{shown}: {problem} after {self.max_retries} retries: "
-                              "the API is unavailable or rate-limiting; try again later or lower "
-                              "POLYGON_MAX_REQUESTS_PER_MINUTE")
 
-    def _attempt(self, url: str, params: dict | None) -> tuple[dict | str, float | None]:
-        """The parsed body, or (what went wrong, Retry-After) for a transient failure."""
+        def attempt() -> dict:
+            self.rate_limiter.wait()
+            return self._attempt(url, params)
+
+        try:
+            return retrying(attempt, what=shown, retries=self.max_retries, base=self.backoff_base,
+                            cap=self.backoff_cap, log=log, sleep=self.sleep)
+        except Transient as failure:
+            raise MarketDataError(f"{shown}: {failure.problem} after {self.max_retries} retries: "
+                                  "the API is unavailable or rate-limiting; try again later or lower "
+                                  "POLYGON_MAX_REQUESTS_PER_MINUTE") from None
+
+    def _attempt(self, url: str, params: dict | None) -> dict:
+        """The parsed body; raises Transient (with the server's Retry-After) for a failure worth
+        another try, MarketDataError for one that is not."""
         try:
             response = self.session.get(url, params=params, timeout=self.timeout)
         except requests.Timeout:
-            return f"no answer within {self.timeout:g} s", None
+            raise Transient(f"no answer within {self.timeout:g} s") from None
         except requests.ConnectionError as exc:
-            return f"connection failed ({type(exc).__name__})", None
+            raise Transient(f"connection failed ({type(exc).__name__})") from None
         status = response.status_code
         if status == 429:
-            return "HTTP 429 too many requests", retry_after_seconds(response.headers.get("Retry-After"))
+            raise Transient("HTTP 429 too many requests", retry_after_seconds(response.headers.get("Retry-After")))
         if status >= 500:
-            return f"HTTP {status}", retry_after_seconds(response.headers.get("Retry-After"))
+            raise Transient(f"HTTP {status}", retry_after_seconds(response.headers.get("Retry-After")))
         if status >= 400:
             raise MarketDataError(f"{self._redact(url.split('?')[0])}: HTTP {status} "
                                   f"{self._api_message(response)}: {ADVICE.get(status, 'the request was refused')}")
         try:
             body = response.json()
         except ValueError:
-            return "the response body is not valid JSON (truncated?)", None
+            raise Transient("the response body is not valid JSON (truncated?)") from None
         if not isinstance(body, dict):
-            return "the response body is not a JSON object", None
+            raise Transient("the response body is not a JSON object")
         if body.get("status") == "ERROR":
             reason = self._redact(str(body.get("error") or body.get("message")))
             raise MarketDataError(f"the API answered status ERROR: {reason}")
-        return body, None
+        return body
 
     def _api_message(self, response: requests.Response) -> str:
         try:

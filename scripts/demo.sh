@@ -19,8 +19,8 @@ echo "== 2/5 indexing with Spark Structured Streaming (--available-now)"
 ./spark-submit.sh jobs/stream_index.py --available-now
 echo "== 3/5 training on the replayed Kafka log: EURUSD hourly (range, volatility, interval), then"
 echo "        GOOG daily (the report's question; next close, range, volatility, interval), which the stream serves"
-./spark-submit.sh jobs/train.py --timespan hour --features range,volatility,interval --folds 0 --no-plots
-./spark-submit.sh jobs/train.py --features volume,lags,range,volatility,interval --folds 1
+./spark-submit.sh jobs/train.py --timespan hour --questions range,volatility,interval --folds 0 --no-plots
+./spark-submit.sh jobs/train.py --questions volume,lags,range,volatility,interval --folds 1
 echo "== 4/5 the stream job running; the last $LIVE_BARS GOOG days arrive one by one"
 mkdir -p .local/logs
 STREAM_LOG=.local/logs/demo-stream.log

@@ -79,13 +79,8 @@ def index_templates(settings: Settings, data_nodes: int = 1) -> dict[str, dict[s
     """Composable index templates, one per index the stream job writes."""
     settings_block = {"number_of_shards": 1, "number_of_replicas": replicas(settings, data_nodes),
                       "refresh_interval": "1s"}
-    return {
-        settings.es_index_bars: {"settings": settings_block, "mappings": S.bar_mapping()},
-        settings.es_index_dead_letters: {"settings": settings_block, "mappings": S.dead_letter_mapping()},
-        settings.es_index_predictions: {"settings": settings_block, "mappings": S.prediction_mapping()},
-        settings.es_index_model_metrics: {"settings": settings_block, "mappings": S.model_metrics_mapping()},
-        settings.es_index_pipeline_metrics: {"settings": settings_block, "mappings": S.pipeline_metrics_mapping()},
-    }
+    return {index: {"settings": settings_block, "mappings": mapping}
+            for index, mapping in S.index_mappings(settings).items()}
 
 
 def ensure_indices(es: Elasticsearch, settings: Settings, only: list[str] | None = None) -> None:

@@ -8,10 +8,12 @@ import argparse
 import re
 import sys
 from collections.abc import Callable
+from typing import TypeVar
 
 from finstream.schema import TICKER_PATTERN
 
 USER_ERROR_EXIT = 2
+T = TypeVar("T")
 
 
 class UserError(Exception):
@@ -28,15 +30,37 @@ def exit_on_user_error(main: Callable[[], object]) -> int:
     return 0
 
 
-def ticker_list(text: str) -> tuple[str, ...]:
-    """An argparse type: comma-separated tickers, at least one, each a valid ticker."""
-    tickers = tuple(t.strip() for t in text.split(",") if t.strip())
-    if not tickers:
-        raise argparse.ArgumentTypeError("give at least one ticker, comma-separated (e.g. AAPL,X:BTCUSD)")
-    invalid = [t for t in tickers if not re.match(TICKER_PATTERN, t)]
-    if invalid:
-        raise argparse.ArgumentTypeError(f"not a ticker: {', '.join(invalid)} (upper-case, e.g. AAPL, C:EURUSD)")
-    return tickers
+def comma_list(item: Callable[[str], T] = str, *, what: str = "value",
+               example: str = "") -> Callable[[str], tuple[T, ...]]:
+    """An argparse type: comma-separated values, at least one, each converted by `item` (which
+    raises ValueError with the reason for a value it refuses)."""
+    def parse(text: str) -> tuple[T, ...]:
+        parts = [part.strip() for part in text.split(",") if part.strip()]
+        if not parts:
+            raise argparse.ArgumentTypeError(f"give at least one {what}, comma-separated{example}")
+        try:
+            return tuple(item(part) for part in parts)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse
+
+
+def _ticker(text: str) -> str:
+    if not re.match(TICKER_PATTERN, text):
+        raise ValueError(f"not a ticker: {text} (upper-case, e.g. AAPL, C:EURUSD)")
+    return text
+
+
+ticker_list = comma_list(_ticker, what="ticker", example=" (e.g. AAPL,X:BTCUSD)")
+
+
+def choice_list(choices) -> Callable[[str], tuple[str, ...]]:
+    """An argparse type: comma-separated names, at least one, each one of `choices`."""
+    def choice(name: str) -> str:
+        if name not in choices:
+            raise ValueError(f"unknown: {name}; choose from {','.join(choices)}")
+        return name
+    return comma_list(choice, what="name", example=f" (from {','.join(choices)})")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -45,15 +69,3 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str):  # noqa: D401 - argparse's hook
         print(f"error: {message} (see {self.prog} --help)", file=sys.stderr, flush=True)
         raise SystemExit(USER_ERROR_EXIT)
-
-
-def choice_list(choices) -> Callable[[str], tuple[str, ...]]:
-    """An argparse type: comma-separated names, at least one, each one of `choices`."""
-    def parse(text: str) -> tuple[str, ...]:
-        names = tuple(n.strip() for n in text.split(",") if n.strip())
-        unknown = [n for n in names if n not in choices]
-        if not names or unknown:
-            raise argparse.ArgumentTypeError(f"{'unknown: ' + ', '.join(unknown) if unknown else 'empty'}; "
-                                             f"choose from {','.join(choices)}")
-        return names
-    return parse

@@ -302,13 +302,7 @@ DATA_VIEWS = (  # (id, Settings attribute, time field)
 
 def index_mappings(settings: Settings) -> dict[str, dict[str, Any]]:
     """Index name -> its `properties`, from the same functions that create the indices."""
-    return {
-        settings.es_index_bars: schema.bar_mapping()["properties"],
-        settings.es_index_dead_letters: schema.dead_letter_mapping()["properties"],
-        settings.es_index_predictions: schema.prediction_mapping()["properties"],
-        settings.es_index_pipeline_metrics: schema.pipeline_metrics_mapping()["properties"],
-        settings.es_index_model_metrics: schema.model_metrics_mapping()["properties"],
-    }
+    return {index: mapping["properties"] for index, mapping in schema.index_mappings(settings).items()}
 
 
 def charts() -> tuple:

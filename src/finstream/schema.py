@@ -269,3 +269,20 @@ PIPELINE_METRICS_MAPPING = {
 
 def pipeline_metrics_mapping() -> dict[str, Any]:
     return strict_mapping(PIPELINE_METRICS_MAPPING)
+
+
+# --- the indices ---------------------------------------------------------------------------------
+# Every index the project writes: the setting that names it (finstream.config.Settings field)
+# and its mapping. Templates, dashboards, benchmarks and tests all read this table.
+INDEX_MAPPINGS = {
+    "es_index_bars": bar_mapping,
+    "es_index_dead_letters": dead_letter_mapping,
+    "es_index_predictions": prediction_mapping,
+    "es_index_model_metrics": model_metrics_mapping,
+    "es_index_pipeline_metrics": pipeline_metrics_mapping,
+}
+
+
+def index_mappings(settings: Any) -> dict[str, dict[str, Any]]:
+    """Index name (as `settings` names it) -> its mapping."""
+    return {getattr(settings, field): mapping() for field, mapping in INDEX_MAPPINGS.items()}

@@ -17,7 +17,7 @@ from elasticsearch import helpers
 
 from finstream import checkpoints, elastic, modelstore, skill, topics
 from finstream.config import Settings, local_dir
-from finstream.schema import Bar
+from finstream.schema import INDEX_MAPPINGS, Bar, index_mappings
 from finstream.spark.features import FORECASTS
 from producer.publisher import BarPublisher
 
@@ -122,11 +122,8 @@ def pipeline(stack, request):
     env = {
         "KAFKA_TOPIC": f"test-{run_id}",
         "KAFKA_TOPIC_PARTITIONS": "2",
-        "ES_INDEX_BARS": f"test-bars-{run_id}",
-        "ES_INDEX_DEAD_LETTERS": f"test-dead-{run_id}",
-        "ES_INDEX_PREDICTIONS": f"test-predictions-{run_id}",
-        "ES_INDEX_MODEL_METRICS": f"test-metrics-{run_id}",
-        "ES_INDEX_PIPELINE_METRICS": f"test-progress-{run_id}",
+        **{field.upper(): f"test-{field.removeprefix('es_index_').replace('_', '-')}-{run_id}"
+           for field in INDEX_MAPPINGS},
         "SPARK_EVENT_LOG_DIR": str(local_dir() / "test-spark-events" / run_id),
         "CHECKPOINT_DIR": str(local_dir() / "test-checkpoints" / run_id),
         "MODEL_DIR": str(local_dir() / "test-models" / run_id),
@@ -139,8 +136,7 @@ def pipeline(stack, request):
     yield pipe
     settings = pipe.settings
     es = pipe.es()
-    for index in (settings.es_index_bars, settings.es_index_dead_letters, settings.es_index_predictions,
-                  settings.es_index_model_metrics, settings.es_index_pipeline_metrics):
+    for index in index_mappings(settings):
         es.options(ignore_status=404).indices.delete(index=index)
         es.options(ignore_status=404).indices.delete_index_template(name=index)
     topics.delete_topic(settings)

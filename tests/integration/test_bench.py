@@ -17,7 +17,7 @@ BARS = 3_000
 
 def test_compare_harness_measures_every_method_and_cleans_up(stack, tmp_path):
     out = tmp_path / "compare"
-    run = subprocess.run([sys.executable, "bench/compare.py", "--bars", str(BARS), "--tickers", "30",
+    run = subprocess.run([sys.executable, "-m", "bench.compare", "--bars", str(BARS), "--tickers", "30",
                           "--one-by-one-seconds", "3", "--out", str(out)], cwd=ROOT, capture_output=True,
                          text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

@@ -52,7 +52,7 @@ def test_stream_and_train_on_a_standalone_cluster_match_local(cluster, pipeline)
            "CHECKPOINT_DIR": str(local.checkpoint_path) + suffix, "MODEL_DIR": str(local.model_path) + suffix}
     pipeline.publish([(b.key, b.to_json()) for b in GOOG] + BAD)
     try:
-        train_args = ("jobs/train.py", "--features", "lags", "--models", "linear", "--folds", "0",
+        train_args = ("jobs/train.py", "--questions", "lags", "--models", "linear", "--folds", "0",
                       "--no-plots")
         pipeline.run("./spark-submit.sh", *train_args, "--report-dir", f"{pipeline.env['KAFKA_TOPIC']}-local",
                      env=TRAINING_JVM)

@@ -31,14 +31,14 @@ def test_bad_tickers_and_flags(pipeline):
     assert "give at least one ticker" in pipeline.mistake(*PRODUCER, "backfill", "--tickers", "")
     assert "not a ticker: aapl" in pipeline.mistake(*PRODUCER, "live", "--tickers", "aapl")
     assert "give at least one ticker" in pipeline.mistake(*TRAIN, "--tickers", " , ")
-    assert "unknown: lag" in pipeline.mistake(*TRAIN, "--features", "lag")
+    assert "unknown: lag" in pipeline.mistake(*TRAIN, "--questions", "lag")
 
 
 def test_train_without_bars_for_the_request_lists_what_there_is(pipeline):
     publish(pipeline, GOOG[:22])
-    line = pipeline.mistake(*TRAIN, "--tickers", "NOPE", "--features", "lags")
+    line = pipeline.mistake(*TRAIN, "--tickers", "NOPE", "--questions", "lags")
     assert "no bars of NOPE at day x1" in line and "--timespan day --multiplier 1: 22 bars of GOOG" in line
-    line = pipeline.mistake(*TRAIN, "--features", "lags")  # 22 bars: one row with 21 bars of history
+    line = pipeline.mistake(*TRAIN, "--questions", "lags")  # 22 bars: one row with 21 bars of history
     assert "too few bars for this split: 22 bars give 1 rows" in line
 
 

@@ -23,7 +23,7 @@ from tests.kibana_vega import chart_values, to_svg, with_values
 GOOG = samples.load_bars("goog-daily")
 FIRST, SECOND, THIRD = GOOG[:1500], GOOG[1500:1700], GOOG[1700:1800]
 QUESTIONS = tuple(MODEL_FIELDS)  # lags, interval, range, volatility
-TRAIN = ("--features", ",".join(QUESTIONS), "--models", "linear", "--folds", "0")
+TRAIN = ("--questions", ",".join(QUESTIONS), "--models", "linear", "--folds", "0")
 
 
 def served(settings) -> dict[str, tuple[str, str]]:

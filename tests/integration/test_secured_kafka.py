@@ -65,7 +65,7 @@ def test_sasl_ssl_with_acls_end_to_end(secured, pipeline, monkeypatch):
     outputs.append(pipeline.run("./spark-submit.sh", "jobs/stream_index.py", "--available-now", "--no-predict",
                                 env=reader_env))
     assert pipeline.count(pipeline.settings.es_index_bars) == BARS
-    outputs.append(pipeline.run("./spark-submit.sh", "jobs/train.py", "--no-plots", "--features", "lags",
+    outputs.append(pipeline.run("./spark-submit.sh", "jobs/train.py", "--no-plots", "--questions", "lags",
                                 "--models", "linear", "--folds", "0", env={**TRAINING_JVM, **reader_env}))
     assert "lags" in outputs[-1].stdout + outputs[-1].stderr
 

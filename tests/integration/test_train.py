@@ -47,7 +47,7 @@ def test_the_reports_illusion_and_the_honest_figure(pipeline, spark):
     assert illusion_r2 > 0.9
 
     # The product, on the same index: de-duplicated, split by time, compared with baselines.
-    pipeline.train("--source", "es", "--features", "volume", "--folds", "0", "--models", "linear,random_forest",
+    pipeline.train("--source", "es", "--questions", "volume", "--folds", "0", "--models", "linear,random_forest",
                    "--report-dir", "illusion")
     honest = report(pipeline, "illusion", "volume")
     assert honest["data"]["bars"] == len(GOOG)  # 5 x 2148 documents -> 2148 bars
@@ -61,7 +61,7 @@ def test_kafka_and_es_replays_train_the_same_models(pipeline, spark):
     bars = GOOG[:900]
     pipeline.publish([(b.key, b.to_json()) for b in bars + bars[:100]])  # with duplicates
     pipeline.stream_index()
-    args = ("--features", "volume,lags", "--models", "linear")
+    args = ("--questions", "volume,lags", "--models", "linear")
     from_kafka = pipeline.train("--source", "kafka", "--report-dir", "from-kafka", "--folds", "1", *args, plots=True)
     # The holdout is what is compared: the ES run skips the walk-forward fold (time).
     pipeline.train("--source", "es", "--report-dir", "from-es", "--folds", "0", *args)

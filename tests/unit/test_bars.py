@@ -19,7 +19,7 @@ def records(spark, values: list[bytes | None]):
 
 
 def check(spark, values):
-    return B.check_messages(B.parse_messages(B.decode_records(records(spark, values))), now_ms=F.lit(NOW_MS))
+    return B.checked_messages(records(spark, values), now_ms=F.lit(NOW_MS))
 
 
 def reasons_of(spark, value: bytes | None) -> list[str]:

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
+from bench import latency
 from finstream import schema as S
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "latency.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("latency_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return latency
 
 
 def test_latency_is_time_until_the_index_holds_that_many_documents(bench):

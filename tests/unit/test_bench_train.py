@@ -20,7 +20,7 @@ def test_generated_bars_are_valid_bars(spark):
     records = bars.select(F.col("ticker").cast("binary").alias("key"), value.alias("value"),
                           F.lit("t").alias("topic"), F.lit(0).alias("partition"),
                           F.monotonically_increasing_id().alias("offset"), F.current_timestamp().alias("timestamp"))
-    checked = B.check_messages(B.parse_messages(B.decode_records(records)))
+    checked = B.checked_messages(records)
     assert B.dead_letters(checked).count() == 0
 
 

@@ -22,7 +22,7 @@ def test_choice_lists_name_the_choices():
     assert parse("lags,range") == ("lags", "range")
     with pytest.raises(argparse.ArgumentTypeError, match="unknown: lag; choose from lags,range"):
         parse("lag")
-    with pytest.raises(argparse.ArgumentTypeError, match="empty"):
+    with pytest.raises(argparse.ArgumentTypeError, match="give at least one name"):
         parse(",")
 
 

@@ -143,6 +143,12 @@ def check_messages(parsed: DataFrame, now_ms: Column | None = None) -> DataFrame
     return parsed.withColumn("reasons", reasons)
 
 
+def checked_messages(records: DataFrame, now_ms: Column | None = None) -> DataFrame:
+    """Kafka records (or records shaped like them) -> every message decoded, parsed and checked
+    (`reasons` empty for a valid bar): the one chain the stream job, the replay and the tests use."""
+    return check_messages(parse_messages(decode_records(records)), now_ms)
+
+
 def doc_id(ticker: Column, timespan: Column, multiplier: Column, timestamp: Column) -> Column:
     """The same id as finstream.schema.bar_doc_id, as a Spark column."""
     parts = {"ticker": ticker, "timespan": timespan, "multiplier": multiplier, "timestamp": timestamp}

@@ -1,6 +1,6 @@
 """Features and targets, per series (ticker, timespan, multiplier), ordered by time.
 
-The questions a user can ask (`--features`):
+The questions a user can ask (`--questions`):
 - volume:     this bar's close from its volume (the original report's question);
 - ohlv:       this bar's close from its open, high, low and volume (the report's next step);
 - lags:       the NEXT bar's close from what is known at this bar only (real forecasting).

@@ -13,7 +13,7 @@ from pyspark.sql.streaming import StreamingQueryListener
 
 from finstream import schema as S
 
-log = logging.getLogger("finstream.progress")
+log = logging.getLogger(__name__)
 
 
 def _offsets_behind(source: dict[str, Any]) -> int | None:

@@ -9,21 +9,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from finstream import schema as S
-from finstream.config import Settings
 from finstream.elastic import ES_HADOOP_FORMAT
 from finstream.spark import bars as B
-
-
-def kafka_records(spark: SparkSession, settings: Settings) -> DataFrame:
-    return (
-        spark.read.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
-        .option("subscribe", settings.kafka_topic)
-        .option("startingOffsets", "earliest")
-        .option("endingOffsets", "latest")
-        .options(**settings.kafka_spark_options())
-        .load()
-    )
 
 
 def es_records(spark: SparkSession, index: str, es_options: dict[str, str]) -> DataFrame:
@@ -53,6 +40,5 @@ def es_records(spark: SparkSession, index: str, es_options: dict[str, str]) -> D
 def distinct_bars(records: DataFrame, partitions: int = 4) -> DataFrame:
     """Valid bars, one per document id, in a layout that does not depend on where they
     were read from (so Kafka and ES give the same models)."""
-    checked = B.check_messages(B.parse_messages(B.decode_records(records)))
-    bars = B.latest_per_doc_id(B.valid_bars(checked))
+    bars = B.latest_per_doc_id(B.valid_bars(B.checked_messages(records)))
     return bars.repartition(partitions, "doc_id").sortWithinPartitions("doc_id")

@@ -17,7 +17,7 @@ from finstream.spark import export, training
 from finstream.spark.features import FORECASTS
 from finstream.spark.training import TrainingRun
 
-log = logging.getLogger("finstream.train")
+log = logging.getLogger(__name__)
 
 
 def report_dict(run: TrainingRun, run_id: str, source: str, version: str | None) -> dict:

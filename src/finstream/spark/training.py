@@ -27,7 +27,7 @@ from finstream.spark import evaluation as E
 from finstream.spark.features import QUESTIONS, SERIES, Question, training_rows
 from finstream.spark.models import REGRESSORS, build_pipeline, grid
 
-log = logging.getLogger("finstream.train")
+log = logging.getLogger(__name__)
 
 VALIDATION_FRACTION = 0.2  # of the training period: where the models are compared and tuned
 

@@ -1,0 +1,52 @@
+"""The one retry policy (finstream.retry): its pauses, Retry-After, its bound, what it retries."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from finstream.retry import Transient, retrying
+
+log = logging.getLogger("test")
+
+
+def failing(failures: list[BaseException], result="done"):
+    calls = []
+
+    def action():
+        calls.append(1)
+        if len(calls) <= len(failures):
+            raise failures[len(calls) - 1]
+        return result
+    return action, calls
+
+
+def test_exponential_back_off_capped_then_success():
+    sleeps: list[float] = []
+    action, calls = failing([Transient("x")] * 5)
+    assert retrying(action, what="w", retries=6, base=2.0, cap=10.0, log=log, sleep=sleeps.append) == "done"
+    assert sleeps == [2.0, 4.0, 8.0, 10.0, 10.0] and len(calls) == 6
+
+
+def test_the_servers_retry_after_wins_over_the_back_off():
+    sleeps: list[float] = []
+    action, _ = failing([Transient("429", retry_after=7.0), Transient("503")])
+    retrying(action, what="w", retries=3, base=1.0, cap=60.0, log=log, sleep=sleeps.append)
+    assert sleeps == [7.0, 2.0]
+
+
+def test_the_last_failure_is_raised_after_the_retries(caplog):
+    sleeps: list[float] = []
+    action, calls = failing([Transient(f"attempt {i}") for i in range(10)])
+    with caplog.at_level(logging.WARNING, logger="test"), pytest.raises(Transient, match="attempt 3"):
+        retrying(action, what="fetching", retries=3, base=1.0, cap=60.0, log=log, sleep=sleeps.append)
+    assert len(calls) == 4 and sleeps == [1.0, 2.0, 4.0]
+    assert "fetching failed (attempt 0); retry 1/3 in 1.0 s" in caplog.text
+
+
+def test_other_failures_are_not_retried():
+    action, calls = failing([ValueError("a bug")])
+    with pytest.raises(ValueError):
+        retrying(action, what="w", retries=3, base=1.0, cap=60.0, log=log, sleep=lambda s: None)
+    assert len(calls) == 1
