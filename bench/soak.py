@@ -259,10 +259,12 @@ def verdict(reports: list[dict], rate: float) -> dict[str, str]:
     for name, read in FIGURES.items():
         points = [(r["minute"] * 60, read(r)) for r in later if read(r) is not None]
         rate = slope_per_minute(points)
-        result[name] = "flat" if abs(rate) < FLAT_MB_PER_MINUTE else f"{rate:+.1f} MB/min"
+        result[name] = ("flat" if abs(rate) < FLAT_MB_PER_MINUTE else
+                        f"falling ({rate:+.1f} MB/min)" if rate < 0 else f"growing at {rate:+.1f} MB/min")
     for query in QUERIES:
         rate_of_lag = slope_per_minute([(r["minute"] * 60, r["kafka_lag"][query]) for r in later])
-        result[f"{query} lag (records)"] = "flat" if abs(rate_of_lag) < rate else f"{rate_of_lag:+.0f} records/min"
+        result[f"{query} lag (records)"] = ("flat" if abs(rate_of_lag) < rate else f"falling ({rate_of_lag:+.0f}/min)"
+                                            if rate_of_lag < 0 else f"growing at {rate_of_lag:+.0f} records/min")
     return result
 
 
