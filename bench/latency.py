@@ -154,8 +154,10 @@ def isolated_env(run_id: str) -> dict[str, str]:
     }
 
 
-def publish(settings: Settings, bars, per_second: float | None) -> list[float]:
-    sends = []
+def publish(settings: Settings, bars, per_second: float | None, sends: list[float] | None = None) -> list[float]:
+    """Publishes the bars (at `per_second`, or as fast as possible); returns each send's time,
+    appended to `sends` as it goes when given (a reader may follow it)."""
+    sends = [] if sends is None else sends
     with BarPublisher(settings) as publisher:
         started = time.monotonic()
         for n, bar in enumerate(bars):
@@ -166,6 +168,24 @@ def publish(settings: Settings, bars, per_second: float | None) -> list[float]:
             sends.append(time.time())
             publisher.publish(bar)
     return sends
+
+
+def train_on_history(settings: Settings, series: Series, run_id: str) -> None:
+    """HISTORY minute bars per ticker, then linear models for the four forecasting questions
+    (each serves, or its baseline does: the per-bar work is the same)."""
+    print(f"history: {HISTORY} minute bars x {series.tickers} tickers; training linear models for the four "
+          "forecasting questions", flush=True)
+    publish(settings, series.bars(HISTORY * series.tickers), None)
+    subprocess.run(["./spark-submit.sh", "jobs/train.py", "--models", "linear", "--folds", "0", "--timespan", "minute",
+                    "--no-plots", "--report-dir", f"bench/{run_id}/report"],
+                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def start_stream(trigger: str, log_path: Path) -> subprocess.Popen:
+    """The stream job (this process's environment: the isolated names), in its own session."""
+    return subprocess.Popen(["./spark-submit.sh", "jobs/stream_index.py"], cwd=ROOT,
+                            env={**os.environ, "STREAM_TRIGGER_INTERVAL": trigger},
+                            stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def batch_durations(es, settings: Settings, since: float) -> dict[str, float]:
@@ -205,15 +225,8 @@ def main() -> int:
     stream_log.parent.mkdir(parents=True, exist_ok=True)
     stream = peer = None
     try:
-        print(f"history: {HISTORY} minute bars x {args.tickers} tickers; training linear models for the four "
-              "forecasting questions", flush=True)
-        publish(settings, series.bars(HISTORY * args.tickers), None)
-        subprocess.run(["./spark-submit.sh", "jobs/train.py", "--models", "linear",
-                        "--folds", "0", "--timespan", "minute", "--no-plots", "--report-dir", f"bench/{run_id}/report"],
-                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        stream = subprocess.Popen(["./spark-submit.sh", "jobs/stream_index.py"], cwd=ROOT,
-                                  env={**os.environ, "STREAM_TRIGGER_INTERVAL": args.trigger},
-                                  stdout=stream_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+        train_on_history(settings, series, run_id)
+        stream = start_stream(args.trigger, stream_log)
         bars_index, predictions_index = settings.es_index_bars, settings.es_index_predictions
         # The peer: a plain Python consumer (kafka-python poll -> helpers.bulk, 1 s refresh)
         # into its own index with the bars mapping, following the same topic in the same run.

@@ -33,10 +33,10 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.latency import HISTORY, MINUTE_MS, CountWatcher, Series, cleanup, isolated_env, summary, wait_for
+from bench.latency import (HISTORY, MINUTE_MS, CountWatcher, Series, cleanup, isolated_env, publish, start_stream,
+                           summary, train_on_history, wait_for)
 from finstream import checkpoints, elastic, topics
 from finstream.config import Settings, local_dir
-from producer.publisher import BarPublisher
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,7 +109,7 @@ def slope_per_minute(points: list[tuple[float, float]]) -> float:
 
 
 class Feed(threading.Thread):
-    """Publishes the series at a fixed rate; keeps each send's time."""
+    """Publishes the series at a fixed rate; `sends` grows with each send's time."""
 
     def __init__(self, settings: Settings, series: Series, rate: float, seconds: float) -> None:
         super().__init__(daemon=True)
@@ -117,14 +117,7 @@ class Feed(threading.Thread):
         self.sends: list[float] = []
 
     def run(self) -> None:
-        with BarPublisher(self.settings) as publisher:
-            started = time.monotonic()
-            for n, bar in enumerate(self.series.bars(int(self.rate * self.seconds))):
-                delay = started + n / self.rate - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                self.sends.append(time.time())
-                publisher.publish(bar)
+        publish(self.settings, self.series.bars(int(self.rate * self.seconds)), self.rate, self.sends)
 
 
 def window_latencies(sends: list[float], timeline: list[tuple[float, int]], base: int,
@@ -167,16 +160,8 @@ def main() -> int:
     reports = []
     tool = jcmd()
     try:
-        print(f"history: {HISTORY} minute bars x {args.tickers} tickers; training", flush=True)
-        with BarPublisher(settings) as publisher:
-            for bar in series.bars(HISTORY * args.tickers):
-                publisher.publish(bar)
-        subprocess.run(["./spark-submit.sh", "jobs/train.py", "--models", "linear", "--folds", "0", "--timespan",
-                        "minute", "--no-plots", "--report-dir", f"bench/{run_id}/report"],
-                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        stream = subprocess.Popen(["./spark-submit.sh", "jobs/stream_index.py"], cwd=ROOT,
-                                  env={**os.environ, "STREAM_TRIGGER_INTERVAL": args.trigger},
-                                  stdout=stream_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+        train_on_history(settings, series, run_id)
+        stream = start_stream(args.trigger, stream_log)
         bars_index, predictions_index = settings.es_index_bars, settings.es_index_predictions
         watcher = CountWatcher(es, [bars_index, predictions_index], interval=0.5)
         watcher.start()

@@ -116,3 +116,34 @@ stop_pid() {
     rm -f "$pidfile"
     log "$name stopped"
 }
+
+# Every server a stack script starts leaves RUN_DIR/<name>[-port].pid and a .addr beside it
+# (host:port), so that stop-all and status find all of them, whatever their number.
+
+# stop_all_servers NAME LABEL: stops every NAME*.pid server.
+stop_all_servers() {
+    local name="$1" label="$2" pid
+    for pid in "$RUN_DIR"/"$name"*.pid; do
+        [ -e "$pid" ] || continue
+        stop_pid "$label $(cat "${pid%.pid}.addr" 2>/dev/null || basename "$pid" .pid)" "$pid"
+        rm -f "${pid%.pid}.addr"
+    done
+}
+
+# servers_status NAME DEFAULT_ADDR CHECK [URL_PREFIX] [DETAIL]: a line per NAME*.pid server, up
+# when its process lives and `CHECK host port` succeeds; fails if any is down or none runs.
+servers_status() {
+    local name="$1" default="$2" check="$3" prefix="${4:-}" detail="${5:-}" pid addr found=0 rc=0
+    for pid in "$RUN_DIR"/"$name"*.pid; do
+        [ -e "$pid" ] || continue
+        found=1
+        addr="$(cat "${pid%.pid}.addr" 2>/dev/null || echo "$default")"
+        if pid_alive "$pid" && "$check" "${addr%:*}" "${addr##*:}"; then
+            printf '%-14s up    %s%s (pid %s%s)\n' "$name" "$prefix" "$addr" "$(cat "$pid")" "$detail"
+        else
+            printf '%-14s down  %s%s\n' "$name" "$prefix" "$addr"; rc=1
+        fi
+    done
+    [ "$found" -eq 1 ] || { printf '%-14s down\n' "$name"; return 1; }
+    return $rc
+}

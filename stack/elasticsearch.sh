@@ -202,36 +202,13 @@ stop() {
     wait
 }
 
-stop_all() {
-    local pid
-    for pid in "$RUN_DIR"/elasticsearch*.pid; do
-        [ -e "$pid" ] || continue
-        stop_pid "Elasticsearch $(cat "${pid%.pid}.addr" 2>/dev/null || basename "$pid" .pid)" "$pid"
-        rm -f "${pid%.pid}.addr"
-    done
-}
-
-status() {
-    local pid addr found=0 rc=0
-    for pid in "$RUN_DIR"/elasticsearch*.pid; do
-        [ -e "$pid" ] || continue
-        found=1
-        addr="$(cat "${pid%.pid}.addr" 2>/dev/null || echo "$ES_HOST:$ES_PORT")"
-        if pid_alive "$pid" && health "${addr##*:}"; then
-            echo "elasticsearch  up    http://$addr (pid $(cat "$pid"), security=$ES_SECURITY)"
-        else
-            echo "elasticsearch  down  http://$addr"; rc=1
-        fi
-    done
-    [ "$found" -eq 1 ] || { echo "elasticsearch  down"; return 1; }
-    return $rc
-}
+answers() { health "$2"; }
 
 case "${1:-}" in
     start) start ;;
     stop) stop ;;
-    stop-all) stop_all ;;
-    status) status ;;
+    stop-all) stop_all_servers elasticsearch Elasticsearch ;;
+    status) servers_status elasticsearch "$ES_HOST:$ES_PORT" answers http:// ", security=$ES_SECURITY" ;;
     nodes) nodes ;;
     *) die "usage: elasticsearch.sh start|stop|stop-all|status|nodes" ;;
 esac

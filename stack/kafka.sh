@@ -129,35 +129,11 @@ stop() {
     for i in $(seq "$KAFKA_BROKERS"); do stop_pid "Kafka node $i" "$(pidfile "$i")"; rm -f "$(pidfile "$i" | sed 's/\.pid$/.addr/')"; done
 }
 
-stop_all() {
-    local pid
-    for pid in "$RUN_DIR"/kafka*.pid; do
-        [ -e "$pid" ] || continue
-        stop_pid "Kafka $(cat "${pid%.pid}.addr" 2>/dev/null || basename "$pid" .pid)" "$pid"; rm -f "${pid%.pid}.addr"
-    done
-}
-
-status() {
-    local pid addr found=0 rc=0
-    for pid in "$RUN_DIR"/kafka*.pid; do
-        [ -e "$pid" ] || continue
-        found=1
-        addr="$(cat "${pid%.pid}.addr" 2>/dev/null || echo "$KAFKA_HOST:$KAFKA_PORT")"
-        if pid_alive "$pid" && port_open "${addr%:*}" "${addr##*:}"; then
-            echo "kafka          up    $addr (pid $(cat "$pid"))"
-        else
-            echo "kafka          down  $addr"; rc=1
-        fi
-    done
-    [ "$found" -eq 1 ] || { echo "kafka          down"; return 1; }
-    return $rc
-}
-
 case "${1:-}" in
     start) start ;;
     stop) stop ;;
-    stop-all) stop_all ;;
-    status) status ;;
+    stop-all) stop_all_servers kafka Kafka ;;
+    status) servers_status kafka "$KAFKA_HOST:$KAFKA_PORT" port_open ;;
     bootstrap-servers) bootstrap_servers ;;
     *) die "usage: kafka.sh start|stop|stop-all|status|bootstrap-servers" ;;
 esac
