@@ -94,12 +94,18 @@ def test_topic_and_indices_are_replicated(replicated, pipeline):
     settings = pipeline.settings
     topics.ensure_topic(settings)
     assert [len(p["replicas"]) for p in partitions(settings)] == [NODES] * settings.kafka_topic_partitions
-    admin = topics.admin_client(settings)
-    try:
-        configs = admin.describe_configs([ConfigResource("TOPIC", settings.kafka_topic)])
-    finally:
-        admin.close()
-    entries = {name: value for name, value, *_ in configs[0].resources[0][4]}
+    entries: dict[str, str] = {}
+
+    def described() -> bool:  # a broker that has not applied the new topic yet answers without it
+        admin = topics.admin_client(settings)
+        try:
+            configs = admin.describe_configs([ConfigResource("TOPIC", settings.kafka_topic)])
+        finally:
+            admin.close()
+        entries.update({name: value for name, value, *_ in configs[0].resources[0][4]})
+        return "min.insync.replicas" in entries
+
+    wait_until(described, 30, "the topic's configuration", 0.5)
     assert entries["min.insync.replicas"] == "2"
     es = pipeline.es()
     elastic.ensure_indices(es, settings)
