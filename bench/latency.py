@@ -36,10 +36,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench.cleanup import drop_run_data
 from finstream import elastic, topics
 from finstream.config import Settings, local_dir
 from finstream.errors import comma_list
-from finstream.schema import INDEX_MAPPINGS, Bar, index_mappings
+from finstream.schema import INDEX_MAPPINGS, Bar
 from producer.publisher import BarPublisher
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -296,10 +297,7 @@ def main() -> int:
 
 
 def cleanup(es, settings: Settings, run_id: str) -> None:
-    for index in index_mappings(settings):
-        es.options(ignore_status=404).indices.delete(index=index)
-        es.options(ignore_status=404).indices.delete_index_template(name=index)
-    topics.delete_topic(settings)
+    drop_run_data(es, settings)
     shutil.rmtree(local_dir() / "bench" / run_id, ignore_errors=True)
 
 

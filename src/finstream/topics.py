@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import (IncompatibleBrokerVersion, KafkaConnectionError, NoBrokersAvailable,
-                          TopicAlreadyExistsError, TopicAuthorizationFailedError, UnknownTopicOrPartitionError)
+                          TopicAlreadyExistsError, TopicAuthorizationFailedError)
 
 from finstream.config import Settings
 from finstream.errors import UserError
@@ -120,17 +120,6 @@ def ensure_topic(settings: Settings, topic: str | None = None, partitions: int |
         raise NotAuthorized(f"Kafka user {settings.kafka_sasl_username!r} may neither see nor create topic "
                             f"{topic!r}: grant it DESCRIBE (and WRITE or READ) on the topic, or have an "
                             "administrator create it") from None
-    finally:
-        admin.close()
-
-
-def delete_topic(settings: Settings, topic: str | None = None) -> None:
-    """Removes a topic (tests and benchmarks clean up after themselves); absent is fine."""
-    admin = admin_client(settings)
-    try:
-        admin.delete_topics([topic or settings.kafka_topic])
-    except UnknownTopicOrPartitionError:
-        pass
     finally:
         admin.close()
 

@@ -15,9 +15,10 @@ from kafka.admin import KafkaAdminClient
 
 from elasticsearch import helpers
 
+from bench.cleanup import drop_run_data
 from finstream import checkpoints, elastic, modelstore, skill, topics
 from finstream.config import Settings, local_dir
-from finstream.schema import INDEX_MAPPINGS, Bar, index_mappings
+from finstream.schema import INDEX_MAPPINGS, Bar
 from finstream.spark.features import FORECASTS
 from producer.publisher import BarPublisher
 
@@ -135,11 +136,7 @@ def pipeline(stack, request):
     pipe = Pipeline(env)
     yield pipe
     settings = pipe.settings
-    es = pipe.es()
-    for index in index_mappings(settings):
-        es.options(ignore_status=404).indices.delete(index=index)
-        es.options(ignore_status=404).indices.delete_index_template(name=index)
-    topics.delete_topic(settings)
+    drop_run_data(pipe.es(), settings)
 
 
 def wait_until(condition, timeout: float, what: str, interval: float = 1.0) -> None:

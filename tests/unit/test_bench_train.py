@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 from pyspark.sql import functions as F
 
+from bench.train_scaling import measure, random_walk_bars
 from finstream.spark import bars as B
-from finstream.spark.synthetic import random_walk_bars
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "train_scaling.py"
 
 
 def test_generated_bars_are_valid_bars(spark):
@@ -25,10 +20,7 @@ def test_generated_bars_are_valid_bars(spark):
 
 
 def test_harness_measures_a_tiny_size(spark):
-    spec = importlib.util.spec_from_file_location("train_scaling", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    row = module.measure(spark, 1500, folds=0, question="volatility")
+    row = measure(spark, 1500, folds=0, question="volatility")
     assert row["bars"] == 1500 and row["train_rows"] > 1000 and row["seconds"] > 0
     assert set(row["holdout_loss_ratio"]) == {"ewma", "rolling_20", "linear", "random_forest", "gbt"}
     assert row["holdout_loss_ratio"]["ewma"] == 1.0
