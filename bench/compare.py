@@ -63,7 +63,7 @@ def command(method: str, index: str, expected: int, spark_conf: list[str]) -> li
 def sustained(timeline: list[tuple[float, int]], started: float) -> tuple[int, float, float]:
     """(documents, seconds, documents/s) between the first and the last poll that saw growth.
     A run so short that everything became visible at once is timed from its process start."""
-    growth = [(t, n) for (t, n), (_, before) in zip(timeline[1:], timeline) if n > before]
+    growth = [(t, n) for (t, n), (_, before) in zip(timeline[1:], timeline, strict=False) if n > before]
     first = next(((t, n) for t, n in timeline if n > 0), None)
     if not growth or first is None:
         return 0, 0.0, 0.0

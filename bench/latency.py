@@ -252,7 +252,8 @@ def main() -> int:
             started = time.time()
             print(f"{rate:g} bars/s for {args.seconds:g} s ...", flush=True)
             sends = publish(settings, series.bars(count), rate)
-            wait_for(lambda: all(watcher.last(i) >= base[i] + count for i in base), 180,
+            # Called within this iteration: the loop variables cannot change under it.
+            wait_for(lambda: all(watcher.last(i) >= base[i] + count for i in base), 180,  # noqa: B023
                      f"{count} bars and predictions to be searchable (log: {stream_log})")
             watcher.stop()
             phase = {

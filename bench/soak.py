@@ -33,8 +33,19 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.latency import (HISTORY, MINUTE_MS, CountWatcher, Series, cleanup, isolated_env, publish, start_stream,
-                           summary, train_on_history, wait_for)
+from bench.latency import (
+    HISTORY,
+    MINUTE_MS,
+    CountWatcher,
+    Series,
+    cleanup,
+    isolated_env,
+    publish,
+    start_stream,
+    summary,
+    train_on_history,
+    wait_for,
+)
 from finstream import checkpoints, elastic, topics
 from finstream.config import Settings, local_dir
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from finstream.spark import training
 from finstream.errors import choice_list, comma_list
+from finstream.spark import training
 from finstream.spark.features import FORECASTS, QUESTIONS
 from finstream.spark.models import load_params
 

@@ -24,9 +24,9 @@ from finstream.logs import setup_logging
 from finstream.modelstore import new_version
 from finstream.reporting import metrics_table, write_json
 from finstream.spark import replay, training
-from finstream.spark.source import log_records
 from finstream.spark.features import FORECASTS, QUESTIONS
 from finstream.spark.models import REGRESSORS, load_params
+from finstream.spark.source import log_records
 from finstream.spark.train_outputs import index_metrics, report_dict, save_model, write_plots
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,8 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, time as clock_time, timedelta, timezone
+from datetime import datetime, timedelta, timezone
+from datetime import time as clock_time
 from zoneinfo import ZoneInfo
 
 from kafka import KafkaConsumer, TopicPartition

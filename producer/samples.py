@@ -63,5 +63,5 @@ def load_bars(name: str) -> list[Bar]:
         Bar(ticker=dataset.ticker, timespan=dataset.timespan, multiplier=1, timestamp=int(ts),
             open=float(row.Open), high=float(row.High), low=float(row.Low), close=float(row.Close),
             volume=float(row.Volume), vwap=None, transactions=None, source=f"replay:{name}")
-        for ts, row in zip(millis, frame.itertuples(index=False))
+        for ts, row in zip(millis, frame.itertuples(index=False), strict=True)
     ]

@@ -130,7 +130,8 @@ class SecuredKafka:
                 return
             except OSError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the secured broker did not start: {(self.folder / 'kafka.out').read_text()}")
+                    log = (self.folder / "kafka.out").read_text()
+                    raise RuntimeError(f"the secured broker did not start: {log}") from None
                 time.sleep(0.5)
 
     def stop(self) -> None:

@@ -117,7 +117,7 @@ class Chart:
             bucket = "datum"
             transform = [{"calculate": "'all'", "as": "member"}]
         transform.append({"calculate": f"{bucket}.key", "as": "time"})
-        for metric, key in zip(self.metrics, self.aggregations()[1]):
+        for metric, key in zip(self.metrics, self.aggregations()[1], strict=False):
             expression = re.sub(r"\bm(?=[.\[])", f"{bucket}.{key}", metric.value)
             transform.append({"calculate": expression, "as": metric.label})
         lines = [m.label for m in self.metrics]

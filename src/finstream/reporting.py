@@ -117,7 +117,7 @@ def plot_predictions(frames: dict[str, pd.DataFrame], actual: str, title: str, p
     """Predicted against actual price over the test period, one panel per model."""
     plt = _pyplot()
     fig, axes = plt.subplots(len(frames), 1, figsize=(11, 2.6 * len(frames)), sharex=True, squeeze=False)
-    for ax, (name, frame) in zip(axes[:, 0], frames.items()):
+    for ax, (name, frame) in zip(axes[:, 0], frames.items(), strict=True):
         ax.plot(frame["time"], frame[actual], color="black", linewidth=1, label="actual")
         ax.plot(frame["time"], frame["predicted_close"], linewidth=1, label="predicted")
         ax.set_title(name, fontsize=9, loc="left")

@@ -96,7 +96,7 @@ def forecast_features(window: dict[str, list]) -> dict[str, float] | None:
     lags = lag_features(*(window[n] for n in ("open", "high", "low", "close", "volume", "vwap")))
     if lags is None:
         return None
-    return dict(zip(FORECAST_FEATURES, lags + calendar_features(window["timestamp"][-1])))
+    return dict(zip(FORECAST_FEATURES, lags + calendar_features(window["timestamp"][-1]), strict=True))
 
 
 def _fma(a: float, b: float, c: float) -> float:
@@ -133,7 +133,7 @@ class Linear:
     intercept: float
 
     def predict(self, features: Sequence[float]) -> float:
-        scaled = [(x - m) * s for x, m, s in zip(features, self.mean, self.scale)]
+        scaled = [(x - m) * s for x, m, s in zip(features, self.mean, self.scale, strict=True)]
         return _dot(scaled, self.coefficients) + self.intercept
 
 

@@ -93,7 +93,7 @@ def rolling_variance(returns: Sequence[float]) -> float:
 
 def mean_range(highs: Sequence[float], lows: Sequence[float]) -> float:
     total = 0.0
-    for h, lo in zip(highs[-RANGE_BARS:], lows[-RANGE_BARS:]):
+    for h, lo in zip(highs[-RANGE_BARS:], lows[-RANGE_BARS:], strict=True):
         total = total + math.log(h / lo)
     return total / RANGE_BARS
 

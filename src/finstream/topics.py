@@ -8,8 +8,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import (IncompatibleBrokerVersion, KafkaConnectionError, NoBrokersAvailable,
-                          TopicAlreadyExistsError, TopicAuthorizationFailedError)
+from kafka.errors import (
+    IncompatibleBrokerVersion,
+    KafkaConnectionError,
+    NoBrokersAvailable,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+)
 
 from finstream.config import Settings
 from finstream.errors import UserError

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from kafka.admin import KafkaAdminClient
-
 from elasticsearch import helpers
+from kafka.admin import KafkaAdminClient
 
 from bench.cleanup import drop_run_data
 from finstream import checkpoints, elastic, modelstore, skill, topics
@@ -178,7 +177,7 @@ def assert_predictions(pipeline: Pipeline, bars: list[Bar]) -> None:
         es, index=index, _source=["timestamp", "last_close", "actual_close", "actual_timestamp"])}
     expected = {}
     for series in by_series.values():
-        for bar, following in zip(series[20:], [*series[21:], None]):
+        for bar, following in zip(series[20:], [*series[21:], None], strict=False):
             expected[bar.doc_id] = (bar, following)
     assert set(docs) == set(expected), (f"{len(set(expected) - set(docs))} missing, "
                                         f"{len(set(docs) - set(expected))} unexpected predictions")

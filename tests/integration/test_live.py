@@ -22,7 +22,7 @@ from finstream.config import Secret
 from producer.live import NEW_YORK, LiveFeed
 from producer.market_data import MassiveClient, RateLimiter
 from producer.publisher import BarPublisher
-from tests.fakes.massive import Fault, FakeMassive
+from tests.fakes.massive import FakeMassive, Fault
 from tests.integration.conftest import ROOT, wait_until
 
 MINUTE = 60_000

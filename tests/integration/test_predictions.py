@@ -100,7 +100,7 @@ def test_every_new_bar_is_predicted_judged_and_served_by_the_newest_model(pipeli
     assert all(f"serving model {version} for {q}" in output for q, (_, version) in v2.items())
 
     streamed = SECOND + THIRD
-    for bar, following in zip(streamed, streamed[1:]):
+    for bar, following in zip(streamed, streamed[1:], strict=False):
         doc = docs[bar.doc_id]
         assert doc["timestamp"] == bar.timestamp and doc["last_close"] == bar.close
         assert doc["lower"] < bar.close < doc["upper"] and doc["predicted_range"] > 0 and doc["predicted_variance"] > 0

@@ -41,7 +41,7 @@ def interleaved(rng: random.Random, sequences: list[list]) -> list:
     key's order)."""
     slots = []
     for sequence in sequences:
-        slots += zip(sorted(rng.random() for _ in sequence), sequence)
+        slots += zip(sorted(rng.random() for _ in sequence), sequence, strict=False)
     return [item for _, item in sorted(slots, key=lambda slot: slot[0])]
 
 
@@ -64,7 +64,8 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(pipeline, tmp_pat
         job = pipeline.start_stream(tmp_path / f"run{attempt}.log", STREAM_MAX_OFFSETS_PER_TRIGGER="2500",
                                     STREAM_TRIGGER_INTERVAL="1 second")
         before = pipeline.committed_batches()
-        wait_until(lambda: pipeline.committed_batches() > before, 180, f"progress (seed {seed})", 0.2)
+        wait_until(lambda: pipeline.committed_batches() > before, 180,  # noqa: B023 - called right here
+                   f"progress (seed {seed})", 0.2)
         time.sleep(rng.uniform(0, 3))  # somewhere inside a later batch, or between two
         os.killpg(job.pid, signal.SIGKILL)
         job.wait(30)

@@ -32,7 +32,7 @@ def test_distinct_valid_bars_indexed_and_every_malformed_message_dead_lettered(p
     dead = pipeline.documents(settings.es_index_dead_letters)
     assert len(dead) == len(malformed)
     reasons = sorted(doc["reason"] for doc in dead.values())
-    for value, reason in REFUSED.values():
+    for _value, reason in REFUSED.values():
         assert any(reason in r for r in reasons), reason
     assert all(doc["topic"] == settings.kafka_topic and doc["offset"] >= 0 for doc in dead.values())
     # Reconciliation: every message produced is either a bar copy or a dead letter.

@@ -8,9 +8,9 @@ import json
 import pytest
 from elasticsearch import helpers
 from pyspark.ml import PipelineModel
+from pyspark.ml.evaluation import RegressionEvaluator
 from pyspark.ml.feature import VectorAssembler
 from pyspark.ml.regression import RandomForestRegressor
-from pyspark.ml.evaluation import RegressionEvaluator
 
 from finstream import elastic, modelstore
 from finstream.config import local_dir

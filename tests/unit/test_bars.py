@@ -12,6 +12,7 @@ from finstream import schema as S
 from finstream.spark import bars as B
 from tests.catalogue import ACCEPTED, NOW_MS, REFUSED, message
 
+
 def records(spark, values: list[bytes | None]):
     rows = [(b"K", v, "topic", 0, i, datetime(2024, 1, 1)) for i, v in enumerate(values)]
     return spark.createDataFrame(

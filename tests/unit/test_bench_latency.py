@@ -41,4 +41,4 @@ def test_generated_bars_are_valid_and_continue_each_series(bench):
         by_ticker.setdefault(bar.ticker, []).append(bar)
     for bars in by_ticker.values():
         assert [b.timestamp for b in bars] == [1_700_000_000_000 + i * 60_000 for i in range(3)]
-        assert all(b.open == a.close for a, b in zip(bars, bars[1:]))  # each bar opens at the last close
+        assert all(b.open == a.close for a, b in zip(bars, bars[1:], strict=False))  # each bar opens at the last close

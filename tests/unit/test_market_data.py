@@ -156,7 +156,7 @@ def test_minute_ranges_are_split_into_contiguous_chunks(fake):
     assert len(got) == 70 * 24 and len({r["t"] for r in got}) == len(got)
     chunks = list(date_chunks("minute", date(2024, 1, 1), date(2024, 3, 10)))
     assert len(chunks) == 3
-    for (_, hi), (lo, _) in zip(chunks, chunks[1:]):
+    for (_, hi), (lo, _) in zip(chunks, chunks[1:], strict=False):
         assert int(lo) == int(hi) + 1
 
 

@@ -9,10 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from finstream import schema as S
+from finstream.spark import bars as B
 from tests.catalogue import GOOD
 from tests.unit.test_bars import check
-
-from finstream.spark import bars as B
 
 ODD_VALUES = st.one_of(
     st.none(), st.booleans(), st.text(max_size=6), st.integers(-10**13, 10**13),

@@ -94,7 +94,7 @@ def test_late_and_duplicate_bars_are_marked_and_not_remembered():
     run(state, incoming(*range(0, 10, 2)))  # bars 0, 2, 4, 6, 8
     before = remembered(state)
     rows = run(state, incoming(3, 8, 10, 10, offset0=50))
-    marked = list(zip(rows["doc_id"], rows["status"]))
+    marked = list(zip(rows["doc_id"], rows["status"], strict=False))
     assert marked == [(f"AAA|1|day|{T0 + 3 * DAY}", "late"), (f"AAA|1|day|{T0 + 8 * DAY}", "duplicate"),
                       (f"AAA|1|day|{T0 + 10 * DAY}", "duplicate"), (f"AAA|1|day|{T0 + 10 * DAY}", "unscored")]
     assert remembered(state) == before + [T0 + 10 * DAY]

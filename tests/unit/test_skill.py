@@ -27,7 +27,7 @@ def test_interval_score_is_the_width_plus_the_miss_times_two_over_alpha():
 def test_ewma_and_rolling_variance_by_hand():
     returns = [0.01 * (k % 3 - 1) for k in range(25)]
     weights = [0.94 ** k for k in range(20)]
-    expected = sum(w * r * r for w, r in zip(weights, reversed(returns[-20:]))) / sum(weights)
+    expected = sum(w * r * r for w, r in zip(weights, reversed(returns[-20:]), strict=False)) / sum(weights)
     assert skill.ewma_variance(returns) == pytest.approx(expected, rel=1e-15)
     assert skill.rolling_variance(returns) == pytest.approx(sum(r * r for r in returns[-20:]) / 20)
     assert skill.mean_range([2.0] * 5, [1.0] * 5) == pytest.approx(math.log(2.0))

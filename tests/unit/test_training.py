@@ -11,12 +11,12 @@ from pyspark.sql import Window
 from pyspark.sql import functions as F
 
 from finstream import modelstore, reporting, skill
+from finstream.schema import FORECAST_FEATURES
 from finstream.spark import evaluation as E
 from finstream.spark import training
-from finstream.spark.training import TrainOptions
-from finstream.schema import FORECAST_FEATURES
 from finstream.spark.features import QUESTIONS, with_features
 from finstream.spark.models import grid, load_params
+from finstream.spark.training import TrainOptions
 
 DAY = 86_400_000
 
@@ -41,7 +41,7 @@ PAST_ONLY = (*FORECAST_FEATURES, "mean_range_5", "last_range", "rolling_20", "ew
 def test_features_and_baselines_never_look_ahead(spark, question):
     full = with_features(series(spark, 60), QUESTIONS[question]).orderBy("timestamp").collect()
     cut = with_features(series(spark, 40), QUESTIONS[question]).orderBy("timestamp").collect()
-    for a, b in zip(full[:40], cut):
+    for a, b in zip(full[:40], cut, strict=False):
         assert [a[f] for f in PAST_ONLY] == [b[f] for f in PAST_ONLY]
         assert a.eligible == b.eligible
     assert full[39].next_close == full[40].close  # the label is the next bar
@@ -111,7 +111,7 @@ def test_walk_forward_folds_expand_and_do_not_overlap(spark):
     tests = [sorted(r.timestamp for r in test.collect()) for _, _, test in folds]
     trains = [train.count() for _, train, _ in folds]
     assert trains == sorted(trains) and trains[0] > 0
-    for earlier, later in zip(tests, tests[1:]):
+    for earlier, later in zip(tests, tests[1:], strict=False):
         assert earlier[-1] < later[0]
     assert sum(map(len, tests)) == rows.where("position >= 0.5").count()
 

@@ -36,5 +36,5 @@ def grid(kind: str, config: dict) -> list[dict]:
     """Every combination of the model's grid, over its default parameters."""
     candidates = config.get("grid", {}).get(kind, {})
     names = sorted(candidates)
-    return [{**config[kind], **dict(zip(names, values))}
+    return [{**config[kind], **dict(zip(names, values, strict=True))}
             for values in itertools.product(*(candidates[n] for n in names))] or [config[kind]]

@@ -131,7 +131,7 @@ def predict_series(key: tuple, frames: Iterator[pd.DataFrame], state: GroupState
         return
     ticker, timespan, multiplier = key[0], key[1], int(key[2])
     stored = state.get if state.exists else ([[] for _ in HISTORY_COLUMNS] + [None])
-    window = {name: list(values) for name, values in zip(HISTORY_COLUMNS, stored)}
+    window = {name: list(values) for name, values in zip(HISTORY_COLUMNS, stored[:-1], strict=True)}
     earlier = json.loads(stored[-1]) if stored[-1] else None  # the prediction at window's newest bar
     # Plain Python values (tolist), not numpy scalars: the state and the scorer take floats.
     bars = {name: incoming[name].tolist() for name in (*HISTORY_COLUMNS, "published_at", "kafka_offset")}
