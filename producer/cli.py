@@ -1,7 +1,8 @@
 """python -m producer {backfill,live,replay} ...
 
     backfill  bars from the Polygon.io / Massive aggregates API (needs POLYGON_API_KEY)
-    live      new bars from the same API as they close, resuming from the topic (runs until stopped)
+    live      new bars from the same API as they close, resuming from the topic (runs until stopped):
+              polled over REST (every plan) or pushed over the WebSocket (--source websocket)
     replay    real historical sample bars shipped with the project's dependencies
 """
 
@@ -25,7 +26,7 @@ from finstream.errors import ArgumentParser, UserError, ticker_list
 from finstream.logs import setup_logging
 from finstream.schema import TIMESPANS, Bar
 from producer import live as live_feed
-from producer import samples
+from producer import samples, websocket_feed
 from producer.market_data import MarketDataError, MassiveClient, RateLimiter, bar_from_aggregate, default_range
 from producer.publisher import BarPublisher, PublishError
 
@@ -51,6 +52,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     live.add_argument("--tickers", type=ticker_list, default="AAPL", help="comma-separated, e.g. AAPL,MSFT,X:BTCUSD")
     live.add_argument("--timespan", default="minute", choices=TIMESPANS)
     live.add_argument("--multiplier", type=int, default=1)
+    live.add_argument("--source", choices=("rest", "websocket"),
+                      help="rest: poll the aggregates endpoint (every plan); websocket: each minute bar pushed as it "
+                           "closes (plans with WebSocket access; minute bars only); default LIVE_SOURCE")
+    live.add_argument("--feed", choices=("realtime", "delayed"),
+                      help="WebSocket host: real-time, or 15 minutes delayed; default POLYGON_WS_FEED")
     live.add_argument("--poll-seconds", type=float, help="default LIVE_POLL_SECONDS")
     live.add_argument("--delay-minutes", type=float,
                       help="how long after a bar closes the API serves it (free plans: 15); default LIVE_DELAY_MINUTES")
@@ -112,14 +118,25 @@ def live(args: argparse.Namespace, settings: Settings, publisher: BarPublisher) 
     """Runs until SIGINT/SIGTERM; the pauses (poll interval, request cap, back-off) end early
     on a stop, and the publisher is flushed before the exit."""
     overrides = {name: value for name, value in (("live_poll_seconds", args.poll_seconds),
-                                                 ("live_delay_minutes", args.delay_minutes)) if value is not None}
+                                                 ("live_delay_minutes", args.delay_minutes),
+                                                 ("live_source", args.source), ("polygon_ws_feed", args.feed))
+                 if value is not None}
     settings = dataclasses.replace(settings, **overrides)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    feed = live_feed.LiveFeed(settings, api_client(args, settings, sleep=stop.wait), publisher,
-                              list(args.tickers), args.timespan,
-                              args.multiplier, stop=stop)
+    client = api_client(args, settings, sleep=stop.wait)
+    if settings.live_source == "websocket":
+        if (args.timespan, args.multiplier) != ("minute", 1):
+            raise UserError("the WebSocket pushes minute bars only: drop --timespan/--multiplier, or use --source rest")
+        if not client.api_key:
+            raise UserError("no API key: set POLYGON_API_KEY (or POLYGON_API_KEY_FILE)")
+        feed = websocket_feed.WebSocketFeed(settings, client, publisher, list(args.tickers), stop=stop)
+    elif settings.live_source == "rest":
+        feed = live_feed.LiveFeed(settings, client, publisher, list(args.tickers), args.timespan, args.multiplier,
+                                  stop=stop)
+    else:
+        raise UserError(f"LIVE_SOURCE={settings.live_source!r}: choose rest or websocket")
     sent = feed.run()
     log.info("stopped: %d bars published this run, all flushed", sent)
     return sent

@@ -23,7 +23,7 @@ import requests
 
 from finstream.config import Secret
 from finstream.retry import Transient, retrying
-from finstream.schema import Bar
+from finstream.schema import TIMESPAN_SECONDS, Bar
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +218,21 @@ def default_range(today: date | None = None) -> tuple[date, date]:
     except ValueError:  # 29 February
         start = end.replace(year=end.year - 5, day=28)
     return start, end
+
+
+def closed_bars(client: MassiveClient, ticker: str, timespan: str, multiplier: int, lo_ms: int,
+                closed_before_ms: int) -> Iterator[Bar]:
+    """The series' bars that start at or after `lo_ms` and had closed by `closed_before_ms`,
+    oldest first. A bar still forming is left out: it would be published again, different,
+    once it closes."""
+    bar_ms = TIMESPAN_SECONDS[timespan] * multiplier * 1000
+    if lo_ms + bar_ms > closed_before_ms:
+        return
+    for result in client.aggregates_between(ticker, multiplier, timespan, lo_ms, closed_before_ms):
+        t = result.get("t")
+        if isinstance(t, int) and lo_ms <= t and t + bar_ms <= closed_before_ms:
+            yield bar_from_aggregate(ticker, timespan, multiplier, result)
+            lo_ms = t + 1  # a page boundary never repeats a bar
 
 
 def bar_from_aggregate(ticker: str, timespan: str, multiplier: int, result: dict) -> Bar:

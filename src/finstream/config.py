@@ -94,6 +94,12 @@ class Settings:
     live_poll_seconds: float
     live_start_hours_back: float
     live_delay_minutes: float
+    live_source: str
+    polygon_ws_feed: str
+    polygon_ws_realtime_url: str
+    polygon_ws_delayed_url: str
+    live_ws_reconnect_cap_seconds: float
+    live_ws_max_refusals: int
     model_dir: str
 
     @classmethod

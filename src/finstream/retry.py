@@ -1,16 +1,27 @@
 """The one retry policy, for every call that may fail for a while (the market-data API, the
 stream job's Elasticsearch writes): exponential back-off (base, 2 x base, 4 x base ... capped),
 or the pause the server asked for (Retry-After), a bounded number of retries, each logged
-with its pause; after the last, the failure is raised. Built on tenacity."""
+with its pause; after the last, the failure is raised. And its unbounded sibling for a
+connection that must stay up (the live feed's WebSocket): reconnect until stopped, with
+exponential back-off and full jitter (so clients dropped together do not return together).
+Built on tenacity."""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_when_event_set,
+    wait_random_exponential,
+)
 
 T = TypeVar("T")
 
@@ -54,3 +65,21 @@ def retrying(action: Callable[[], T], *, what: str, retries: int, base: float, c
         with attempt:
             return action()
     raise AssertionError("unreachable")  # Retrying either returns or raises
+
+
+def reconnecting(session: Callable[[], None], *, what: str, base: float, cap: float, log: logging.Logger,
+                 stop: threading.Event, on: type[BaseException] | tuple[type[BaseException], ...] = Transient) -> None:
+    """Runs `session` until `stop` is set: a failure of type `on` is followed by a pause drawn
+    from [0, min(cap, base x 2^n)] (n: failures in a row) and a new session. A session that
+    returns normally ends the failure run: the next one starts at once, with back-off from base.
+    Any other exception is raised."""
+
+    def announce(state: RetryCallState) -> None:
+        log.warning("%s lost (%s); reconnecting in %.1f s (attempt %d)", what, first_line(state.outcome.exception()),
+                    state.next_action.sleep, state.attempt_number)
+
+    while not stop.is_set():
+        failures = Retrying(stop=stop_when_event_set(stop), wait=wait_random_exponential(multiplier=base, max=cap),
+                            retry=retry_if_exception_type(on), before_sleep=announce, sleep=stop.wait,
+                            retry_error_callback=lambda _: None)
+        failures(session)

@@ -3,6 +3,7 @@ test its own topic, indices and checkpoint, removed afterwards."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from elasticsearch import helpers
+from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient
 
 from bench.cleanup import drop_run_data
@@ -136,6 +138,17 @@ def pipeline(stack, request):
     yield pipe
     settings = pipe.settings
     drop_run_data(pipe.es(), settings)
+
+
+def topic_bars(settings) -> list[dict]:
+    """Every message of the settings' topic, decoded, in (partition, offset) order."""
+    consumer = KafkaConsumer(settings.kafka_topic, bootstrap_servers=settings.kafka_bootstrap_servers,
+                             auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
+                             consumer_timeout_ms=5_000)
+    try:
+        return [json.loads(r.value) for r in sorted(consumer, key=lambda r: (r.partition, r.offset))]
+    finally:
+        consumer.close()
 
 
 def wait_until(condition, timeout: float, what: str, interval: float = 1.0) -> None:

@@ -1,13 +1,13 @@
 """The live feed against the fake aggregates API with a simulated clock, publishing into the
-real Kafka: bars appear as simulated time passes, the producer is stopped and restarted
-(after a gap) mid-way, and the topic ends up with every closed bar exactly once, in order
-per ticker; markets are polled only while open, within the request cap. Then the real
+real Kafka: bars appear as simulated time passes over Thanksgiving week (a holiday, a half
+day, a weekend), the producer is stopped and restarted (after a gap) mid-way, and the topic
+ends up with every closed bar exactly once, in order per ticker; markets are polled only while
+open (the NYSE calendar), within the request cap. Then the real
 command under SIGTERM."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import signal
 import subprocess
@@ -15,15 +15,14 @@ import sys
 import threading
 from datetime import datetime, timedelta, timezone
 
-from kafka import KafkaConsumer
-
 from finstream import topics
 from finstream.config import Secret
-from producer.live import NEW_YORK, LiveFeed
+from producer.live import LiveFeed
 from producer.market_data import MassiveClient, RateLimiter
 from producer.publisher import BarPublisher
+from producer.sessions import NEW_YORK
 from tests.fakes.massive import FakeMassive, Fault
-from tests.integration.conftest import ROOT, wait_until
+from tests.integration.conftest import ROOT, topic_bars, wait_until
 
 MINUTE = 60_000
 REQUEST_CAP = 5  # per minute: the free tier's
@@ -51,16 +50,6 @@ class SimulatedClock:
         return self.stop.is_set()
 
 
-def topic_bars(settings) -> list[dict]:
-    consumer = KafkaConsumer(settings.kafka_topic, bootstrap_servers=settings.kafka_bootstrap_servers,
-                             auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
-                             consumer_timeout_ms=5_000)
-    try:
-        return [json.loads(r.value) for r in sorted(consumer, key=lambda r: (r.partition, r.offset))]
-    finally:
-        consumer.close()
-
-
 def run_feed(settings, fake, clock, tickers, until_ms) -> int:
     clock.end_ms, clock.stop = until_ms, threading.Event()
     client = MassiveClient(fake.url, Secret(fake.api_key), rate_limiter=RateLimiter(REQUEST_CAP, clock=clock.seconds,
@@ -72,23 +61,26 @@ def run_feed(settings, fake, clock, tickers, until_ms) -> int:
         return feed.run()
 
 
-def test_bars_published_once_in_order_across_a_restart_and_a_weekend(pipeline):
+def test_bars_published_once_in_order_across_a_restart_a_holiday_a_half_day_and_a_weekend(pipeline):
     settings = dataclasses.replace(pipeline.settings, live_poll_seconds=300, live_start_hours_back=1,
                                    live_delay_minutes=0)
     topics.ensure_topic(settings)
-    friday_open, monday_open = ny(2026, 11, 20, 9, 30), ny(2026, 11, 23, 9, 30)
-    start, stop_at, restart_at, end = (ny(2026, 11, 20, 15, 0), ny(2026, 11, 21, 12, 0), ny(2026, 11, 22, 12, 0),
-                                       ny(2026, 11, 23, 10, 0))
+    # Thanksgiving week: Wednesday a full session, Thursday a holiday, Friday a half day (13:00).
+    wednesday_open, friday_open, monday_open = ny(2026, 11, 25, 9, 30), ny(2026, 11, 27, 9, 30), ny(2026, 11, 30, 9, 30)
+    friday_close = ny(2026, 11, 27, 13, 0)
+    start, stop_at, restart_at, end = (ny(2026, 11, 25, 15, 0), ny(2026, 11, 26, 12, 0), ny(2026, 11, 26, 18, 0),
+                                       ny(2026, 11, 30, 10, 0))
     clock = SimulatedClock(start)
     with FakeMassive(clock=lambda: clock.now_ms) as fake:
-        fake.add_bars("AAPL", friday_open, 390, step_ms=MINUTE)  # Friday's session
+        fake.add_bars("AAPL", wednesday_open, 390, step_ms=MINUTE)
+        fake.add_bars("AAPL", friday_open, 210, step_ms=MINUTE, price=120)  # the half day
         fake.add_bars("AAPL", monday_open, 390, step_ms=MINUTE, price=150)
-        first_btc = ny(2026, 11, 20, 0, 0)
-        fake.add_bars("X:BTCUSD", first_btc, 4 * 24 * 60, step_ms=MINUTE, price=90_000)
+        first_btc = ny(2026, 11, 25, 0, 0)
+        fake.add_bars("X:BTCUSD", first_btc, 6 * 24 * 60, step_ms=MINUTE, price=90_000)
         tickers = ["AAPL", "X:BTCUSD"]
 
-        run_feed(settings, fake, clock, tickers, stop_at)          # Friday afternoon to Saturday noon
-        clock.now_ms = restart_at                                  # down for a day, then restarted
+        run_feed(settings, fake, clock, tickers, stop_at)          # Wednesday afternoon to Thanksgiving noon
+        clock.now_ms = restart_at                                  # down for six hours, then restarted
         fake.faults += [Fault(429, headers={"Retry-After": "30"}), Fault(503), Fault(200, body=b'{"results": [')]
         run_feed(settings, fake, clock, tickers, end)              # resumes from the topic, rides out the faults
         assert not fake.faults
@@ -108,15 +100,20 @@ def test_bars_published_once_in_order_across_a_restart_and_a_weekend(pipeline):
         assert btc_times == list(range(start - 60 * MINUTE, btc_times[-1] + 1, MINUTE))
         assert btc_times[-1] >= end - 6 * MINUTE
         aapl_times = [b["timestamp"] for b in by_ticker["AAPL"]]
-        friday = list(range(start - 60 * MINUTE, ny(2026, 11, 20, 16, 0), MINUTE))  # to the closing bar
-        assert aapl_times == friday + list(range(monday_open, aapl_times[-1] + 1, MINUTE))
+        wednesday = list(range(start - 60 * MINUTE, ny(2026, 11, 25, 16, 0), MINUTE))  # to the closing bar
+        friday = list(range(friday_open, friday_close, MINUTE))                        # the half day's, all
+        assert aapl_times == wednesday + friday + list(range(monday_open, aapl_times[-1] + 1, MINUTE))
         assert aapl_times[-1] >= end - 6 * MINUTE
 
-        # Not polled while its market is shut (after the closing bar's poll); crypto always.
+        # Not polled while its market is shut (after the closing bar's poll): not on the holiday,
+        # not after Friday's early close, not over the weekend; crypto always.
         aapl_asked = [r.at for r in fake.requests if "/AAPL/" in r.path]
-        assert not [t for t in aapl_asked if ny(2026, 11, 20, 16, 7) < t < monday_open]
+        assert not [t for t in aapl_asked if ny(2026, 11, 25, 16, 7) < t < friday_open]
+        assert [t for t in aapl_asked if friday_open <= t < friday_close]
+        assert not [t for t in aapl_asked if friday_close + 7 * MINUTE < t < monday_open]
         btc_asked = [r.at for r in fake.requests if "BTCUSD" in r.path]
-        assert [t for t in btc_asked if ny(2026, 11, 21, 0, 0) < t < stop_at]  # Saturday
+        assert [t for t in btc_asked if ny(2026, 11, 26, 0, 0) < t < stop_at]  # Thanksgiving
+        assert [t for t in btc_asked if ny(2026, 11, 28, 0, 0) < t < ny(2026, 11, 29, 0, 0)]  # Saturday
         # The request cap holds in every minute.
         asked = sorted(r.at for r in fake.requests)
         assert max(sum(1 for t in asked if s <= t < s + MINUTE) for s in asked) <= REQUEST_CAP

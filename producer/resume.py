@@ -1,0 +1,74 @@
+"""Where the live feed resumes: the last published bar time per ticker, read back from the
+topic itself (the tail of the partition its key maps to), never from a side file that could
+drift from it. Both live modes (REST polling and WebSocket) start from here."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.partitioner import DefaultPartitioner
+
+from finstream.config import Settings
+
+TAIL_RECORDS = 2_000  # records read back per step when looking for a ticker's last bar
+
+
+def last_published(settings: Settings, tickers: Iterable[str], timespan: str, multiplier: int) -> dict[str, int]:
+    """{ticker: start of its newest bar in the topic} for the series (ticker, timespan,
+    multiplier), read from the tail of each ticker's partition. Tickers never published
+    are absent."""
+    wanted = set(tickers)
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False,
+                             group_id=None, consumer_timeout_ms=5_000, **settings.kafka_client_options())
+    try:
+        partitions = sorted(consumer.partitions_for_topic(settings.kafka_topic) or [])
+        if not partitions:
+            return {}
+        # Bars are keyed by ticker: each ticker's bars are on the partition its key maps to.
+        by_partition: dict[int, set[str]] = {}
+        for ticker in wanted:
+            partition = DefaultPartitioner()(ticker.encode(), partitions, partitions)
+            by_partition.setdefault(partition, set()).add(ticker)
+        found: dict[str, int] = {}
+        for partition, names in by_partition.items():
+            found.update(_tail_scan(consumer, TopicPartition(settings.kafka_topic, partition), names, timespan,
+                                    multiplier))
+        return found
+    finally:
+        consumer.close()
+
+
+def _tail_scan(consumer: KafkaConsumer, tp: TopicPartition, tickers: set[str], timespan: str,
+               multiplier: int) -> dict[str, int]:
+    """Reads the partition backwards in growing windows until every ticker has been seen
+    or the beginning is reached; the newest bar time per ticker in what was read."""
+    consumer.assign([tp])
+    begin, end = consumer.beginning_offsets([tp])[tp], consumer.end_offsets([tp])[tp]
+    found: dict[str, int] = {}
+    stop, window = end, TAIL_RECORDS
+    while stop > begin and not tickers <= set(found):
+        start = max(begin, stop - window)
+        consumer.seek(tp, start)
+        while consumer.position(tp) < stop:
+            batch = consumer.poll(timeout_ms=2_000)
+            if not batch:
+                break
+            for record in batch.get(tp, []):
+                if record.offset >= stop:
+                    break
+                bar = _bar_fields(record.value)
+                if bar and bar.get("ticker") in tickers and bar.get("timespan") == timespan \
+                        and bar.get("multiplier") == multiplier and isinstance(bar.get("timestamp"), int):
+                    found[bar["ticker"]] = max(found.get(bar["ticker"], bar["timestamp"]), bar["timestamp"])
+        stop, window = start, window * 4
+    return found
+
+
+def _bar_fields(value: bytes | None) -> dict | None:
+    try:
+        body = json.loads(value) if value else None
+    except ValueError:  # a malformed message in the topic is the stream job's business
+        return None
+    return body if isinstance(body, dict) else None

@@ -1,0 +1,293 @@
+"""The live feed over the WebSocket API: each minute bar pushed the moment it closes, for plans
+with WebSocket access (real-time, or the 15-minute-delayed host by setting).
+
+Protocol (the Massive WebSocket docs): connect to the cluster of the ticker's market
+(`<host>/stocks`, `/forex`, `/crypto`); the server greets with a `connected` status; the client
+sends `{"action": "auth", "params": <key>}` (the key travels in this message only, never in a
+URL or a log) and waits for `auth_success`; then subscribes to the per-minute aggregate channel
+of each ticker (`AM.AAPL`, `CA.EUR/USD`, `XA.BTC-USD`). Events arrive as JSON arrays; a minute
+without trades has no event, and no bar is invented for it.
+
+- A bar from the socket is the bar REST serves for that minute (same id, fields and source);
+  REST's trade count (`n`) is not in the socket's event, so `transactions` stays empty.
+- Gap repair: after every (re)connect, the first bar of each ticker from the socket is
+  preceded by the bars REST has between the ticker's last bar in the topic and that one. The
+  topic has every bar once, in order, over restarts and disconnects.
+- Disconnects: reconnect with exponential back-off and full jitter (finstream.retry). A
+  refused key is one line and exit 2; "max connections" (one connection per cluster per
+  plan) is retried a few times, then one line and exit 2.
+- Malformed messages and events are logged with their raw text and skipped, never a crash;
+  an event whose values are wrong but whose bar is identified is published as is, and the
+  stream job dead-letters it with the reason, as it does for a REST bar.
+- SIGINT/SIGTERM: the socket is closed cleanly (close frame 1000), every bar flushed, exit 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.sync.client import ClientConnection, connect
+
+from finstream.config import Settings
+from finstream.errors import UserError
+from finstream.retry import reconnecting
+from finstream.schema import Bar
+from producer.live import iso_minute
+from producer.market_data import MarketDataError, MassiveClient, closed_bars
+from producer.publisher import BarPublisher
+from producer.resume import last_published
+from producer.sessions import EQUITY, market
+
+log = logging.getLogger(__name__)
+
+MINUTE_MS = 60_000
+# market -> (cluster path, per-minute aggregate channel)
+CLUSTERS = {EQUITY: ("stocks", "AM"), "forex": ("forex", "CA"), "crypto": ("crypto", "XA")}
+REPLY_SECONDS = 10.0  # for the greeting and the answer to auth
+STEADY_SECONDS = 30.0  # a connection that streamed this long ends a run of failures
+
+
+class Disconnected(Exception):
+    """The connection failed or closed: reconnect after a pause."""
+
+
+def channel(ticker: str) -> str:
+    """The per-minute aggregate channel of a ticker: AM.AAPL, CA.EUR/USD, XA.BTC-USD."""
+    kind = market(ticker)
+    prefix = CLUSTERS[kind][1]
+    if kind == "forex":
+        pair = ticker[2:]
+        return f"{prefix}.{pair[:3]}/{pair[3:]}"
+    if kind == "crypto":
+        pair = ticker[2:]  # the quote currency is the last three letters (BTCUSD, ETHEUR)
+        return f"{prefix}.{pair[:-3]}-{pair[-3:]}"
+    return f"{prefix}.{ticker}"
+
+
+def ticker_of(event: dict) -> str | None:
+    """The REST ticker an aggregate event is about, or None if the event names none."""
+    kind = event.get("ev")
+    if kind == "AM":
+        return event.get("sym") if isinstance(event.get("sym"), str) else None
+    pair = event.get("pair")
+    if not isinstance(pair, str):
+        return None
+    if kind == "CA":
+        return "C:" + pair.replace("/", "")
+    if kind == "XA":
+        return "X:" + pair.replace("-", "")
+    return None
+
+
+def bar_from_event(ticker: str, event: dict) -> Bar:
+    """A per-minute aggregate event as the bar REST serves for that minute."""
+    return Bar(ticker=ticker, timespan="minute", multiplier=1, timestamp=event.get("s"), open=event.get("o"),
+               high=event.get("h"), low=event.get("l"), close=event.get("c"), volume=event.get("v"),
+               vwap=event.get("vw"), transactions=None, source="polygon")
+
+
+FEEDS = ("realtime", "delayed")
+
+
+def ws_url(settings: Settings, cluster: str) -> str:
+    """The cluster's URL on the configured feed: real-time, or the 15-minute-delayed host."""
+    if settings.polygon_ws_feed not in FEEDS:
+        raise UserError(f"POLYGON_WS_FEED={settings.polygon_ws_feed!r}: choose realtime or delayed")
+    base = settings.polygon_ws_realtime_url if settings.polygon_ws_feed == "realtime" \
+        else settings.polygon_ws_delayed_url
+    return f"{base.rstrip('/')}/{cluster}"
+
+
+@dataclass
+class WebSocketFeed:
+    """One connection per market cluster the tickers need, each on its own thread; bars are
+    published through the shared (thread-safe) publisher."""
+
+    settings: Settings
+    client: MassiveClient  # REST, for gap repair
+    publisher: BarPublisher
+    tickers: list[str]
+    stop: threading.Event = field(default_factory=threading.Event)
+    clock: Callable[[], float] = time.time
+    last: dict[str, int] = field(default_factory=dict)
+    published: int = 0
+    failure: Exception | None = None
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._refusals: dict[str, int] = {}
+
+    def run(self) -> int:
+        """Until stopped (or a failure the user must fix, raised here); returns the bars published."""
+        self.last = last_published(self.settings, self.tickers, "minute", 1)
+        for ticker in self.tickers:
+            if ticker in self.last:
+                log.info("%s: resuming after %s (last bar in the topic)", ticker, iso_minute(self.last[ticker]))
+        by_cluster: dict[str, list[str]] = {}
+        for ticker in self.tickers:
+            by_cluster.setdefault(CLUSTERS[market(ticker)][0], []).append(ticker)
+        threads = [threading.Thread(target=self._serve, args=(cluster, names), name=f"ws-{cluster}", daemon=True)
+                   for cluster, names in by_cluster.items()]
+        for thread in threads:
+            thread.start()
+        while any(thread.is_alive() for thread in threads):
+            for thread in threads:
+                thread.join(timeout=0.2)  # short joins: the main thread keeps taking signals
+        self.publisher.flush()
+        if self.failure is not None:
+            raise self.failure
+        return self.published
+
+    # -- one cluster --------------------------------------------------------------------------
+    def _serve(self, cluster: str, tickers: list[str]) -> None:
+        try:
+            reconnecting(lambda: self._session(cluster, tickers), what=f"the {cluster} WebSocket",
+                         base=1.0, cap=self.settings.live_ws_reconnect_cap_seconds, log=log, stop=self.stop,
+                         on=Disconnected)
+        except Exception as exc:  # handed to the main thread, which raises it
+            self.failure = self.failure or exc
+            self.stop.set()
+
+    def _session(self, cluster: str, tickers: list[str]) -> None:
+        """One connection: greet, authenticate, subscribe, then bars until stopped (returns) or
+        lost (raises Disconnected, or returns if it had streamed steadily)."""
+        url = ws_url(self.settings, cluster)
+        try:
+            socket = connect(url, open_timeout=REPLY_SECONDS, close_timeout=2, max_size=2 ** 22)
+        except (OSError, TimeoutError, InvalidHandshake) as exc:
+            raise Disconnected(f"cannot connect to {url}: {exc}") from None
+        with socket:  # leaving it closes the socket cleanly (close frame 1000)
+            try:
+                self._handshake(socket, cluster, tickers)
+                self._stream(socket, cluster, tickers)
+            except ConnectionClosed as exc:
+                raise Disconnected(f"{url} closed the connection ({exc})") from None
+
+    def _handshake(self, socket: ClientConnection, cluster: str, tickers: list[str]) -> None:
+        socket.send(json.dumps({"action": "auth", "params": self.client.api_key.reveal()}))
+        deadline, authenticated = time.monotonic() + REPLY_SECONDS, False
+        while not authenticated:  # the greeting ("connected") comes first, then the answer
+            try:
+                raw = socket.recv(timeout=max(0.1, deadline - time.monotonic()))
+            except TimeoutError:
+                raise Disconnected(f"no answer to the authentication within {REPLY_SECONDS:g} s") from None
+            for event in self._events(raw, cluster):
+                if event.get("ev") == "status":
+                    authenticated = self._on_status(event, cluster) or authenticated
+        channels = ",".join(channel(ticker) for ticker in tickers)
+        socket.send(json.dumps({"action": "subscribe", "params": channels}))
+        log.info("%s WebSocket: subscribed to %s", cluster, channels)
+
+    def _on_status(self, status: dict, cluster: str) -> bool:
+        """Acts on a status message; True once authenticated."""
+        kind, message = status.get("status"), self._redact(str(status.get("message", "")))
+        if kind == "auth_success":
+            self._refusals[cluster] = 0
+            log.info("%s WebSocket: authenticated", cluster)
+            return True
+        if kind == "auth_failed":
+            raise UserError(f"the {cluster} WebSocket refused the API key ({message}): check POLYGON_API_KEY (or "
+                            "POLYGON_API_KEY_FILE), and that the plan includes WebSocket access, or use "
+                            "--source rest")
+        if kind == "max_connections":
+            self._refusals[cluster] = self._refusals.get(cluster, 0) + 1
+            if self._refusals[cluster] >= self.settings.live_ws_max_refusals:
+                raise UserError(f"the {cluster} WebSocket refused {self._refusals[cluster]} connections in a row "
+                                f"({message}): a plan allows one connection per cluster; stop the other client "
+                                "that uses this key")
+            raise Disconnected(f"refused: maximum connections ({message})")
+        log.info("%s WebSocket: %s: %s", cluster, kind, message)
+        return False
+
+    def _stream(self, socket: ClientConnection, cluster: str, tickers: list[str]) -> None:
+        owed_repair = set(tickers)  # after a (re)connect, each ticker's first bar is preceded by REST's
+        subscribed = set(tickers)
+        started = time.monotonic()
+        while not self.stop.is_set():
+            try:
+                raw = socket.recv(timeout=0.5)
+            except TimeoutError:
+                continue
+            except ConnectionClosed as exc:
+                if time.monotonic() - started >= STEADY_SECONDS:
+                    log.warning("the %s WebSocket closed after %.0f s (%s): reconnecting", cluster,
+                                time.monotonic() - started, exc)
+                    return
+                raise
+            for event in self._events(raw, cluster):
+                if event.get("ev") == "status":
+                    self._on_status(event, cluster)
+                    continue
+                ticker = ticker_of(event)
+                if ticker is None:
+                    log.warning("%s WebSocket: an event without a ticker, skipped: %s", cluster, self._raw(event))
+                elif ticker in subscribed:
+                    self._on_bar(ticker, event, owed_repair)
+                # else: a ticker this feed did not ask for (a shared subscription): not ours
+
+    def _on_bar(self, ticker: str, event: dict, owed_repair: set[str]) -> None:
+        start = event.get("s")
+        now_ms = int(self.clock() * 1000)
+        # The start must be a closed minute: a bad one would otherwise hide every later bar.
+        if not isinstance(start, int) or isinstance(start, bool) or start % MINUTE_MS or start > now_ms + MINUTE_MS:
+            log.warning("%s: an event without a valid minute start, skipped: %s", ticker, self._raw(event))
+            return
+        last = self.last.get(ticker)
+        if last is not None and start <= last:
+            return  # already in the topic (REST repair, or a repeat after a reconnect)
+        if ticker in owed_repair:
+            self._repair(ticker, start)
+            owed_repair.discard(ticker)
+        self._publish(bar_from_event(ticker, event))
+
+    def _repair(self, ticker: str, first_from_socket: int) -> None:
+        """Publishes REST's bars between the ticker's last published bar and `first_from_socket`."""
+        last = self.last.get(ticker)
+        lo = last + 1 if last is not None else \
+            first_from_socket - int(self.settings.live_start_hours_back * 3_600_000)
+        repaired = 0
+        try:
+            for bar in closed_bars(self.client, ticker, "minute", 1, lo, first_from_socket):
+                self._publish(bar)
+                repaired += 1
+        except MarketDataError as exc:
+            # The socket's bar waits too: the next connection repairs from the same place.
+            raise Disconnected(f"gap repair over REST failed for {ticker}: {exc}") from None
+        if repaired:
+            log.info("%s: %d bar(s) from REST before the socket's first, %s", ticker, repaired,
+                     iso_minute(first_from_socket))
+
+    def _publish(self, bar: Bar) -> None:
+        self.publisher.publish(bar)
+        with self._lock:
+            self.last[bar.ticker] = bar.timestamp
+            self.published += 1
+
+    # -- message text ---------------------------------------------------------------------------
+    def _events(self, raw: str | bytes, cluster: str) -> list[dict]:
+        """The message's events; a malformed message is logged with its text and yields none."""
+        try:
+            events = json.loads(raw)
+        except ValueError:
+            events = None
+        if isinstance(events, dict):
+            events = [events]
+        if not isinstance(events, list) or not all(isinstance(event, dict) for event in events):
+            log.warning("%s WebSocket: a malformed message, skipped: %s", cluster, self._raw(raw))
+            return []
+        return events
+
+    def _raw(self, value) -> str:
+        text = value if isinstance(value, str) else \
+            value.decode("utf-8", "replace") if isinstance(value, bytes) else json.dumps(value)
+        return self._redact(text)[:500]
+
+    def _redact(self, text: str) -> str:
+        key = self.client.api_key.reveal()
+        return text.replace(key, "***") if key else text

@@ -1,0 +1,152 @@
+"""The WebSocket live feed against the fake WebSocket and REST servers, publishing into the
+real Kafka: bars pushed as they close, a disconnect in mid-session and a restart of the
+producer both repaired over REST (every bar exactly once, in order), events for tickers
+nobody asked for ignored, malformed messages logged with their text and skipped. Then the
+real command: a refused key and repeated "max connections" refusals are one line and exit 2,
+SIGTERM closes the socket cleanly and exits 0, and the key shows in no output."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from finstream import topics
+from finstream.config import Secret
+from producer.market_data import MassiveClient
+from producer.publisher import BarPublisher
+from producer.websocket_feed import WebSocketFeed
+from tests.fakes.massive import FakeMassive
+from tests.fakes.massive_ws import FakeMassiveSocket, aggregate_event
+from tests.integration.conftest import ROOT, topic_bars, wait_until
+
+MINUTE = 60_000
+TICKERS = ["X:BTCUSD", "X:ETHUSD"]
+
+
+class RunningFeed:
+    """A WebSocketFeed on a thread, as `python -m producer live --source websocket` runs it."""
+
+    def __init__(self, settings, rest: FakeMassive) -> None:
+        self.publisher = BarPublisher(settings)
+        client = MassiveClient(rest.url, Secret(rest.api_key), max_retries=1, backoff_base=0.1)
+        self.feed = WebSocketFeed(settings, client, self.publisher, TICKERS)
+        self.thread = threading.Thread(target=self.feed.run, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.feed.stop.set()
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive()
+        self.publisher.close()
+        assert self.feed.failure is None, self.feed.failure
+
+
+def test_pushed_bars_once_in_order_across_a_disconnect_and_a_restart(pipeline, caplog):
+    caplog.set_level(logging.INFO)
+    # A minute grid in the past: every bar the test pushes has closed, as on the real feed.
+    base = (int(time.time() * 1000) // MINUTE - 30) * MINUTE
+    settings = dataclasses.replace(pipeline.settings, live_start_hours_back=1, live_ws_reconnect_cap_seconds=2)
+    topics.ensure_topic(settings)
+    with FakeMassive(clock=lambda: int(time.time() * 1000)) as rest, FakeMassiveSocket(rest.api_key) as socket:
+        settings = dataclasses.replace(settings, polygon_ws_realtime_url=socket.url)
+        for i, ticker in enumerate(TICKERS):
+            rest.add_bars(ticker, base - 120 * MINUTE, 150, step_ms=MINUTE, price=1000.0 * (i + 1))
+        bars = {t: {b["t"]: b for b in rest.bars[t]} for t in TICKERS}
+
+        def push(*minutes: int) -> None:
+            socket.push("crypto", [aggregate_event(t, bars[t][base + m * MINUTE]) for m in minutes for t in TICKERS])
+
+        def pushed_through(minute: int) -> None:
+            wait_until(lambda: all(b in published_times(t) for t in TICKERS for b in [base + minute * MINUTE]), 60,
+                       f"the bar of minute {minute}")
+
+        def published_times(ticker: str) -> list[int]:
+            return [b["timestamp"] for b in topic_bars(settings) if b["ticker"] == ticker]
+
+        running = RunningFeed(settings, rest)
+        socket.wait_subscribed("crypto", {"XA.BTC-USD", "XA.ETH-USD"})
+        push(0, 1)                                             # the first bars: REST's hour before them first
+        socket.push_raw("crypto", '[{"ev":"XA","pair":"DOGE-USD","s":0}]')      # nobody asked for DOGE
+        socket.push_raw("crypto", "this is not JSON")                            # logged and skipped
+        socket.push_raw("crypto", '[{"ev":"XA","pair":"BTC-USD","s":"yesterday"}]')
+        pushed_through(1)
+        rest.requests.clear()
+        socket.drop("crypto")                                  # in mid-session: the socket misses 2..4
+        wait_until(lambda: socket.connections >= 2 and len(socket.subscribed("crypto")) == 2, 60, "a reconnect")
+        push(1, 5, 6)                                          # 1 again (a repeat), then 5: REST fills 2..4
+        pushed_through(6)
+        running.stop()
+        assert [r.path for r in rest.requests if "BTCUSD" in r.path]  # the repair asked REST
+
+        running = RunningFeed(settings, rest)                  # a restart: resumes from the topic
+        socket.wait_subscribed("crypto", {"XA.BTC-USD", "XA.ETH-USD"})
+        push(10)                                               # REST fills 7..9
+        pushed_through(10)
+        running.stop()
+
+        published = topic_bars(settings)
+        for ticker in TICKERS:
+            mine = [b for b in published if b["ticker"] == ticker]
+            times = [b["timestamp"] for b in mine]
+            assert times == list(range(base - 60 * MINUTE, base + 11 * MINUTE, MINUTE)), ticker
+            for bar in mine:  # REST's values whichever path delivered the bar
+                assert (bar["open"], bar["close"], bar["volume"], bar["source"]) == \
+                    (bars[ticker][bar["timestamp"]]["o"], bars[ticker][bar["timestamp"]]["c"],
+                     bars[ticker][bar["timestamp"]]["v"], "polygon")
+        assert not [b for b in published if b["ticker"] not in TICKERS]
+        assert 1000 in socket.closed_codes  # the feed's stop closed the socket cleanly
+    log = caplog.text
+    assert "a malformed message, skipped: this is not JSON" in log
+    assert 'an event without a valid minute start, skipped: {"ev": "XA", "pair": "BTC-USD", "s": "yesterday"}' in log
+    assert rest.api_key not in log
+
+
+def run_cli(pipeline, rest: FakeMassive, socket: FakeMassiveSocket, key: str, **env) -> subprocess.Popen:
+    environ = {**os.environ, **pipeline.env, "POLYGON_BASE_URL": rest.url, "POLYGON_API_KEY": key,
+               "POLYGON_WS_REALTIME_URL": socket.url, "LIVE_START_HOURS_BACK": "1", **env}
+    return subprocess.Popen([sys.executable, "-m", "producer", "live", "--source", "websocket", "--tickers",
+                             "X:BTCUSD"], cwd=ROOT, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def test_refusals_are_one_line_and_sigterm_closes_cleanly(pipeline):
+    topics.ensure_topic(pipeline.settings)
+    now = int(time.time() * 1000) // MINUTE * MINUTE
+    with FakeMassive(clock=lambda: int(time.time() * 1000)) as rest, FakeMassiveSocket(rest.api_key) as socket:
+        rest.add_bars("X:BTCUSD", now - 30 * MINUTE, 30, step_ms=MINUTE)
+
+        wrong = "not-the-key-0123456789"
+        refused = run_cli(pipeline, rest, socket, wrong)
+        output, _ = refused.communicate(timeout=60)
+        assert refused.returncode == 2, output
+        assert output.strip().splitlines()[-1].startswith("error: the crypto WebSocket refused the API key")
+        assert "Traceback" not in output and wrong not in output
+
+        socket.refuse_next = 100
+        crowded = run_cli(pipeline, rest, socket, rest.api_key, LIVE_WS_MAX_REFUSALS="3",
+                          LIVE_WS_RECONNECT_CAP_SECONDS="1")
+        output, _ = crowded.communicate(timeout=60)
+        assert crowded.returncode == 2, output
+        assert "error: the crypto WebSocket refused 3 connections in a row" in output.strip().splitlines()[-1]
+        assert "Traceback" not in output and rest.api_key not in output
+        socket.refuse_next = 0
+
+        closed_before = len(socket.closed_codes)
+        live = run_cli(pipeline, rest, socket, rest.api_key)
+        socket.wait_subscribed("crypto", {"XA.BTC-USD"})
+        socket.push("crypto", [aggregate_event("X:BTCUSD", rest.bars["X:BTCUSD"][-1])])
+        wait_until(lambda: len(topic_bars(pipeline.settings)) == 30, 60, "the REST repair and the pushed bar")
+        live.send_signal(signal.SIGTERM)
+        output, _ = live.communicate(timeout=60)
+        assert live.returncode == 0, output
+        assert "all flushed" in output and rest.api_key not in output
+        wait_until(lambda: len(socket.closed_codes) > closed_before, 10, "the connection to end")
+        assert socket.closed_codes[-1] == 1000  # a clean close, not a dropped socket
+        times = [b["timestamp"] for b in topic_bars(pipeline.settings)]
+        assert times == list(range(now - 30 * MINUTE, now, MINUTE))
