@@ -126,7 +126,8 @@ def test_the_replicated_override_makes_three_brokers_and_three_nodes_the_apps_us
     assert [n["node.name"] for n in nodes] == ["es-1", "es-2", "es-3"]
     assert all(n["discovery.type"] == "multi-node" and n["cluster.initial_master_nodes"] == "es-1,es-2,es-3"
                for n in nodes)
-    for name in ("producer", "producer-live", "stream-index", "train", "spark-master", "spark-worker"):
+    for name in ("producer", "producer-live", "producer-live-ws", "stream-index", "train", "spark-master",
+                 "spark-worker"):
         env = services[name]["environment"]
         assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:29092,kafka-2:29092,kafka-3:29092"
         assert env["ES_NODES"] == "elasticsearch:9200,elasticsearch-2:9200,elasticsearch-3:9200"
@@ -135,3 +136,14 @@ def test_the_replicated_override_makes_three_brokers_and_three_nodes_the_apps_us
     # The topic and indices follow the cluster's size (conf/pipeline.toml: automatic by default).
     defaults = Settings.load(environ={})
     assert defaults.kafka_replication_factor == 0 and defaults.es_number_of_replicas == -1
+
+
+def test_the_live_feed_has_a_websocket_service_beside_the_polling_one(compose):
+    services = compose["services"]
+    for name in ("producer-live", "producer-live-ws"):
+        assert services[name]["profiles"] == ["live"]
+        assert services[name]["command"][:4] == ["python", "-m", "producer", "live"]
+    assert services["producer-live-ws"]["command"][4:6] == ["--source", "websocket"]
+    assert "--source" not in services["producer-live"]["command"]  # polling: the default
+    env = services["producer-live-ws"]["environment"]
+    assert env["POLYGON_API_KEY"] == "${POLYGON_API_KEY:-}" and env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:29092"
