@@ -6,6 +6,7 @@
 # make bench   - throughput of the stream job beside the alternatives (1M bars), then latency
 #               (bench/results/; BENCH_ARGS="--bars 100000" for a shorter run)
 # make bench-latency - produce -> searchable latency of bars and predictions (bench/results/)
+# make bench-live  - live feed latency, bar close -> Kafka: REST polling vs WebSocket (fake servers)
 # make bench-soak  - the stream job with predictions at 200 bars/s for 30 min: latency, memory, state, lag
 #                   (SOAK_ARGS="--minutes 10 --report-minutes 1" for a shorter run)
 # make cluster-up     - a Spark standalone master and 2 workers on this machine (spark://127.0.0.1:7077)
@@ -14,7 +15,7 @@ PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: install up down status cluster-up cluster-down demo lint test unit integration bench bench-latency bench-soak clean distclean
+.PHONY: install up down status cluster-up cluster-down demo lint test unit integration bench bench-latency bench-live bench-soak clean distclean
 
 install: $(STAMP)
 	@stack/fetch.sh all
@@ -63,6 +64,9 @@ bench: up
 
 bench-latency: up
 	$(VENV)/bin/python -m bench.latency
+
+bench-live: up
+	$(VENV)/bin/python -m bench.live_latency --poll-seconds 60,10 $(LIVE_ARGS)
 
 bench-soak: up
 	$(VENV)/bin/python -m bench.soak $(SOAK_ARGS)

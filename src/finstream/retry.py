@@ -68,7 +68,8 @@ def retrying(action: Callable[[], T], *, what: str, retries: int, base: float, c
 
 
 def reconnecting(session: Callable[[], None], *, what: str, base: float, cap: float, log: logging.Logger,
-                 stop: threading.Event, on: type[BaseException] | tuple[type[BaseException], ...] = Transient) -> None:
+                 stop: threading.Event, on: type[BaseException] | tuple[type[BaseException], ...] = Transient,
+                 sleep: Callable[[float], object] | None = None) -> None:
     """Runs `session` until `stop` is set: a failure of type `on` is followed by a pause drawn
     from [0, min(cap, base x 2^n)] (n: failures in a row) and a new session. A session that
     returns normally ends the failure run: the next one starts at once, with back-off from base.
@@ -80,6 +81,6 @@ def reconnecting(session: Callable[[], None], *, what: str, base: float, cap: fl
 
     while not stop.is_set():
         failures = Retrying(stop=stop_when_event_set(stop), wait=wait_random_exponential(multiplier=base, max=cap),
-                            retry=retry_if_exception_type(on), before_sleep=announce, sleep=stop.wait,
+                            retry=retry_if_exception_type(on), before_sleep=announce, sleep=sleep or stop.wait,
                             retry_error_callback=lambda _: None)
         failures(session)

@@ -106,7 +106,8 @@ class FakeMassiveSocket:
 
     def closes(self, cluster: str, bars: dict[str, list[dict]], lag: float = 0.0) -> threading.Thread:
         """Sends each bar's event when it closes (its start + 60 s, wall clock) plus `lag`."""
-        events = sorted((bar["t"] + 60_000, aggregate_event(t, bar)) for t, rows in bars.items() for bar in rows)
+        events = sorted(((bar["t"] + 60_000, aggregate_event(t, bar)) for t, rows in bars.items() for bar in rows),
+                        key=lambda pair: pair[0])
 
         def run() -> None:
             for close_ms, event in events:

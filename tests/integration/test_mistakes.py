@@ -32,6 +32,10 @@ def test_bad_tickers_and_flags(pipeline):
     assert "not a ticker: aapl" in pipeline.mistake(*PRODUCER, "live", "--tickers", "aapl")
     assert "give at least one ticker" in pipeline.mistake(*TRAIN, "--tickers", " , ")
     assert "unknown: lag" in pipeline.mistake(*TRAIN, "--questions", "lag")
+    live_ws = (*PRODUCER, "live", "--source", "websocket", "--tickers", "AAPL")
+    assert "minute bars only" in pipeline.mistake(*live_ws, "--timespan", "day", env={"POLYGON_API_KEY": "k"})
+    assert "no API key" in pipeline.mistake(*live_ws, env={"POLYGON_API_KEY": ""})
+    assert "choose rest or websocket" in pipeline.mistake(*PRODUCER, "live", env={"LIVE_SOURCE": "socket"})
 
 
 def test_train_without_bars_for_the_request_lists_what_there_is(pipeline):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import pytest
 
-from finstream.retry import Transient, retrying
+from finstream.retry import Transient, reconnecting, retrying
 
 log = logging.getLogger("test")
 
@@ -50,3 +51,38 @@ def test_other_failures_are_not_retried():
     with pytest.raises(ValueError):
         retrying(action, what="w", retries=3, base=1.0, cap=60.0, log=log, sleep=lambda s: None)
     assert len(calls) == 1
+
+
+def test_reconnecting_backs_off_with_jitter_and_starts_over_after_a_session_that_lasted():
+    stop, pauses = threading.Event(), []
+    outcomes = [Transient("refused")] * 4 + ["streamed, then lost"] + [Transient("refused")] * 2 + ["stop"]
+
+    def session():
+        outcome = outcomes.pop(0)
+        if outcome == "stop":
+            stop.set()
+        elif isinstance(outcome, Exception):
+            raise outcome
+
+    reconnecting(session, what="the socket", base=1.0, cap=5.0, log=log, stop=stop, sleep=pauses.append)
+    assert not outcomes and len(pauses) == 6
+    # Full jitter: each pause anywhere in [0, min(cap, base x 2^n)]; the run restarts at base.
+    for pause, bound in zip(pauses, [1, 2, 4, 5, 1, 2], strict=True):
+        assert 0 <= pause <= bound
+    assert len(set(pauses)) > 1  # drawn, not fixed
+
+
+def test_reconnecting_raises_what_it_does_not_retry_and_ends_on_stop():
+    stop = threading.Event()
+
+    def refused():
+        raise PermissionError("bad key")
+
+    with pytest.raises(PermissionError):
+        reconnecting(refused, what="w", base=1.0, cap=5.0, log=log, stop=stop, sleep=lambda _: None)
+
+    def lost():
+        stop.set()  # stopped while the connection was failing: no more attempts
+        raise Transient("lost")
+
+    reconnecting(lost, what="w", base=1.0, cap=5.0, log=log, stop=stop, sleep=lambda _: None)
