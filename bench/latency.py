@@ -151,6 +151,7 @@ def isolated_env(run_id: str) -> dict[str, str]:
            for field in INDEX_MAPPINGS},
         "CHECKPOINT_DIR": str(local_dir() / "bench" / run_id / "checkpoints"),
         "MODEL_DIR": str(local_dir() / "bench" / run_id / "models"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{local_dir() / 'bench' / run_id / 'mlflow' / 'mlflow.db'}",
         "SPARK_EVENT_LOG_DIR": str(local_dir() / "bench" / run_id / "spark-events"),
     }
 

@@ -19,11 +19,12 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
-from finstream import checkpoints, elastic, topics
+from finstream import checkpoints, elastic, modelstore, topics
 from finstream.config import Settings
 from finstream.errors import ArgumentParser, exit_on_user_error
 from finstream.logs import setup_logging
 from finstream.modelstore import ServedForecasts
+from finstream.registry import ChampionMirror
 from finstream.spark import bars as B
 from finstream.spark import serving
 from finstream.spark.features import FORECASTS
@@ -87,7 +88,10 @@ def main(argv: list[str] | None = None) -> None:
     messages = B.checked_messages(records).observe("messages", *B.message_counts())
     queries = [start(spark, messages.writeStream.foreachBatch(BatchWriter(settings, es_options)), "index-bars",
                      settings, args)]
+    mirror = None
     if not args.no_predict:
+        modelstore.require_writable(settings.model_path)
+        mirror = ChampionMirror(settings, FORECASTS).start()  # the registry's champions, installed for the workers
         models = ServedForecasts(settings.model_path, FORECASTS)
         models.current()  # load (or warn) now, not inside the first micro-batch
         rows = serving.prediction_rows(B.valid_bars(B.checked_messages(records)), settings)
@@ -108,6 +112,8 @@ def main(argv: list[str] | None = None) -> None:
             if query.isActive:
                 query.stop()
         progress.wait_for_termination_events(len(queries))
+        if mirror:
+            mirror.stop()
     log.info("queries %s stopped", ", ".join(query.name for query in queries))
 
 

@@ -17,17 +17,16 @@ import sys
 
 from pyspark.sql import SparkSession
 
-from finstream import elastic, modelstore, topics
+from finstream import elastic, registry, topics
 from finstream.config import Settings, local_dir
 from finstream.errors import ArgumentParser, choice_list, exit_on_user_error, ticker_list
 from finstream.logs import setup_logging
-from finstream.modelstore import new_version
 from finstream.reporting import metrics_table, write_json
 from finstream.spark import replay, training
 from finstream.spark.features import FORECASTS, QUESTIONS
 from finstream.spark.models import REGRESSORS, load_params
 from finstream.spark.source import log_records
-from finstream.spark.train_outputs import index_metrics, report_dict, save_model, write_plots
+from finstream.spark.train_outputs import index_metrics, log_report, new_run_id, report_dict, track, write_plots
 
 log = logging.getLogger(__name__)
 # TrainOptions' fields that are flags of the same name (the question is looped over).
@@ -62,14 +61,19 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging()
     settings = Settings.load()
-    run_id = new_version()
+    run_id = new_run_id()
     report_dir = local_dir() / "reports" / run_id if not args.report_dir else local_dir() / args.report_dir
     es = elastic.client(settings)
     elastic.require_cluster(es, settings)
     elastic.ensure_indices(es, settings, only=[settings.es_index_model_metrics])
-    modelstore.require_writable(settings.model_path)
+    registry.require_store(settings)
     if args.source == "kafka":
         topics.require_topic(settings)
+        # What the replay read: the log up to these offsets (recorded with each MLflow run).
+        data_source = {"kafka_topic": settings.kafka_topic, "kafka_end_offsets": ",".join(
+            f"{p}:{o}" for p, o in sorted(topics.end_offsets(settings).items()))}
+    else:
+        data_source = {"es_index": settings.es_index_bars}
 
     spark = SparkSession.builder.appName("finstream-train").getOrCreate()
     if args.source == "kafka":
@@ -84,14 +88,19 @@ def main(argv: list[str] | None = None) -> None:
     for question in args.questions:
         options = training.TrainOptions(question=question, **{name: getattr(args, name) for name in OPTION_FLAGS})
         run = training.run(bars, options, config)
-        version = new_version()
-        report = report_dict(run, run_id, args.source, version)
-        folder = save_model(run, settings.model_path, version, report)
-        write_json(report, report_dir / f"{question}.json")
-        indexed = index_metrics(es, settings.es_index_model_metrics, report)
+        report = report_dict(run, run_id, args.source, None)
         plots = [] if args.no_plots else write_plots(run, report_dir)
+        tracked = track(run, report, settings, plots, data_source)
+        report.update(mlflow_run_id=tracked["mlflow_run_id"], registered_alias=tracked["alias"],
+                      model_version=tracked["version"] and f"{registry.model_name(question)}/{tracked['version']}")
+        write_json(report, report_dir / f"{question}.json")
+        log_report(settings, tracked["mlflow_run_id"], report)
+        indexed = index_metrics(es, settings.es_index_model_metrics, report)
         print("\n" + metrics_table(report), flush=True)
-        print(f"model {folder}\nreport {report_dir / f'{question}.json'}; {len(plots)} plots; "
+        registered = (f"model {report['model_version']} ({tracked['alias']})" if tracked["version"]
+                      else "not registered (the stream does not serve this question)")
+        print(f"{registered}; MLflow run {tracked['mlflow_run_id']} at {registry.tracking_uri(settings)}\n"
+              f"report {report_dir / f'{question}.json'}; {len(plots)} plots; "
               f"{indexed} metric documents in {settings.es_index_model_metrics}\n", flush=True)
 
 

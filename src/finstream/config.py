@@ -101,6 +101,8 @@ class Settings:
     live_ws_reconnect_cap_seconds: float
     live_ws_max_refusals: int
     model_dir: str
+    mlflow_tracking_uri: str
+    model_poll_seconds: float
 
     @classmethod
     def load(cls, environ: dict[str, str] | None = None, path: Path | None = None) -> "Settings":

@@ -27,8 +27,11 @@ FIELDS = {
     "range": ("predicted_range", "baseline_range"),
     "volatility": ("predicted_variance", "baseline_variance"),
 }
-MODEL_FIELDS = {"lags": ("model", "model_version"), "interval": ("interval_model", "interval_version"),
-                "range": ("range_model", "range_version"), "volatility": ("volatility_model", "volatility_version")}
+# (model or baseline, registered model/version, MLflow run id)
+MODEL_FIELDS = {"lags": ("model", "model_version", "model_run_id"),
+                "interval": ("interval_model", "interval_version", "interval_run_id"),
+                "range": ("range_model", "range_version", "range_run_id"),
+                "volatility": ("volatility_model", "volatility_version", "volatility_run_id")}
 MODEL_KINDS = ("linear", "random_forest", "gbt")
 
 

@@ -74,7 +74,7 @@ def metric_documents(report: dict) -> list[dict]:
     common = {"run_id": report["run_id"], "created_at": report["created_at"], "question": report["question"]["name"],
               "target": report["question"]["target"], "source": report["source"],
               "fingerprint": report["data"]["fingerprint"], "tickers": report["data"]["tickers"],
-              "model_version": report.get("model_version")}
+              "model_version": report.get("model_version"), "mlflow_run_id": report.get("mlflow_run_id")}
     docs = []
     for name, result in report["models"].items():
         base = {**common, "model": name, "chosen": name == report["chosen"], "served": name == report["served"]}

@@ -161,6 +161,7 @@ MODEL_METRICS_MAPPING = {
     "fold": {"type": "integer"},
     "chosen": {"type": "boolean"},
     "model_version": {"type": "keyword"},
+    "mlflow_run_id": {"type": "keyword"},
     "source": {"type": "keyword"},
     "fingerprint": {"type": "keyword"},
     "tickers": {"type": "keyword"},
@@ -201,7 +202,8 @@ PREDICTION_MAPPING = {
     "predicted_return": {"type": "double"},
     "predicted_close": {"type": "double"},
     "model": {"type": "keyword"},  # the model or baseline (persistence) serving next_close
-    "model_version": {"type": "keyword"},
+    "model_version": {"type": "keyword"},  # the registered model and version: finstream-lags/3
+    "model_run_id": {"type": "keyword"},  # the MLflow run that trained it
     # The central 90 % interval for the next close, the next bar's log(high/low) and the
     # variance of its log return; each with the model or naive baseline that served it, and
     # the reference baseline's forecast beside it (for the live skill charts).
@@ -209,14 +211,17 @@ PREDICTION_MAPPING = {
     "upper": {"type": "double"},
     "interval_model": {"type": "keyword"},
     "interval_version": {"type": "keyword"},
+    "interval_run_id": {"type": "keyword"},
     "predicted_range": {"type": "double"},
     "baseline_range": {"type": "double"},
     "range_model": {"type": "keyword"},
     "range_version": {"type": "keyword"},
+    "range_run_id": {"type": "keyword"},
     "predicted_variance": {"type": "double"},
     "baseline_variance": {"type": "double"},
     "volatility_model": {"type": "keyword"},
     "volatility_version": {"type": "keyword"},
+    "volatility_run_id": {"type": "keyword"},
     "features": {"type": "object", "dynamic": "strict",
                  "properties": {name: {"type": "double"} for name in FORECAST_FEATURES}},
     "published_at": {"type": "date", "format": "epoch_millis"},  # the bar's Kafka record timestamp

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient
 
 from bench.cleanup import drop_run_data
-from finstream import checkpoints, elastic, modelstore, skill, topics
+from finstream import checkpoints, elastic, modelstore, registry, skill, topics
 from finstream.config import Settings, local_dir
 from finstream.schema import INDEX_MAPPINGS, Bar
 from finstream.spark.features import FORECASTS
@@ -129,6 +130,7 @@ def pipeline(stack, request):
         "SPARK_EVENT_LOG_DIR": str(local_dir() / "test-spark-events" / run_id),
         "CHECKPOINT_DIR": str(local_dir() / "test-checkpoints" / run_id),
         "MODEL_DIR": str(local_dir() / "test-models" / run_id),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{local_dir() / 'test-mlflow' / run_id / 'mlflow.db'}",
         # The tests' stream jobs are short and small: the JIT's optimising tier costs them more
         # than it earns (an empty stream run: 21 -> 17.5 s). Training is compute-bound and keeps
         # it (TRAINING_JVM; the illusion test: 84 s with it, 101 s without), as do products.
@@ -165,15 +167,33 @@ def drive_stack(command: str, *args: str, **env: str) -> None:
                    capture_output=True, timeout=240)
 
 
-def publish_baselines(model_dir: Path, timespan: str = "day", multiplier: int = 1) -> None:
-    """What train.py publishes for a question whose models do not beat its naive baseline:
+def register_version(settings: Settings, question: str, scorer: dict | bytes, metadata: dict | bytes,
+                     champion: bool = True) -> str:
+    """Registers a version of finstream-<question> as train.py does, with the given serving
+    files (bytes: written as they are, for broken ones), and makes it the champion. Returns it."""
+    client = registry.client(settings)
+    run = client.create_run(registry.experiment_id(client, settings), run_name=f"test-{question}")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / registry.SERVING
+        folder.mkdir()
+        for name, content in ((modelstore.SCORER, scorer), (modelstore.METADATA, metadata)):
+            data = content if isinstance(content, bytes) else json.dumps(content).encode()
+            (folder / name).write_bytes(data)
+        client.log_artifacts(run.info.run_id, str(folder), registry.SERVING)
+    client.set_terminated(run.info.run_id)
+    version, _ = registry.register(client, question, run.info.run_id, f"runs:/{run.info.run_id}/{registry.SERVING}",
+                                   passed=champion)
+    return version
+
+
+def publish_baselines(settings: Settings, timespan: str = "day", multiplier: int = 1) -> None:
+    """What train.py registers for a question whose models do not beat its naive baseline:
     the baseline serves. Every question is then forecast, without a training run."""
     for question in FORECASTS:
         baseline = skill.REFERENCE[question]
-        modelstore.version_dir(model_dir, question, "v-baseline").mkdir(parents=True)
         series = {"timespan": timespan, "multiplier": multiplier, "tickers": []}
-        modelstore.publish(model_dir, question, "v-baseline", {"model": baseline, "series": series},
-                           {"question": question, "served": baseline})
+        register_version(settings, question, {"question": question, "served": baseline},
+                         {"model": baseline, "series": series})
 
 
 def assert_predictions(pipeline: Pipeline, bars: list[Bar]) -> None:

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from finstream import kibana, modelstore, skill
+from finstream import kibana, registry, skill
 from finstream.forecasts import MODEL_FIELDS
 from finstream.schema import FORECAST_FEATURES
 from producer import samples
@@ -27,11 +27,12 @@ TRAIN = ("--questions", ",".join(QUESTIONS), "--models", "linear", "--folds", "0
 
 
 def served(settings) -> dict[str, tuple[str, str]]:
-    """What each question's LATEST serves: (model or baseline, version)."""
-    result = {}
+    """What each question's champion serves: (model or baseline, registered model/version)."""
+    client, result = registry.client(settings), {}
     for question in QUESTIONS:
-        version = modelstore.latest_version(settings.model_path, question)
-        result[question] = (modelstore.load_metadata(settings.model_path, question, version)["model"], version)
+        champion = registry.champion(client, question)
+        kind = client.get_run(champion.run_id).data.params["served"]
+        result[question] = (kind, f"{registry.model_name(question)}/{champion.version}")
     return result
 
 
@@ -95,9 +96,10 @@ def test_every_new_bar_is_predicted_judged_and_served_by_the_newest_model(pipeli
     assert set(docs) == {b.doc_id for b in SECOND + THIRD}  # one per eligible bar, none for FIRST
     for bars, versions in ((SECOND, v1), (THIRD, v2)):
         for question, (name, version) in versions.items():
-            name_field, version_field = MODEL_FIELDS[question]
+            name_field, version_field, run_field = MODEL_FIELDS[question]
             assert {(docs[b.doc_id][name_field], docs[b.doc_id][version_field]) for b in bars} == {(name, version)}
-    assert all(f"serving model {version} for {q}" in output for q, (_, version) in v2.items())
+            assert len({docs[b.doc_id][run_field] for b in bars}) == 1  # the MLflow run that trained it
+    assert all(f"serving {version} (" in output for q, (_, version) in v2.items())
 
     streamed = SECOND + THIRD
     for bar, following in zip(streamed, streamed[1:], strict=False):

@@ -15,11 +15,18 @@ import time
 import requests
 from kafka import TopicPartition
 
-from finstream import modelstore, topics
+from finstream import topics
 from finstream.schema import Bar
 from tests.catalogue import REFUSED
 from tests.fakes.massive import FakeMassive
-from tests.integration.conftest import ROOT, assert_predictions, drive_stack, publish_baselines, wait_until
+from tests.integration.conftest import (
+    ROOT,
+    assert_predictions,
+    drive_stack,
+    publish_baselines,
+    register_version,
+    wait_until,
+)
 
 DAY = 86_400_000
 START_MS = 946_706_400_000  # 2000-01-01 05:00 UTC
@@ -48,7 +55,7 @@ def interleaved(rng: random.Random, sequences: list[list]) -> list:
 def test_sigkill_at_random_points_loses_and_duplicates_nothing(pipeline, tmp_path):
     seed = int(os.environ.get("CRASH_SEED", time.time()))
     rng = random.Random(seed)
-    publish_baselines(pipeline.settings.model_path)  # every series' bars are forecast from the 21st on
+    publish_baselines(pipeline.settings)  # every series' bars are forecast from the 21st on
     bars = generated_bars(40, 1150)  # 46 000 distinct bars
     resent = {b.doc_id for b in bars[:2000]}  # each sent twice in a row, as a producer retry would
     series = [[(b.key, b.to_json()) for b in bars[t * 1150:(t + 1) * 1150] for _ in range(1 + (b.doc_id in resent))]
@@ -164,7 +171,7 @@ def test_stream_job_against_elasticsearch_with_security(pipeline, monkeypatch):
 
 def test_a_lost_checkpoint_replays_the_log_and_a_gap_in_it_stops_the_job(pipeline):
     settings = pipeline.settings
-    publish_baselines(settings.model_path)
+    publish_baselines(settings)
     bars = generated_bars(1, 300)  # one series: one partition
     pipeline.publish([(b.key, b.to_json()) for b in bars[:100]])
     pipeline.stream_index()
@@ -192,15 +199,9 @@ def test_a_lost_checkpoint_replays_the_log_and_a_gap_in_it_stops_the_job(pipelin
 def test_a_corrupt_model_leaves_the_previous_one_serving(pipeline, tmp_path):
     settings = pipeline.settings
     bars = generated_bars(1, 300)
-    broken = modelstore.version_dir(settings.model_path, "lags", "v-broken")
 
-    def publish_broken_lags() -> None:
-        broken.mkdir(parents=True, exist_ok=True)
-        (broken / modelstore.METADATA).write_text('{"model": "linear", "series": {"timesp')  # truncated
-        (broken / modelstore.SCORER).write_bytes(b"\x00\x13garbage")
-        pointer = settings.model_path / "lags" / modelstore.LATEST
-        pointer.with_suffix(".tmp").write_text("v-broken")
-        pointer.with_suffix(".tmp").replace(pointer)
+    def publish_broken_lags() -> None:  # registered, and made the champion
+        register_version(settings, "lags", b"\x00\x13garbage", b'{"model": "linear", "series": {"timesp')
 
     publish_broken_lags()  # and no earlier model: bars are indexed, nothing is predicted
     log = tmp_path / "stream.log"
@@ -212,7 +213,7 @@ def test_a_corrupt_model_leaves_the_previous_one_serving(pipeline, tmp_path):
                    "the predictor to take the first bars", 1.0)
         assert pipeline.count(predictions) == 0
 
-        publish_baselines(settings.model_path)  # a good version: predictions start
+        publish_baselines(settings)  # a good version: predictions start
         pipeline.publish([(b.key, b.to_json()) for b in bars[100:200]])
         wait_until(lambda: pipeline.count(predictions) == 100, 180, "predictions by the good version", 1.0)
 
@@ -224,8 +225,8 @@ def test_a_corrupt_model_leaves_the_previous_one_serving(pipeline, tmp_path):
         os.killpg(job.pid, signal.SIGTERM)
         job.wait(60)
     said = log.read_text()
-    assert "cannot serve lags model v-broken" in said and "no predictions until one loads" in said
-    assert "still serving v-baseline" in said
+    assert "cannot serve finstream-lags version 1" in said and "no predictions for it until one loads" in said
+    assert "cannot serve finstream-lags version 3" in said and "still serving version 2" in said
     docs = pipeline.documents(predictions)
-    assert {doc["model_version"] for doc in docs.values()} == {"v-baseline"}
+    assert {doc["model_version"] for doc in docs.values()} == {"finstream-lags/2"}
     assert pipeline.count(settings.es_index_bars) == 300

@@ -118,7 +118,7 @@ def test_topic_and_indices_are_replicated(replicated, pipeline):
 def test_partition_leader_killed_mid_stream_loses_and_doubles_nothing(replicated, pipeline, tmp_path):
     pipeline.env.update(replicated)
     settings = pipeline.settings
-    publish_baselines(settings.model_path)
+    publish_baselines(settings)
     dead = [(b"BAD", b'{"ticker": "AAPL"'), (b"BAD", b"not json")] * 5
     pipeline.publish(dead)
     log = tmp_path / "stream.log"
@@ -166,7 +166,7 @@ def fake_bars(fake: FakeMassive, ticker: str) -> list[Bar]:
 def test_an_elasticsearch_node_killed_mid_stream_is_ridden_out(replicated, pipeline, tmp_path):
     pipeline.env.update(replicated)
     settings = pipeline.settings
-    publish_baselines(settings.model_path)
+    publish_baselines(settings)
     bars = generated_bars(10, 400)
     first, second = bars[:2000], bars[2000:]  # tickers T000-T004, then T005-T009
     pipeline.publish([(b.key, b.to_json()) for b in first])

@@ -4,15 +4,17 @@ agree, and the saved model loads and predicts."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import mlflow
+import mlflow.spark
 import pytest
 from elasticsearch import helpers
-from pyspark.ml import PipelineModel
 from pyspark.ml.evaluation import RegressionEvaluator
 from pyspark.ml.feature import VectorAssembler
 from pyspark.ml.regression import RandomForestRegressor
 
-from finstream import elastic, modelstore
+from finstream import elastic, registry
 from finstream.config import local_dir
 from producer import samples
 
@@ -57,7 +59,7 @@ def test_the_reports_illusion_and_the_honest_figure(pipeline, spark):
     assert honest["models"]["random_forest"]["holdout"]["loss_ratio"] > 1  # persistence wins
 
 
-def test_kafka_and_es_replays_train_the_same_models(pipeline, spark):
+def test_kafka_and_es_replays_train_the_same_models(pipeline, spark, tmp_path):
     bars = GOOG[:900]
     pipeline.publish([(b.key, b.to_json()) for b in bars + bars[:100]])  # with duplicates
     pipeline.stream_index()
@@ -90,11 +92,36 @@ def test_kafka_and_es_replays_train_the_same_models(pipeline, spark):
     # x (holdout pooled and for GOOG) from ES
     assert metric_docs == 2 * 3 * 4 + 2 * 3 * 2
 
-    version = modelstore.latest_version(settings.model_path, "lags")
-    metadata = modelstore.load_metadata(settings.model_path, "lags", version)
+    # Tracked and registered in MLflow: two runs per question; lags (a question the stream
+    # serves) registered twice, its first version the champion (the question had none).
+    client = registry.client(settings)
+    runs = {r.data.params["source"] + "/" + r.data.params["question"]: r
+            for r in client.search_runs([registry.experiment_id(client, settings)])}
+    assert set(runs) == {"kafka/volume", "kafka/lags", "es/volume", "es/lags"}
+    kafka_lags = runs["kafka/lags"]
+    assert kafka_lags.data.params["fingerprint"] == report(pipeline, "from-kafka", "lags")["data"]["fingerprint"]
+    assert sum(int(o.split(":")[1]) for o in kafka_lags.data.params["kafka_end_offsets"].split(",")) == len(bars) + 100
+    assert runs["es/lags"].data.params["es_index"] == settings.es_index_bars
+    assert kafka_lags.data.metrics["linear.holdout.rmse"] == report(pipeline, "from-kafka", "lags")["models"][
+        "linear"]["holdout"]["rmse"]
+    artifacts = {a.path for a in client.list_artifacts(kafka_lags.info.run_id)}
+    assert {"model", "serving", "report.json", "plots"} <= artifacts
+    versions = client.search_model_versions(f"name='{registry.model_name('lags')}'")
+    assert sorted(v.version for v in versions) == ["1", "2"]  # volume is not served: not registered
+    champion = registry.champion(client, "lags")
+    assert champion.version == "1" and champion.run_id in (runs["kafka/lags"].info.run_id, runs["es/lags"].info.run_id)
+    metadata = json.loads(Path(client.download_artifacts(champion.run_id, "serving/metadata.json",
+                                                         str(tmp_path))).read_text())
     assert metadata["chosen"] == "linear" and metadata["data"]["bars"] == len(bars)
     assert metadata["model"] in ("linear", "persistence") and metadata["served_reason"]
-    model = PipelineModel.load(str(modelstore.version_dir(settings.model_path, "lags", version) / "model"))
+    assert metadata["mlflow_run_id"] == champion.run_id
+    # The ES metric documents carry the run id.
+    metric_hits = helpers.scan(es_client, index=settings.es_index_model_metrics)
+    run_ids = {hit["_source"]["mlflow_run_id"] for hit in metric_hits}
+    assert run_ids == {r.info.run_id for r in runs.values()}
+
+    mlflow.set_tracking_uri(registry.tracking_uri(settings))
+    model = mlflow.spark.load_model(f"models:/{registry.model_name('lags')}@champion")
     features = {name: 0.001 for name in metadata["features"]}
     predicted = model.transform(spark.createDataFrame([features])).first().prediction
     assert isinstance(predicted, float) and abs(predicted) < 1  # a next return, not a price

@@ -18,7 +18,7 @@ from pyspark.sql import types as T
 from finstream import modelstore, skill
 from finstream import schema as S
 from finstream.config import Settings
-from finstream.modelstore import ServedModels
+from finstream.modelstore import ServedForecasts, ServedModels
 from finstream.schema import BAR_FIELDS, FORECAST_FEATURES, LAG_FEATURES
 from finstream.scoring import HISTORY_BARS
 from finstream.spark import evaluation as E
@@ -130,9 +130,9 @@ def sample_bars(spark, n: int):
 
 
 def publish_trained(model_dir, question: str, spec: dict) -> None:
-    modelstore.publish(model_dir, question, "v-test", {"model": spec["served"],
-                                                       "series": {"timespan": "day", "multiplier": 1, "tickers": []}},
-                       spec)
+    """As the stream driver installs a champion train.py registered."""
+    modelstore.install(model_dir, question, "v-test", spec,
+                       {"model": spec["served"], "series": {"timespan": "day", "multiplier": 1, "tickers": []}})
 
 
 def trained_forecasts(spark, bars, kind: str, model_dir) -> dict[str, dict]:
@@ -245,7 +245,9 @@ def test_stream_features_and_forecasts_equal_the_trainers(equality_run):
         assert doc["lower"] < doc["last_close"] < doc["upper"]
         for question in ("model", "interval_model", "range_model", "volatility_model"):
             assert doc[question] == kind
-        assert doc["model_version"] == doc["interval_version"] == "v-test" and doc["target"] == "next_close"
+        assert doc["model_version"] == "finstream-lags/v-test"
+        assert doc["interval_version"] == "finstream-interval/v-test"
+        assert doc["target"] == "next_close"
 
 
 def test_every_prediction_but_the_last_gets_its_actual(equality_run):
@@ -285,43 +287,47 @@ LINEAR_SPEC = {"kind": "linear", "features": list(LAG_FEATURES), "mean": [0.0] *
 
 
 def publish_model(model_dir, version, features=LAG_FEATURES, spec=LINEAR_SPEC):
+    """As the stream driver installs a champion (checked, then pointed at)."""
+    modelstore.install(model_dir, "lags", version, {**spec, "features": list(features)},
+                       {"features": list(features), "model": "linear",
+                        "series": {"timespan": "day", "multiplier": 1, "tickers": []}})
+
+
+def point_at(model_dir, version, scorer: str, metadata: str = '{"series": {"timespan": "day", "multiplier": 1}}'):
+    """CHAMPION naming files that do not serve (damaged after their install)."""
     folder = modelstore.version_dir(model_dir, "lags", version)
-    folder.mkdir(parents=True)
-    modelstore.publish(model_dir, "lags", version, {"features": list(features), "model": "linear",
-                                                    "series": {"timespan": "day", "multiplier": 1, "tickers": []}},
-                       {**spec, "features": list(features)})
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / modelstore.SCORER).write_text(scorer)
+    (folder / modelstore.METADATA).write_text(metadata)
+    (model_dir / "lags" / modelstore.POINTER).write_text(version + "\n")
 
 
-def test_served_models_warn_once_without_a_model_then_hot_reload(tmp_path, caplog):
+def test_served_models_without_a_model_then_hot_reload(tmp_path, caplog):
     models = ServedModels(tmp_path, "lags")
+    assert models.current() is None and models.current() is None
     with caplog.at_level(logging.WARNING, logger="finstream.modelstore"):
-        assert models.current() is None and models.current() is None
-    assert sum("no model at" in r.message for r in caplog.records) == 1
+        forecasts = ServedForecasts(tmp_path, ("lags",))
+        assert forecasts.current() == {} and forecasts.current() == {}
+    assert sum("no champion model for lags yet" in r.message for r in caplog.records) == 1  # said once
     publish_model(tmp_path, "v1")
     first = models.current()
-    assert first.version == "v1" and models.current() is first  # loaded once per version, not per batch
+    assert first.version == "finstream-lags/v1" and models.current() is first  # loaded once per version
     publish_model(tmp_path, "v2")
-    assert models.current().version == "v2"
+    assert models.current().version == "finstream-lags/v2"
 
 
-def test_served_models_keep_serving_when_a_new_model_cannot_be_used(tmp_path, caplog):
+def test_a_model_that_cannot_serve_is_not_installed_and_the_installed_one_keeps_serving(tmp_path, caplog):
     models = ServedModels(tmp_path, "lags")
     publish_model(tmp_path, "v1")
-    assert models.current().version == "v1"
-    publish_model(tmp_path, "v2", features=("volume",))
+    assert models.current().version == "finstream-lags/v1"
+    with pytest.raises(ValueError, match="retrain it"):
+        publish_model(tmp_path, "v2", features=("volume",))  # other features than this code computes
+    assert modelstore.installed_version(tmp_path, "lags") == "v1"
+    point_at(tmp_path, "v3", "{truncated")  # damaged on disk after its install
     with caplog.at_level(logging.ERROR, logger="finstream.modelstore"):
-        assert models.current().version == "v1"
-    assert "retrain it" in caplog.text and "still serving v1" in caplog.text
-    (modelstore.version_dir(tmp_path, "lags", "v3")).mkdir(parents=True)
-    (modelstore.version_dir(tmp_path, "lags", "v3") / "metadata.json").write_text("{truncated")
-    (tmp_path / "lags" / "LATEST").write_text("v3\n")
-    assert models.current().version == "v1"  # a corrupt model directory: still serving v1
-    # A process that starts now (a restart, a new Python worker) serves the newest good version.
-    with caplog.at_level(logging.ERROR, logger="finstream.modelstore"):
-        assert ServedModels(tmp_path, "lags").current().version == "v1"
-    assert "cannot serve lags model v3" in caplog.text and "serving the previous version v1" in caplog.text
-    (modelstore.version_dir(tmp_path, "lags", "v1") / "scorer.json").write_text("[")
-    assert ServedModels(tmp_path, "lags").current() is None  # none of them loads
+        assert models.current().version == "finstream-lags/v1"
+    assert "cannot serve lags model v3" in caplog.text and "still serving finstream-lags/v1" in caplog.text
+    assert ServedModels(tmp_path, "lags").current() is None  # a new worker: nothing that loads
 
 
 def test_the_state_step_scores_with_the_published_model_and_judges_it_later(tmp_path):
@@ -330,7 +336,7 @@ def test_the_state_step_scores_with_the_published_model_and_judges_it_later(tmp_
     first = run(state, incoming(*range(21)), model_dir=tmp_path)
     assert list(first["status"]) == ["unscored"] * 20 + ["predicted"]
     predicted = first.iloc[-1]
-    assert predicted["predicted_return"] == 0.001 and predicted["model_version"] == "v1"
+    assert predicted["predicted_return"] == 0.001 and predicted["model_version"] == "finstream-lags/v1"
     assert json.loads(state.value[-1])["predicted_close"] == predicted["predicted_close"]
     second = run(state, incoming(21, offset0=30), model_dir=tmp_path)
     judged = second[second["status"] == "judged"].iloc[0]

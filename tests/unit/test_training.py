@@ -202,13 +202,15 @@ def test_grid_combines_candidates_over_the_defaults():
     assert {(c["maxDepth"], c["numTrees"]) for c in combos} == {(4, 50), (4, 100), (8, 50), (8, 100)}
 
 
-def test_latest_pointer_names_the_newest_version(tmp_path):
-    for version in ("v1", "v2"):
-        (tmp_path / "lags" / version).mkdir(parents=True)
-        modelstore.publish(tmp_path, "lags", version, {"version": version})
-    assert modelstore.latest_version(tmp_path, "lags") == "v2"
-    assert modelstore.load_metadata(tmp_path, "lags", "v2") == {"version": "v2"}
-    assert modelstore.latest_version(tmp_path, "volume") is None
+def test_install_points_at_a_version_only_once_it_loads(tmp_path):
+    series = {"series": {"timespan": "day", "multiplier": 1, "tickers": []}}
+    for version in ("1", "2"):
+        modelstore.install(tmp_path, "lags", version, {"question": "lags", "served": "persistence"}, series)
+    assert modelstore.installed_version(tmp_path, "lags") == "2"
+    with pytest.raises(ValueError, match="serves 'range', not 'lags'"):
+        modelstore.install(tmp_path, "lags", "3", {"question": "range", "served": "rolling_20"}, series)
+    assert modelstore.installed_version(tmp_path, "lags") == "2"
+    assert modelstore.installed_version(tmp_path, "volume") is None
 
 
 def test_table_shows_every_candidate_with_its_dm_test_and_what_is_served():

@@ -160,8 +160,9 @@ def predict_series(key: tuple, frames: Iterator[pd.DataFrame], state: GroupState
         for question, model in served.items() if features is not None else ():
             fields = model.forecaster.forecast(window, features)
             if fields is not None:
-                name_field, version_field = MODEL_FIELDS[question]
-                forecasts.update(fields, **{name_field: model.kind, version_field: model.version})
+                name_field, version_field, run_field = MODEL_FIELDS[question]
+                forecasts.update(fields, **{name_field: model.kind, version_field: model.version,
+                                            run_field: model.run_id})
         if not forecasts:
             rows.append({"doc_id": doc_id, "status": UNSCORED})
             continue

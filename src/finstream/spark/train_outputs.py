@@ -1,23 +1,32 @@
-"""Everything a training run leaves behind: the versioned model with its metadata, the JSON
-report, the metric documents in Elasticsearch, and the PNG plots."""
+"""Everything a training run leaves behind: the MLflow run (parameters, metrics, plots, the
+model and what the stream serves) and its registered version, the JSON report, the metric
+documents in Elasticsearch (carrying the MLflow run id), and the PNG plots."""
 
 from __future__ import annotations
 
 import logging
 import math
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
+import pyspark
 from elasticsearch import Elasticsearch, helpers
 from pyspark.sql import functions as F
 
-from finstream import modelstore, reporting, skill
+from finstream import modelstore, registry, reporting, skill
+from finstream.config import Settings
 from finstream.spark import export, training
 from finstream.spark.features import FORECASTS
 from finstream.spark.training import TrainingRun
 
 log = logging.getLogger(__name__)
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """Names a training invocation (its report folder, its metric documents): the UTC time."""
+    return (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%S%fZ")
 
 
 def report_dict(run: TrainingRun, run_id: str, source: str, version: str | None) -> dict:
@@ -63,13 +72,54 @@ def served_spec(run: TrainingRun, saved_at: Path) -> dict:
     return spec
 
 
-def save_model(run: TrainingRun, model_dir: Path, version: str, report: dict) -> Path:
-    folder = modelstore.version_dir(model_dir, run.question.name, version)
-    run.model.write().overwrite().save(str(folder / "model"))
-    # The stream scores the forecasting questions in plain Python: it serves scorer.json.
-    scorer = served_spec(run, folder / "model") if run.question.name in FORECASTS else None
-    metadata = {
-        "version": version, "question": report["question"], "model": run.served, "chosen": run.chosen,
+def track(run: TrainingRun, report: dict, settings: Settings, plots: list[Path], data_source: dict) -> dict:
+    """Logs the run to MLflow (parameters, every metric of every candidate, the report and the
+    plots, the MLlib model with its signature, and what the stream serves), then registers a
+    forecasting question's model as finstream-<question>: champion when the chosen model beat
+    its naive baseline (the selection rules) or the question has no champion yet, challenger
+    otherwise. Returns {"mlflow_run_id", "version", "alias"} (version and alias None when the
+    question is not one the stream serves)."""
+    import mlflow
+    import mlflow.spark
+    from mlflow.models import infer_signature
+
+    q = run.question
+    client = registry.client(settings)
+    mlflow.set_tracking_uri(registry.tracking_uri(settings))
+    with mlflow.start_run(experiment_id=registry.experiment_id(client, settings),
+                          run_name=f"{q.name}-{report['run_id']}") as active:
+        run_id = active.info.run_id
+        mlflow.log_params(run_params(run, report, data_source))
+        mlflow.log_metrics(run_metrics(report))
+        for plot in plots:
+            mlflow.log_artifact(str(plot), "plots")
+        sample = run.test.select(*q.features).limit(20).toPandas()
+        signature = infer_signature(sample, run.model.transform(run.test.limit(20)).select("prediction").toPandas())
+        mlflow.spark.log_model(run.model, "model", signature=signature,
+                               pip_requirements=[f"pyspark=={pyspark.__version__}"])
+        with tempfile.TemporaryDirectory() as tmp:
+            saved_at = Path(tmp) / "model"
+            run.model.write().save(str(saved_at))
+            scorer = served_spec(run, saved_at) if q.name in FORECASTS else None
+        if scorer is not None:
+            mlflow.log_dict(scorer, f"{registry.SERVING}/{modelstore.SCORER}")
+            mlflow.log_dict(serving_metadata(run, report, run_id), f"{registry.SERVING}/{modelstore.METADATA}")
+    version = alias = None
+    if scorer is not None:
+        version, alias = registry.register(client, q.name, run_id, f"runs:/{run_id}/model",
+                                           passed=run.served == run.chosen)
+        log.info("%s: registered %s version %s as %s", q.name, registry.model_name(q.name), version, alias)
+    return {"mlflow_run_id": run_id, "version": version, "alias": alias}
+
+
+def log_report(settings: Settings, mlflow_run_id: str, report: dict) -> None:
+    """The JSON report, beside the run's other artifacts (once it names the registered version)."""
+    registry.client(settings).log_dict(mlflow_run_id, report, "report.json")
+
+
+def serving_metadata(run: TrainingRun, report: dict, mlflow_run_id: str) -> dict:
+    return {
+        "question": report["question"], "model": run.served, "chosen": run.chosen,
         "served_reason": run.served_reason, "selection": report["selection"],
         "params": report["models"][run.chosen]["params"], "features": list(run.question.features),
         "training_range": report["data"]["train_period"],
@@ -77,8 +127,36 @@ def save_model(run: TrainingRun, model_dir: Path, version: str, report: dict) ->
         "series": {"timespan": run.options.timespan, "multiplier": run.options.multiplier,
                    "tickers": list(run.options.tickers)}, "data": report["data"],
         "metrics": report["models"][run.served]["holdout"], "run_id": report["run_id"], "source": report["source"],
+        "mlflow_run_id": mlflow_run_id,
     }
-    return modelstore.publish(model_dir, run.question.name, version, metadata, scorer)
+
+
+def run_params(run: TrainingRun, report: dict, data_source: dict) -> dict:
+    """What the run was asked and what it read: the question, features, series, split, folds,
+    each candidate's hyper-parameters and the data's fingerprint with its Kafka offsets or ES range."""
+    options, data = run.options, report["data"]
+    params = {"question": run.question.name, "features": ",".join(run.question.features),
+              "tickers": ",".join(options.tickers) or "all", "timespan": options.timespan,
+              "multiplier": options.multiplier, "test_fraction": options.test_fraction, "folds": options.folds,
+              "models": ",".join(options.models), "tune": options.tune, "source": report["source"],
+              "fingerprint": data["fingerprint"], "bars": data["bars"], "first_bar": data["first_bar"],
+              "last_bar": data["last_bar"], "chosen": run.chosen, "served": run.served, **data_source}
+    for name, result in report["models"].items():
+        params.update({f"{name}.{key}": value for key, value in result["params"].items()})
+    return {key: str(value)[:6000] for key, value in params.items()}
+
+
+def run_metrics(report: dict) -> dict[str, float]:
+    """Every figure of every candidate and baseline: holdout (with the DM test against the
+    reference), walk-forward folds' mean, validation loss."""
+    metrics = {}
+    for name, result in report["models"].items():
+        figures = {f"holdout.{k}": v for k, v in result["holdout"].items()}
+        figures.update({f"walk_forward_mean.{k}": v for k, v in (result["walk_forward_mean"] or {}).items()})
+        figures["validation_loss"] = result.get("validation_loss")
+        metrics.update({f"{name}.{k}": float(v) for k, v in figures.items()
+                        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)})
+    return metrics
 
 
 def index_metrics(es: Elasticsearch, index: str, report: dict) -> int:
