@@ -100,7 +100,7 @@ def register(mlflow_client, question: str, run_id: str, source: str, passed: boo
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    version = mlflow_client.create_model_version(name, source, run_id=run_id).version
+    version = str(mlflow_client.create_model_version(name, source, run_id=run_id).version)
     if passed or champion(mlflow_client, question) is None:
         set_champion(mlflow_client, question, version)
         return version, CHAMPION
@@ -115,7 +115,7 @@ def _history(mlflow_client, question: str) -> list[str]:
 
 def set_champion(mlflow_client, question: str, version: str) -> None:
     """Points the champion alias at `version`, remembering it for a rollback."""
-    name = model_name(question)
+    name, version = model_name(question), str(version)
     mlflow_client.get_model_version(name, version)  # raises if there is no such version
     history = [v for v in _history(mlflow_client, question) if v != version] + [version]
     mlflow_client.set_registered_model_tag(name, HISTORY_TAG, ",".join(history[-50:]))
@@ -168,24 +168,25 @@ class ChampionMirror:
 
     def _follow(self, question: str) -> None:
         current = champion(self._client, question)
-        if current is None or current.version in (self.installed.get(question), self.refused.get(question)):
+        version = str(current.version) if current else None
+        if version is None or version in (self.installed.get(question), self.refused.get(question)):
             return
         model_dir = self.settings.model_path
         model_dir.mkdir(parents=True, exist_ok=True)
-        name = f"{model_name(question)} version {current.version}"
+        name = f"{model_name(question)} version {version}"
         with tempfile.TemporaryDirectory(dir=model_dir) as tmp:
             try:
                 files = Path(self._client.download_artifacts(current.run_id, SERVING, tmp))
-                served = modelstore.install(model_dir, question, current.version,
+                served = modelstore.install(model_dir, question, version,
                                             json.loads((files / modelstore.SCORER).read_text()),
                                             json.loads((files / modelstore.METADATA).read_text()))
             except Exception as exc:  # noqa: BLE001 - a bad version must not stop the stream
-                self.refused[question] = current.version
+                self.refused[question] = version
                 before = self.installed.get(question) or modelstore.installed_version(model_dir, question)
                 log.error("cannot serve %s (%s); %s", name, str(exc).splitlines()[0][:300],
                           f"still serving version {before}" if before else "no predictions for it until one loads")
                 return
-        self.installed[question] = current.version
+        self.installed[question] = version
         log.info("champion %s (run %s) installed: %s serves %s from the next micro-batch", name, current.run_id,
                  question, served.kind)
 

@@ -186,6 +186,19 @@ def register_version(settings: Settings, question: str, scorer: dict | bytes, me
     return version
 
 
+def wait_for_champions(settings: Settings, timeout: float = 60) -> None:
+    """Until a running stream job's driver has installed every question's champion (it looks
+    every MODEL_POLL_SECONDS): bars published after this are served by them."""
+    client = registry.client(settings)
+
+    def installed() -> bool:
+        champions = {q: registry.champion(client, q) for q in FORECASTS}
+        return all(modelstore.installed_version(settings.model_path, q) == str(c.version)
+                   for q, c in champions.items() if c is not None)
+
+    wait_until(installed, timeout, "the stream job to install the champions", 0.5)
+
+
 def publish_baselines(settings: Settings, timespan: str = "day", multiplier: int = 1) -> None:
     """What train.py registers for a question whose models do not beat its naive baseline:
     the baseline serves. Every question is then forecast, without a training run."""

@@ -53,11 +53,14 @@ def test_an_index_with_an_incompatible_mapping(pipeline):
     assert f"index {settings.es_index_bars} exists with a mapping this version cannot extend" in line
 
 
-def test_a_model_directory_that_cannot_be_written(pipeline, tmp_path):
+def test_a_model_directory_that_cannot_be_written_and_an_unusable_tracking_store(pipeline, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    line = pipeline.mistake(*TRAIN, env={"MODEL_DIR": str(blocker / "models")})
+    line = pipeline.mistake(*STREAM, env={"MODEL_DIR": str(blocker / "models")})
     assert f"cannot write models to {blocker / 'models'}" in line and "MODEL_DIR" in line
+    nowhere = "http://127.0.0.1:1"
+    line = pipeline.mistake(*TRAIN, env={"MLFLOW_TRACKING_URI": nowhere, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
+    assert f"cannot use the MLflow tracking store at {nowhere}" in line and "MLFLOW_TRACKING_URI" in line
 
 
 def test_elasticsearch_unreachable(pipeline):

@@ -25,6 +25,7 @@ from tests.integration.conftest import (
     drive_stack,
     publish_baselines,
     register_version,
+    wait_for_champions,
     wait_until,
 )
 
@@ -214,6 +215,7 @@ def test_a_corrupt_model_leaves_the_previous_one_serving(pipeline, tmp_path):
         assert pipeline.count(predictions) == 0
 
         publish_baselines(settings)  # a good version: predictions start
+        wait_for_champions(settings)
         pipeline.publish([(b.key, b.to_json()) for b in bars[100:200]])
         wait_until(lambda: pipeline.count(predictions) == 100, 180, "predictions by the good version", 1.0)
 

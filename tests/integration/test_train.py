@@ -107,9 +107,9 @@ def test_kafka_and_es_replays_train_the_same_models(pipeline, spark, tmp_path):
     artifacts = {a.path for a in client.list_artifacts(kafka_lags.info.run_id)}
     assert {"model", "serving", "report.json", "plots"} <= artifacts
     versions = client.search_model_versions(f"name='{registry.model_name('lags')}'")
-    assert sorted(v.version for v in versions) == ["1", "2"]  # volume is not served: not registered
+    assert sorted(str(v.version) for v in versions) == ["1", "2"]  # volume is not served: not registered
     champion = registry.champion(client, "lags")
-    assert champion.version == "1" and champion.run_id in (runs["kafka/lags"].info.run_id, runs["es/lags"].info.run_id)
+    assert str(champion.version) == "1" and champion.run_id in (runs["kafka/lags"].info.run_id, runs["es/lags"].info.run_id)
     metadata = json.loads(Path(client.download_artifacts(champion.run_id, "serving/metadata.json",
                                                          str(tmp_path))).read_text())
     assert metadata["chosen"] == "linear" and metadata["data"]["bars"] == len(bars)
