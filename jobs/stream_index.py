@@ -19,9 +19,10 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
-from finstream import checkpoints, elastic, modelstore, topics
+from finstream import checkpoints, elastic, modelstore, registry, topics
 from finstream.config import Settings
 from finstream.errors import ArgumentParser, exit_on_user_error
+from finstream.live_skill import LiveSkillWatch
 from finstream.logs import setup_logging
 from finstream.modelstore import ServedForecasts
 from finstream.registry import ChampionMirror
@@ -81,8 +82,9 @@ def main(argv: list[str] | None = None) -> None:
     es_options = elastic.es_hadoop_options(settings, elastic.cluster_info(es))
 
     spark = SparkSession.builder.appName("finstream-stream-index").getOrCreate()
+    watch = None if args.no_predict else LiveSkillWatch(settings.model_path, registry.metric_logger(settings))
     progress = ProgressListener(
-        lambda doc_id, doc: es.index(index=settings.es_index_pipeline_metrics, id=doc_id, document=doc))
+        lambda doc_id, doc: es.index(index=settings.es_index_pipeline_metrics, id=doc_id, document=doc), watch)
     spark.streams.addListener(progress)
     records = stream_records(spark, settings)
     messages = B.checked_messages(records).observe("messages", *B.message_counts())
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         models = ServedForecasts(settings.model_path, FORECASTS)
         models.current()  # load (or warn) now, not inside the first micro-batch
         rows = serving.prediction_rows(B.valid_bars(B.checked_messages(records)), settings)
-        rows = rows.observe("predictions", *serving.status_counts())
+        rows = rows.observe("predictions", *serving.status_counts(), *serving.live_skill_sums())
         predictor = PredictionWriter(settings, es_options, models)
         if settings.stream_state_partitions > 0:  # taken by the query when it first starts
             spark.conf.set("spark.sql.shuffle.partitions", str(settings.stream_state_partitions))

@@ -133,6 +133,17 @@ def rollback(mlflow_client, question: str) -> str:
     return history[-2]
 
 
+def metric_logger(settings: Settings):
+    """log_metric(run_id, key, value, step) on the configured store, connecting on first use."""
+    clients: list = []
+
+    def log_metric(run_id: str, key: str, value: float, step: int) -> None:
+        if not clients:
+            clients.append(client(settings))
+        clients[0].log_metric(run_id, key, value, step=step)
+    return log_metric
+
+
 class ChampionMirror:
     """Runs in the stream job's driver: installs each question's champion into MODEL_DIR when
     the alias moves (checked every `poll_seconds`), so the next micro-batch serves it without a

@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from finstream.skill import LIVE_LOSSES
+
 TIMESPANS = ("second", "minute", "hour", "day", "week", "month", "quarter", "year")
 # The longest a bar of each timespan lasts, in seconds (months and years at their longest).
 TIMESPAN_SECONDS = {"second": 1, "minute": 60, "hour": 3_600, "day": 86_400, "week": 604_800,
@@ -269,6 +271,10 @@ PIPELINE_METRICS_MAPPING = {
     "rows_dropped_by_watermark": {"type": "long"},
     # Observed per micro-batch (finstream.spark.bars.message_counts, serving.status_counts).
     **{name: {"type": "long"} for name in (*MESSAGE_COUNTS, *PREDICTION_STATUSES)},
+    # The live skill watch (finstream.live_skill), per question with a naive baseline.
+    **{f"live_{q}_{name}": {"type": kind} for q in LIVE_LOSSES for name, kind in (
+        ("loss_ratio", "double"), ("version", "keyword"), ("judged", "long"), ("band_low", "double"),
+        ("band_high", "double"))},
 }
 
 

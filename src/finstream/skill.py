@@ -172,6 +172,34 @@ def interval_columns(name: str) -> tuple[str, str]:
     return f"lo:{name}", f"hi:{name}"
 
 
+# The live skill watch: a served model's loss ratio against its naive baseline over its last
+# LIVE_WINDOW judged predictions, against the band that windows of that many holdout rows span.
+LIVE_WINDOW = 200
+LIVE_BAND = (0.025, 0.975)  # the central 95 % of the holdout's windowed ratios
+# question -> the judged fields (finstream.forecasts.judged) whose sums make the live ratio:
+# the served forecast's loss and its reference baseline's, as row_loss computes them.
+LIVE_LOSSES = {"lags": ("error", "baseline_error", "squared"),
+               "range": ("range_error", "range_baseline_error", "squared"),
+               "volatility": ("variance_loss", "variance_baseline_loss", "as_is")}
+
+
+def live_band(loss: np.ndarray, baseline_loss: np.ndarray, window: int = LIVE_WINDOW) -> dict | None:
+    """The band a live loss ratio over `window` predictions should stay in, if the holdout
+    (rows in time order) holds: the 2.5th-97.5th percentiles of the ratio over every run of
+    `window` consecutive holdout rows. None when the holdout is shorter than a window."""
+    loss, baseline_loss = np.asarray(loss, float), np.asarray(baseline_loss, float)
+    if len(loss) < window:
+        return None
+    sums, baseline_sums = np.convolve(loss, np.ones(window), "valid"), np.convolve(baseline_loss, np.ones(window),
+                                                                                    "valid")
+    ratios = sums[baseline_sums > 0] / baseline_sums[baseline_sums > 0]
+    if not len(ratios):
+        return None
+    low, high = np.quantile(ratios, LIVE_BAND)
+    return {"window": window, "low": float(low), "high": float(high),
+            "holdout": float(loss.sum() / baseline_loss.sum())}
+
+
 def row_loss(kind: str, frame, name: str) -> np.ndarray:
     """The loss of candidate `name` on each row: what the DM test compares."""
     actual = frame["actual"].to_numpy(float)

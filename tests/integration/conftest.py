@@ -173,6 +173,9 @@ def register_version(settings: Settings, question: str, scorer: dict | bytes, me
     files (bytes: written as they are, for broken ones), and makes it the champion. Returns it."""
     client = registry.client(settings)
     run = client.create_run(registry.experiment_id(client, settings), run_name=f"test-{question}")
+    if isinstance(metadata, dict):
+        metadata = {**metadata, "mlflow_run_id": run.info.run_id}
+        client.log_param(run.info.run_id, "served", metadata.get("model", "?"))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / registry.SERVING
         folder.mkdir()

@@ -12,6 +12,7 @@ from typing import Any
 from pyspark.sql.streaming import StreamingQueryListener
 
 from finstream import schema as S
+from finstream.live_skill import LiveSkillWatch
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,9 @@ def _state(operators: list[dict[str, Any]]) -> dict[str, Any]:
 class ProgressListener(StreamingQueryListener):
     """Never lets a monitoring failure disturb the stream: errors are logged, not raised."""
 
-    def __init__(self, index_document: Callable[[str, dict], None]) -> None:
+    def __init__(self, index_document: Callable[[str, dict], None], watch: LiveSkillWatch | None = None) -> None:
         self._index_document = index_document
+        self._watch = watch
         self._terminated = threading.Condition()
         self._terminations = 0
 
@@ -93,9 +95,13 @@ class ProgressListener(StreamingQueryListener):
 
     def onQueryProgress(self, event) -> None:  # noqa: N802
         try:
-            doc = progress_document(json.loads(event.progress.json))
+            progress = json.loads(event.progress.json)
+            doc = progress_document(progress)
+            observed = (progress.get("observedMetrics") or {}).get("predictions")
+            if self._watch and observed:
+                doc.update(self._watch.update(observed, doc["batch_id"]))
             log.info(json.dumps({"event": "progress", **doc}))
-            log.debug("durations %s %s", doc["query"], json.loads(event.progress.json).get("durationMs"))
+            log.debug("durations %s %s", doc["query"], progress.get("durationMs"))
             self._index_document(f"{doc['run_id']}|{doc['batch_id']}", doc)
         except Exception as exc:  # noqa: BLE001
             log.warning("could not record streaming progress: %s", exc)

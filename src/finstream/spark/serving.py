@@ -39,6 +39,7 @@ from pyspark.sql import types as T
 from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 
 from finstream import schema as S
+from finstream import skill
 from finstream.config import Settings
 from finstream.forecasts import MODEL_FIELDS, judged
 from finstream.modelstore import ServedForecasts
@@ -200,6 +201,25 @@ def prediction_rows(bars: DataFrame, settings: Settings) -> DataFrame:
 def status_counts() -> list[Column]:
     """Rows of each status, observed by the query (reported in its progress: no extra job)."""
     return [F.sum((F.col("status") == s).cast("long")).alias(s) for s in STATUSES]
+
+
+def live_skill_sums() -> list[Column]:
+    """Per watched question, over the predictions judged in the batch: the served forecast's
+    summed loss, its baseline's, how many, and the versions that made them (finstream.skill
+    LIVE_LOSSES; observed by the query, so no extra job)."""
+    columns = []
+    for question, (loss, baseline, form) in skill.LIVE_LOSSES.items():
+        # A prediction is judged once: in its own batch when the next bar came with it, else as
+        # the `judged` rewrite when the next bar arrives. Only then has it a loss.
+        scored = F.col("status").isin(*WRITTEN) & F.col(loss).isNotNull() & F.col(baseline).isNotNull()
+        summed = [F.sum(F.when(scored, F.col(name) * F.col(name) if form == "squared" else F.col(name)))
+                  for name in (loss, baseline)]
+        version = F.when(scored, F.col(MODEL_FIELDS[question][1]))
+        columns += [summed[0].alias(f"live_{question}_loss"), summed[1].alias(f"live_{question}_baseline"),
+                    F.sum(scored.cast("long")).alias(f"live_{question}_judged"),
+                    F.max(version).alias(f"live_{question}_version"),
+                    F.min(version).alias(f"live_{question}_first_version")]
+    return columns
 
 
 def documents(rows: DataFrame) -> DataFrame:

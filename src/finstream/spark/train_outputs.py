@@ -127,8 +127,18 @@ def serving_metadata(run: TrainingRun, report: dict, mlflow_run_id: str) -> dict
         "series": {"timespan": run.options.timespan, "multiplier": run.options.multiplier,
                    "tickers": list(run.options.tickers)}, "data": report["data"],
         "metrics": report["models"][run.served]["holdout"], "run_id": report["run_id"], "source": report["source"],
-        "mlflow_run_id": mlflow_run_id,
+        "mlflow_run_id": mlflow_run_id, "live_band": holdout_band(run),
     }
+
+
+def holdout_band(run: TrainingRun) -> dict | None:
+    """Where the served forecast's live loss ratio should stay (finstream.skill.live_band), from
+    the holdout's rows in time order; None for a question the watch does not follow."""
+    q = run.question
+    if q.name not in skill.LIVE_LOSSES:
+        return None
+    frame = run.holdout.sort_values("timestamp")
+    return skill.live_band(skill.row_loss(q.kind, frame, run.served), skill.row_loss(q.kind, frame, q.reference))
 
 
 def run_params(run: TrainingRun, report: dict, data_source: dict) -> dict:

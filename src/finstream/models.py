@@ -1,0 +1,83 @@
+"""python -m finstream.models {list,promote,rollback}: the registered models and their aliases.
+
+    list      [--questions lags,range]      each version: run, served model, alias
+    promote   --question lags --version 3   version 3 becomes the champion
+    rollback  --question lags               the champion before the current one takes it back
+
+A running stream job serves the new champion from its next micro-batch (no restart). MLflow's
+own client and UI move the same alias (`champion`) and the stream follows them just the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from finstream import registry
+from finstream.config import Settings
+from finstream.errors import ArgumentParser, UserError, choice_list, exit_on_user_error
+from finstream.forecasts import FIELDS
+from finstream.logs import setup_logging
+
+QUESTIONS = tuple(FIELDS)  # the questions the stream serves
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = ArgumentParser(prog="python -m finstream.models", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    listing = commands.add_parser("list", help="every registered version and its alias")
+    listing.add_argument("--questions", type=choice_list(QUESTIONS), default=QUESTIONS)
+    promote = commands.add_parser("promote", help="make a version the champion")
+    promote.add_argument("--question", choices=QUESTIONS, required=True)
+    promote.add_argument("--version", required=True)
+    rollback = commands.add_parser("rollback", help="give the champion alias back to the previous champion")
+    rollback.add_argument("--question", choices=QUESTIONS, required=True)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    setup_logging()
+    settings = Settings.load()
+    registry.require_store(settings)
+    client = registry.client(settings)
+    if args.command == "list":
+        for question in args.questions:
+            print(describe(client, question))
+        return
+    name = registry.model_name(args.question)
+    if args.command == "promote":
+        try:
+            registry.set_champion(client, args.question, args.version)
+        except Exception as exc:  # noqa: BLE001 - MLflow's RESOURCE_DOES_NOT_EXIST and kin: one line
+            raise UserError(f"cannot promote {name} version {args.version} ({str(exc).splitlines()[0][:200]}): "
+                            f"see `python -m finstream.models list --questions {args.question}`") from None
+        print(f"{name}: version {args.version} is the champion")
+    else:
+        try:
+            version = registry.rollback(client, args.question)
+        except LookupError as exc:
+            raise UserError(str(exc)) from None
+        print(f"{name}: rolled back, version {version} is the champion")
+
+
+def describe(client, question: str) -> str:
+    name = registry.model_name(question)
+    versions = sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version))
+    if not versions:
+        return f"{name}: no version registered (train it: ./spark-submit.sh jobs/train.py --questions {question})"
+    aliases_of: dict[str, list[str]] = {}
+    for alias, version in client.get_registered_model(name).aliases.items():
+        aliases_of.setdefault(str(version), []).append(alias)
+    lines = [f"{name}:"]
+    for version in versions:
+        aliases = ",".join(sorted(aliases_of.get(str(version.version), [])))
+        served = client.get_run(version.run_id).data.params.get("served", "?") if version.run_id else "?"
+        lines.append(f"  version {version.version}  run {version.run_id}  serves {served}"
+                     f"{'  [' + aliases + ']' if aliases else ''}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(exit_on_user_error(main))

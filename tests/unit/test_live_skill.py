@@ -1,0 +1,69 @@
+"""The live skill watch: the band a holdout promises (windowed loss ratios), and the watch's
+rolling ratio per served version, its WARNING when a full window leaves the band, and what it
+sends to MLflow."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from finstream import modelstore, skill
+from finstream.live_skill import LiveSkillWatch
+
+
+def test_band_spans_the_holdouts_windowed_ratios():
+    rng = np.random.default_rng(3)
+    baseline = rng.exponential(1.0, 1000)
+    loss = baseline * rng.uniform(0.8, 1.0, 1000)  # a model a little better than its baseline
+    band = skill.live_band(loss, baseline, window=100)
+    ratios = [loss[i:i + 100].sum() / baseline[i:i + 100].sum() for i in range(901)]
+    assert band["window"] == 100 and band["holdout"] == pytest.approx(loss.sum() / baseline.sum())
+    assert band["low"] == pytest.approx(np.quantile(ratios, 0.025)) and band["high"] == pytest.approx(
+        np.quantile(ratios, 0.975))
+    assert 0.8 < band["low"] < band["holdout"] < band["high"] < 1.0
+    assert skill.live_band(loss[:99], baseline[:99], window=100) is None  # shorter than a window
+
+
+def install(model_dir, version: str, band: dict | None) -> None:
+    modelstore.install(model_dir, "lags", version, {"question": "lags", "served": "persistence"},
+                       {"series": {"timespan": "day", "multiplier": 1}, "live_band": band, "mlflow_run_id": "run-7"})
+
+
+def batch(version: str, loss: float, baseline: float, judged: int, first: str | None = None) -> dict:
+    return {"live_lags_loss": loss, "live_lags_baseline": baseline, "live_lags_judged": judged,
+            "live_lags_version": version, "live_lags_first_version": first or version}
+
+
+def test_the_watch_warns_once_when_a_full_window_leaves_the_band_and_logs_each_ratio(tmp_path, caplog):
+    install(tmp_path, "3", {"window": 100, "low": 0.9, "high": 1.1, "holdout": 1.0})
+    logged = []
+    watch = LiveSkillWatch(tmp_path, lambda *args: logged.append(args))
+    with caplog.at_level(logging.INFO, logger="finstream.live_skill"):
+        fields = watch.update(batch("finstream-lags/3", 50.0, 50.0, 50), 1)
+        assert fields["live_lags_loss_ratio"] == 1.0 and fields["live_lags_judged"] == 50
+        watch.update(batch("finstream-lags/3", 300.0, 50.0, 50), 2)  # 350/100 = 3.5 over a full window
+        watch.update(batch("finstream-lags/3", 300.0, 50.0, 50), 3)  # still out: said once
+        fields = watch.update(batch("finstream-lags/3", 50.0, 50.0, 50), 4)
+        assert fields["live_lags_loss_ratio"] == pytest.approx(350 / 100)  # the window dropped batch 1 and 2
+        watch.update(batch("finstream-lags/3", 50.0, 50.0, 50), 5)  # back in: 100/100
+    warnings = [r.message for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "finstream-lags/3 has left its holdout band: loss ratio 3.500" in warnings[0]
+    assert "back in its holdout band" in caplog.text
+    assert [(run, key, step) for run, key, _, step in logged] == [("run-7", "live.lags.loss_ratio", s)
+                                                                    for s in range(1, 6)]
+    assert fields["live_lags_band_low"] == 0.9 and fields["live_lags_band_high"] == 1.1
+
+
+def test_the_watch_does_not_compare_a_partial_window_a_mixed_batch_or_a_version_without_band(tmp_path, caplog):
+    install(tmp_path, "1", None)
+    install(tmp_path, "2", {"window": 100, "low": 0.9, "high": 1.1, "holdout": 1.0})
+    watch = LiveSkillWatch(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="finstream.live_skill"):
+        assert "live_lags_band_low" not in watch.update(batch("finstream-lags/1", 500.0, 50.0, 200), 1)
+        assert watch.update(batch("finstream-lags/2", 500.0, 50.0, 50, first="finstream-lags/1"), 2) == {}
+        watch.update(batch("finstream-lags/2", 500.0, 50.0, 60), 3)  # out, but 60 < 100 judged
+    assert not caplog.records
+    assert json.loads((modelstore.version_dir(tmp_path, "lags", "2") / "metadata.json").read_text())["live_band"]
