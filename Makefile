@@ -15,7 +15,7 @@ PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: install up down status cluster-up cluster-down demo lint test unit integration bench bench-latency bench-live bench-soak clean distclean
+.PHONY: install up down status cluster-up cluster-down demo lint test unit integration bench bench-latency bench-live bench-soak mlflow-ui browser clean distclean
 
 install: $(STAMP)
 	@stack/fetch.sh all
@@ -49,13 +49,13 @@ demo: up
 unit: install
 	$(VENV)/bin/pytest -m "not integration" tests
 
-integration: up
+integration: up browser
 	$(VENV)/bin/pytest -m integration tests
 
 lint: install
 	$(VENV)/bin/ruff check .
 
-test: lint up
+test: lint up browser
 	$(VENV)/bin/pytest --durations=10 tests
 
 bench: up
@@ -70,6 +70,14 @@ bench-live: up
 
 bench-soak: up
 	$(VENV)/bin/python -m bench.soak $(SOAK_ARGS)
+
+# MLflow's UI on this checkout's tracking store (or MLFLOW_TRACKING_URI's), on 127.0.0.1
+mlflow-ui: install
+	$(VENV)/bin/python -m finstream.models ui --port $(or $(MLFLOW_PORT),5000)
+
+# Debian's Chromium, for the test that opens the MLflow UI in a real browser
+browser:
+	stack/chromium.sh
 
 clean: down
 	rm -rf .local

@@ -22,6 +22,7 @@ from typing import Any
 
 from finstream import schema
 from finstream.config import PROJECT_ROOT, Settings
+from finstream.skill import LIVE_LOSSES
 
 NDJSON_PATH = PROJECT_ROOT / "conf" / "kibana" / "dashboards.ndjson"
 # Saved-object format of Kibana 8.8+; Kibana 9 imports and migrates it.
@@ -251,6 +252,13 @@ OPERATIONS_CHARTS = (
           "prediction being written (p50 and p99 per bucket).", "es_index_predictions", "predicted_at", None,
           (_metric("p50", "percentiles", "latency_ms", "m.values['50.0']", percents=[50, 99]),
            _metric("p99", "percentiles", "latency_ms", "m.values['99.0']", percents=[50, 99])), "ms"),
+    Chart("finstream-live-skill", "Live skill of the served models", "Each served forecast's loss over its "
+          "last judged predictions divided by its naive baseline's (finstream.live_skill): below 1 it beats the "
+          "baseline. The stream logs a WARNING naming the version when a ratio leaves the band its holdout "
+          "promised (the band's limits are in the same documents, live_<question>_band_low/high).",
+          "es_index_pipeline_metrics", "timestamp", None,
+          tuple(_metric(question, "avg", f"live_{question}_loss_ratio") for question in LIVE_LOSSES),
+          "loss / baseline loss", reference_line=1.0),
     CountChart("finstream-dead-letters", "Dead letters by reason", "Messages refused by validation, "
                "counted per broken rule (one message can break several).", "es_index_dead_letters",
                "indexed_at", "reasons", "messages"),

@@ -1,8 +1,9 @@
-"""python -m finstream.models {list,promote,rollback}: the registered models and their aliases.
+"""python -m finstream.models {list,promote,rollback,ui}: the registered models and their aliases.
 
     list      [--questions lags,range]      each version: run, served model, alias
     promote   --question lags --version 3   version 3 becomes the champion
     rollback  --question lags               the champion before the current one takes it back
+    ui        [--port 5000]                 MLflow's UI on the tracking store, on 127.0.0.1 (make mlflow-ui)
 
 A running stream job serves the new champion from its next micro-batch (no restart). MLflow's
 own client and UI move the same alias (`champion`) and the stream follows them just the same.
@@ -11,7 +12,9 @@ own client and UI move the same alias (`champion`) and the stream follows them j
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 from finstream import registry
 from finstream.config import Settings
@@ -33,6 +36,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     promote.add_argument("--version", required=True)
     rollback = commands.add_parser("rollback", help="give the champion alias back to the previous champion")
     rollback.add_argument("--question", choices=QUESTIONS, required=True)
+    ui = commands.add_parser("ui", help="MLflow's UI on the tracking store (loopback only)")
+    ui.add_argument("--port", type=int, default=5000)
     return parser.parse_args(argv)
 
 
@@ -41,6 +46,14 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     settings = Settings.load()
     registry.require_store(settings)
+    if args.command == "ui":
+        ui_command = [str(Path(sys.executable).with_name("mlflow")), "ui", "--host", "127.0.0.1",
+                      "--port", str(args.port), "--backend-store-uri", registry.tracking_uri(settings)]
+        location = registry.artifact_location(settings)
+        if location:
+            ui_command += ["--default-artifact-root", location]
+        print(f"MLflow UI on http://127.0.0.1:{args.port} ({registry.tracking_uri(settings)})", flush=True)
+        os.execv(ui_command[0], ui_command)
     client = registry.client(settings)
     if args.command == "list":
         for question in args.questions:
