@@ -52,6 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--models", type=choice_list(tuple(REGRESSORS)), default=defaults.models)
     parser.add_argument("--tune", action="store_true", default=defaults.tune,
                         help="choose hyper-parameters from conf/models.toml's grid on the validation slice")
+    parser.add_argument("--promote", action="store_true",
+                        help="make each registered version the champion even if its model does not beat the naive "
+                             "baseline (it then serves the baseline): for a new series the stream should follow")
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--report-dir", help="default: .local/reports/<run id>")
     return parser.parse_args(argv)
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         run = training.run(bars, options, config)
         report = report_dict(run, run_id, args.source, None)
         plots = [] if args.no_plots else write_plots(run, report_dir)
-        tracked = track(run, report, settings, plots, data_source)
+        tracked = track(run, report, settings, plots, data_source, promote=args.promote)
         report.update(mlflow_run_id=tracked["mlflow_run_id"], registered_alias=tracked["alias"],
                       model_version=tracked["version"] and f"{registry.model_name(question)}/{tracked['version']}")
         write_json(report, report_dir / f"{question}.json")

@@ -17,10 +17,13 @@ $PY -m producer replay --dataset eurusd-hourly
 $PY -m producer replay --dataset btcusd-monthly
 echo "== 2/5 indexing with Spark Structured Streaming (--available-now)"
 ./spark-submit.sh jobs/stream_index.py --available-now
-echo "== 3/5 training on the replayed Kafka log: EURUSD hourly (range, volatility, interval), then"
-echo "        GOOG daily (the report's question; next close, range, volatility, interval), which the stream serves"
+echo "== 3/5 training on the replayed Kafka log (each run tracked in MLflow, each model registered):"
+echo "        EURUSD hourly (range, volatility, interval), then GOOG daily (the report's question; next close,"
+echo "        range, volatility, interval), whose versions become the champions the stream serves"
 ./spark-submit.sh jobs/train.py --timespan hour --questions range,volatility,interval --folds 0 --no-plots
-./spark-submit.sh jobs/train.py --questions volume,lags,range,volatility,interval --folds 1
+# --promote: GOOG daily is what the stream follows next, so its versions take the champion alias
+# even where a model does not beat its baseline (the version then serves that baseline).
+./spark-submit.sh jobs/train.py --questions volume,lags,range,volatility,interval --folds 1 --promote
 echo "== 4/5 the stream job running; the last $LIVE_BARS GOOG days arrive one by one"
 mkdir -p .local/logs
 STREAM_LOG=.local/logs/demo-stream.log
@@ -35,5 +38,8 @@ $PY scripts/demo_predictions.py --dataset goog-daily --last "$LIVE_BARS" || {
 kill -TERM -- -$STREAM_PID 2>/dev/null || true
 wait $STREAM_PID 2>/dev/null || true
 trap - EXIT
-echo "== 5/5 what Elasticsearch holds"
+grep -E "champion .* installed|live skill" "$STREAM_LOG" || true
+echo "== 5/5 what Elasticsearch holds, and the registry the stream served from"
 $PY scripts/demo_summary.py
+$PY -m finstream.models list
+echo "the runs, their metrics and plots, and the registered models: make mlflow-ui, then http://127.0.0.1:5000"

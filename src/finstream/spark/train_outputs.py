@@ -72,12 +72,14 @@ def served_spec(run: TrainingRun, saved_at: Path) -> dict:
     return spec
 
 
-def track(run: TrainingRun, report: dict, settings: Settings, plots: list[Path], data_source: dict) -> dict:
+def track(run: TrainingRun, report: dict, settings: Settings, plots: list[Path], data_source: dict,
+          promote: bool = False) -> dict:
     """Logs the run to MLflow (parameters, every metric of every candidate, the report and the
     plots, the MLlib model with its signature, and what the stream serves), then registers a
     forecasting question's model as finstream-<question>: champion when the chosen model beat
     its naive baseline (the selection rules) or the question has no champion yet, challenger
-    otherwise. Returns {"mlflow_run_id", "version", "alias"} (version and alias None when the
+    otherwise (champion whatever the rules say with `promote`). Returns {"mlflow_run_id", "version",
+    "alias"} (version and alias None when the
     question is not one the stream serves)."""
     import mlflow
     import mlflow.spark
@@ -107,7 +109,7 @@ def track(run: TrainingRun, report: dict, settings: Settings, plots: list[Path],
     version = alias = None
     if scorer is not None:
         version, alias = registry.register(client, q.name, run_id, f"runs:/{run_id}/model",
-                                           passed=run.served == run.chosen)
+                                           passed=promote or run.served == run.chosen)
         log.info("%s: registered %s version %s as %s", q.name, registry.model_name(q.name), version, alias)
     return {"mlflow_run_id": run_id, "version": version, "alias": alias}
 
