@@ -10,8 +10,9 @@ bar's range and its variance, each by the model or naive baseline its training r
             forecasts of each served question (finstream.forecasts)
             ─▶ prediction documents, id = the bar's doc id
 
-The models are read by the Python worker itself (MODEL_DIR/<question>/LATEST, re-read when
-the file changes, cached per worker), so no model, feature or earlier prediction crosses
+The models are read by the Python worker itself (MODEL_DIR/<question>/CHAMPION, which the
+driver writes when the registry's champion alias moves; re-read when the file changes, cached
+per worker), so no model, feature or earlier prediction crosses
 between the JVM and Python, and nothing is read back from Elasticsearch: the earlier
 prediction lives in the series' state.
 
