@@ -44,11 +44,21 @@ def client(settings: Settings):
     """An MlflowClient on the configured store (created on first use when embedded)."""
     from mlflow import MlflowClient  # a second to import: only the commands that use it pay
 
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # the embedded store's schema migrations
     uri = tracking_uri(settings)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    return MlflowClient(uri, uri)
+    # Creating a store runs MLflow's schema migrations, whose alembic logging setup replaces the
+    # root logger's handlers and level (our INFO lines would vanish): put them back.
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        mlflow_client = MlflowClient(uri, uri)
+        mlflow_client.search_registered_models(max_results=1)  # the registry's store, now
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    return mlflow_client
 
 
 def require_store(settings: Settings) -> None:
