@@ -49,6 +49,7 @@ def client(settings: Settings):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     # Creating a store runs MLflow's schema migrations, whose alembic logging setup replaces the
     # root logger's handlers and level (our INFO lines would vanish): put them back.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from elasticsearch import helpers
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
 from bench.cleanup import drop_run_data
@@ -143,12 +143,24 @@ def pipeline(stack, request):
 
 
 def topic_bars(settings) -> list[dict]:
-    """Every message of the settings' topic, decoded, in (partition, offset) order."""
-    consumer = KafkaConsumer(settings.kafka_topic, bootstrap_servers=settings.kafka_bootstrap_servers,
-                             auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
-                             consumer_timeout_ms=5_000)
+    """Every message of the settings' topic, decoded, in (partition, offset) order: read up to
+    the end offsets, so no idle timeout is waited out."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False,
+                             group_id=None, consumer_timeout_ms=10_000)
     try:
-        return [json.loads(r.value) for r in sorted(consumer, key=lambda r: (r.partition, r.offset))]
+        partitions = [TopicPartition(settings.kafka_topic, p)
+                      for p in sorted(consumer.partitions_for_topic(settings.kafka_topic) or [])]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        records = []
+        for tp in partitions:
+            while consumer.position(tp) < ends[tp]:
+                batch = consumer.poll(timeout_ms=2_000)
+                if not batch:
+                    raise AssertionError(f"{tp} could not be read to its end offset {ends[tp]}")
+                records += [r for rs in batch.values() for r in rs]
+        return [json.loads(r.value) for r in sorted(records, key=lambda r: (r.partition, r.offset))]
     finally:
         consumer.close()
 

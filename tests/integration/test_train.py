@@ -1,5 +1,6 @@
 """jobs/train.py on the real stack: the report's illusion exposed, Kafka and ES replays
-agree, and the saved model loads and predicts."""
+agree, both tracked and registered in MLflow, the registered model loads and predicts, and a
+person can open the run and the champion in MLflow's UI (headless Chromium)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pyspark.ml.regression import RandomForestRegressor
 from finstream import elastic, registry
 from finstream.config import local_dir
 from producer import samples
+from tests.integration.mlflow_ui import assert_visible_in_mlflow_ui
 
 GOOG = samples.load_bars("goog-daily")
 
@@ -59,7 +61,7 @@ def test_the_reports_illusion_and_the_honest_figure(pipeline, spark):
     assert honest["models"]["random_forest"]["holdout"]["loss_ratio"] > 1  # persistence wins
 
 
-def test_kafka_and_es_replays_train_the_same_models(pipeline, spark, tmp_path):
+def test_kafka_and_es_replays_train_the_same_models_tracked_in_mlflow(pipeline, spark, tmp_path):
     bars = GOOG[:900]
     pipeline.publish([(b.key, b.to_json()) for b in bars + bars[:100]])  # with duplicates
     pipeline.stream_index()
@@ -128,3 +130,6 @@ def test_kafka_and_es_replays_train_the_same_models(pipeline, spark, tmp_path):
     features = {name: 0.001 for name in metadata["features"]}
     predicted = model.transform(spark.createDataFrame([features])).first().prediction
     assert isinstance(predicted, float) and abs(predicted) < 1  # a next return, not a price
+
+    # A person can open it: the run and the champion in MLflow's UI, in a real browser.
+    assert_visible_in_mlflow_ui(pipeline, tmp_path, expected[1], registry.model_name("lags"))

@@ -83,7 +83,8 @@ def track(run: TrainingRun, report: dict, settings: Settings, plots: list[Path],
     question is not one the stream serves)."""
     import mlflow
     import mlflow.spark
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
 
     q = run.question
     client = registry.client(settings)
@@ -95,13 +96,15 @@ def track(run: TrainingRun, report: dict, settings: Settings, plots: list[Path],
         mlflow.log_metrics(run_metrics(report))
         for plot in plots:
             mlflow.log_artifact(str(plot), "plots")
-        sample = run.test.select(*q.features).limit(20).toPandas()
-        signature = infer_signature(sample, run.model.transform(run.test.limit(20)).select("prediction").toPandas())
+        # The pipeline takes the feature columns (doubles) and adds `prediction`.
+        signature = ModelSignature(inputs=Schema([ColSpec("double", name) for name in q.features]),
+                                   outputs=Schema([ColSpec("double", "prediction")]))
         mlflow.spark.log_model(run.model, "model", signature=signature,
                                pip_requirements=[f"pyspark=={pyspark.__version__}"])
         with tempfile.TemporaryDirectory() as tmp:
             saved_at = Path(tmp) / "model"
-            run.model.write().save(str(saved_at))
+            if run.served in ("random_forest", "gbt"):  # their exported trees are read from the saved files
+                run.model.write().save(str(saved_at))
             scorer = served_spec(run, saved_at) if q.name in FORECASTS else None
         if scorer is not None:
             mlflow.log_dict(scorer, f"{registry.SERVING}/{modelstore.SCORER}")

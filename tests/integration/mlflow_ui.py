@@ -1,8 +1,8 @@
-"""A person can open the training run in MLflow's UI: train, start the UI (`python -m
-finstream.models ui`, what `make mlflow-ui` runs), load the run's page and the registered
-model's page in headless Chromium (Debian's, installed by stack/chromium.sh), and find the run's
-metrics and the model's champion alias in the rendered DOM. Screenshots are left under
-.local/test-screenshots/ for the developer to look at."""
+"""A person can open a training run in MLflow's UI: start the UI (`python -m finstream.models
+ui`, what `make mlflow-ui` runs), load the run's page and the registered model's page in
+headless Chromium (Debian's, installed by stack/chromium.sh), and find the run's metrics and the
+model's champion alias in the rendered DOM. Screenshots are left under .local/test-screenshots/
+for the developer to look at. Used by test_train.py, after its training (one training less)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,7 @@ import socket
 import subprocess
 import urllib.request
 
-from finstream import registry
 from finstream.config import local_dir
-from producer import samples
 from tests.integration.conftest import ROOT, wait_until
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -38,16 +36,9 @@ def render(url: str, profile, screenshot=None) -> str:
     return subprocess.run([*args, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True).stdout
 
 
-def test_the_run_and_the_champion_in_mlflows_ui(pipeline, tmp_path):
-    settings = pipeline.settings
-    bars = samples.load_bars("goog-daily")[:500]
-    pipeline.publish([(b.key, b.to_json()) for b in bars])
-    pipeline.train("--questions", "lags", "--models", "linear", "--folds", "0")
-    client = registry.client(settings)
-    (run,) = client.search_runs([registry.experiment_id(client, settings)])
-    champion = registry.champion(client, "lags")
-    assert champion.run_id == run.info.run_id
-
+def assert_visible_in_mlflow_ui(pipeline, tmp_path, run, model: str) -> None:
+    """Starts the UI on the pipeline's store, and finds the run's metrics and the model's
+    champion alias in the pages Chromium renders (screenshots left in .local/test-screenshots)."""
     port = free_port()
     ui = subprocess.Popen([".venv/bin/python", "-m", "finstream.models", "ui", "--port", str(port)], cwd=ROOT,
                           env={**os.environ, **pipeline.env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -68,9 +59,8 @@ def test_the_run_and_the_champion_in_mlflows_ui(pipeline, tmp_path):
         assert run.info.run_name in run_page
         for metric in ("linear.holdout.rmse", "persistence.holdout.loss"):
             assert metric in run_page, f"{metric} not in the rendered run page"
-        model_page = render(f"{base}/#/models/{registry.model_name('lags')}", tmp_path / "p2",
-                            shots / "mlflow-model.png")
-        assert registry.model_name("lags") in model_page and "champion" in model_page
+        model_page = render(f"{base}/#/models/{model}", tmp_path / "p2", shots / "mlflow-model.png")
+        assert model in model_page and "champion" in model_page
         assert (shots / "mlflow-run.png").stat().st_size > 10_000
     finally:
         os.killpg(ui.pid, signal.SIGTERM)
