@@ -60,7 +60,9 @@ def test_stream_and_train_on_a_standalone_cluster_match_local(cluster, pipeline)
                    env={**env, **TRAINING_JVM})
         assert holdout(f"{pipeline.env['KAFKA_TOPIC']}-cluster") == holdout(f"{pipeline.env['KAFKA_TOPIC']}-local")
 
-        # Both stream runs serve the model trained locally, so their predictions can be compared.
+        # Both stream runs serve the same champion (one MLflow store; the cluster run's version
+        # took the alias only if it beat the baseline) from one MODEL_DIR, so their predictions
+        # can be compared.
         pipeline.stream_index()
         on_cluster(pipeline, "jobs/stream_index.py", "--available-now", env={**env, "MODEL_DIR": str(local.model_path)})
         for index in ("es_index_bars", "es_index_dead_letters", "es_index_predictions"):
