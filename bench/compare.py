@@ -22,17 +22,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
 import time
 import uuid
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 from bench import latency as L  # the bar generator, publisher, count watcher, isolation, clean-up
+from bench import report
 from finstream import elastic, topics
 from finstream.config import Settings, local_dir
 from finstream.errors import choice_list
@@ -210,15 +210,10 @@ def main() -> int:
     finally:
         L.cleanup(es, settings, run_id)
 
-    result = {"benchmark": "compare", "date": datetime.now(timezone.utc).isoformat(),
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}, "bars": args.bars,
+    result = {**report.run_info("compare"), "bars": args.bars,
               "tickers": args.tickers, "refresh": args.refresh or "1s", "publish_bars_per_s": round(publish_rate),
               "one_by_one_seconds": args.one_by_one_seconds, "methods": rows}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    out.with_suffix(".md").write_text(table(result))
-    print(table(result))
+    report.write(args.out, result, table(result))
     return 0
 
 

@@ -22,7 +22,6 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import random
 import shutil
 import signal
@@ -33,9 +32,9 @@ import time
 import uuid
 from bisect import bisect_left
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
+from bench import report
 from bench.cleanup import drop_run_data
 from finstream import elastic, topics
 from finstream.config import Settings, local_dir
@@ -277,13 +276,8 @@ def main() -> int:
         if not args.keep:
             cleanup(es, settings, run_id)
 
-    result = {"benchmark": "latency", "date": datetime.now(timezone.utc).isoformat(),
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-              "trigger": args.trigger, "refresh_interval": "1s", "tickers": args.tickers,
+    result = {**report.run_info("latency"), "trigger": args.trigger, "refresh_interval": "1s", "tickers": args.tickers,
               "seconds_per_rate": args.seconds, "phases": phases}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2))
     table = ["| bars/s | bars | bar searchable p50 / p95 / p99 (s) | prediction searchable p50 / p95 / p99 (s) "
              "| peer (kafka-python + helpers.bulk): bar searchable p50 / p95 / p99 (s) "
              "| median batch (s): index / predict |", "|---:|---:|---|---|---|---|"]
@@ -293,8 +287,7 @@ def main() -> int:
         table.append(f"| {p['rate']:g} | {p['bars']:,} | {b['p50']} / {b['p95']} / {b['p99']} | "
                      f"{q['p50']} / {q['p95']} / {q['p99']} | {e['p50']} / {e['p95']} / {e['p99']} | "
                      f"{d.get('index-bars', '-')} / {d.get('predict-bars', '-')} |")
-    out.with_suffix(".md").write_text("\n".join(table) + "\n")
-    print("\n".join(table))
+    report.write(args.out, result, "\n".join(table) + "\n")
     return 0
 
 

@@ -18,17 +18,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import statistics
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 
 from kafka import KafkaConsumer
 
+from bench import report
 from bench.cleanup import delete_topic
 from finstream import topics
 from finstream.config import Secret, Settings
@@ -122,18 +120,13 @@ def main() -> int:
     for name, settings in modes.items():
         rows[name] = {**summary(record_latencies(settings, started)), "closed": closed}
         delete_topic(settings)
-    result = {"benchmark": "live_latency", "date": datetime.now(timezone.utc).isoformat(),
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}, "minutes": args.minutes,
+    result = {**report.run_info("live_latency"), "minutes": args.minutes,
               "tickers": len(tickers), "server_lag_seconds": args.server_lag, "modes": rows}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2))
     table = ["| mode | bars in Kafka / closed | close -> Kafka p50 (s) | p95 (s) | max (s) | mean (s) |",
              "|---|---:|---:|---:|---:|---:|"]
     table += [f"| {name} | {r['bars']} / {r['closed']} | {r.get('p50', '-')} | {r.get('p95', '-')} | "
               f"{r.get('max', '-')} | {r.get('mean', '-')} |" for name, r in rows.items()]
-    out.with_suffix(".md").write_text("\n".join(table) + "\n")
-    print("\n".join(table))
+    report.write(args.out, result, "\n".join(table) + "\n")
     return 0
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import signal
 import subprocess
@@ -30,9 +29,9 @@ import sys
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 
+from bench import report
 from bench.latency import (
     HISTORY,
     MINUTE_MS,
@@ -194,7 +193,7 @@ def main() -> int:
             group = processes(stream.pid)
             heap = live_heap_mb(tool, group["driver_jvm"][0]) if group["driver_jvm"] else None
             ends = topics.end_offsets(settings)
-            report = {
+            snapshot = {
                 "minute": round((end - started) / 60, 1),
                 "bar_searchable_s": summary(window_latencies(feed.sends, watcher.timelines[bars_index],
                                                              base[bars_index], window_start, end)),
@@ -210,8 +209,8 @@ def main() -> int:
                 "kafka_lag": {query: sum(ends.values()) - sum(checkpoints.resume_offsets(
                     settings.query_checkpoint(query), settings.kafka_topic).values()) for query in QUERIES},
             }
-            reports.append(report)
-            print(json.dumps(report), flush=True)
+            reports.append(snapshot)
+            print(json.dumps(snapshot), flush=True)
             window_start = end
             if end >= started + args.minutes * 60:
                 break
@@ -224,15 +223,10 @@ def main() -> int:
         if not args.keep:
             cleanup(es, settings, run_id)
 
-    result = {"benchmark": "soak", "date": datetime.now(timezone.utc).isoformat(),
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-              "rate": args.rate, "minutes": args.minutes, "tickers": args.tickers, "trigger": args.trigger,
+    result = {**report.run_info("soak"), "rate": args.rate, "minutes": args.minutes, "tickers": args.tickers,
+              "trigger": args.trigger,
               "reports": reports, "verdict": verdict(reports, args.rate)}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    out.with_suffix(".md").write_text(table(result))
-    print(table(result))
+    report.write(args.out, result, table(result))
     return 0
 
 

@@ -12,15 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 
 from bench import latency as L  # the latency benchmark's generator, isolation and clean-up
+from bench import report
 from finstream import elastic, topics
 from finstream.config import Settings
 
@@ -66,8 +65,7 @@ def main() -> int:
     finally:
         L.cleanup(es, settings, run_id)
 
-    result = {"benchmark": "stream_throughput", "date": datetime.now(timezone.utc).isoformat(),
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}, "bars": args.bars,
+    result = {**report.run_info("stream_throughput"), "bars": args.bars,
               "tickers": args.tickers, "predict": args.predict, "predictions": predictions,
               "publish_bars_per_s": round(args.bars / publish_s),
               "job_wall_s": round(wall_s, 1),
