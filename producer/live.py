@@ -23,7 +23,7 @@ from finstream.config import Settings
 from finstream.schema import TIMESPAN_SECONDS
 from producer.market_data import MassiveClient, closed_bars
 from producer.publisher import BarPublisher
-from producer.resume import last_published
+from producer.resume import iso_minute, resume_points
 from producer.sessions import market, next_open, should_poll
 
 log = logging.getLogger(__name__)
@@ -55,13 +55,7 @@ class LiveFeed:
         return datetime.fromtimestamp(self.clock(), timezone.utc)
 
     def resume(self) -> None:
-        self.last = last_published(self.settings, self.tickers, self.timespan, self.multiplier)
-        for ticker in self.tickers:
-            if ticker in self.last:
-                log.info("%s: resuming after %s (last bar in the topic)", ticker, iso_minute(self.last[ticker]))
-            else:
-                log.info("%s: nothing in the topic yet: starting %g hours back", ticker,
-                         self.settings.live_start_hours_back)
+        self.last = resume_points(self.settings, self.tickers, self.timespan, self.multiplier)
 
     def run(self) -> int:
         """Until stopped: poll each ticker whose market is open, then wait a poll interval
@@ -102,7 +96,3 @@ class LiveFeed:
             log.info("%s: %d new bar(s), last %s", ticker, sent, iso_minute(self.last[ticker]))
         self.published += sent
         return sent
-
-
-def iso_minute(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="minutes")

@@ -5,14 +5,33 @@ drift from it. Both live modes (REST polling and WebSocket) start from here."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.partitioner import DefaultPartitioner
 
 from finstream.config import Settings
 
+log = logging.getLogger(__name__)
+
 TAIL_RECORDS = 2_000  # records read back per step when looking for a ticker's last bar
+
+
+def resume_points(settings: Settings, tickers: Sequence[str], timespan: str, multiplier: int) -> dict[str, int]:
+    """last_published, each ticker's starting point logged (both live modes start here)."""
+    found = last_published(settings, tickers, timespan, multiplier)
+    for ticker in tickers:
+        if ticker in found:
+            log.info("%s: resuming after %s (last bar in the topic)", ticker, iso_minute(found[ticker]))
+        else:
+            log.info("%s: nothing in the topic yet: starting %g hours back", ticker, settings.live_start_hours_back)
+    return found
+
+
+def iso_minute(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="minutes")
 
 
 def last_published(settings: Settings, tickers: Iterable[str], timespan: str, multiplier: int) -> dict[str, int]:

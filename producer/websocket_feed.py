@@ -38,10 +38,9 @@ from finstream.config import Settings
 from finstream.errors import UserError
 from finstream.retry import reconnecting
 from finstream.schema import Bar
-from producer.live import iso_minute
 from producer.market_data import MarketDataError, MassiveClient, closed_bars
 from producer.publisher import BarPublisher
-from producer.resume import last_published
+from producer.resume import iso_minute, resume_points
 from producer.sessions import EQUITY, market
 
 log = logging.getLogger(__name__)
@@ -125,10 +124,7 @@ class WebSocketFeed:
 
     def run(self) -> int:
         """Until stopped (or a failure the user must fix, raised here); returns the bars published."""
-        self.last = last_published(self.settings, self.tickers, "minute", 1)
-        for ticker in self.tickers:
-            if ticker in self.last:
-                log.info("%s: resuming after %s (last bar in the topic)", ticker, iso_minute(self.last[ticker]))
+        self.last = resume_points(self.settings, self.tickers, "minute", 1)
         by_cluster: dict[str, list[str]] = {}
         for ticker in self.tickers:
             by_cluster.setdefault(CLUSTERS[market(ticker)][0], []).append(ticker)

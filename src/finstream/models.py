@@ -21,6 +21,7 @@ from finstream.config import Settings
 from finstream.errors import ArgumentParser, UserError, choice_list, exit_on_user_error
 from finstream.forecasts import FIELDS
 from finstream.logs import setup_logging
+from finstream.retry import first_line
 
 QUESTIONS = tuple(FIELDS)  # the questions the stream serves
 
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             registry.set_champion(client, args.question, args.version)
         except Exception as exc:  # noqa: BLE001 - MLflow's RESOURCE_DOES_NOT_EXIST and kin: one line
-            raise UserError(f"cannot promote {name} version {args.version} ({str(exc).splitlines()[0][:200]}): "
+            raise UserError(f"cannot promote {name} version {args.version} ({first_line(exc)[:200]}): "
                             f"see `python -m finstream.models list --questions {args.question}`") from None
         print(f"{name}: version {args.version} is the champion")
     else:

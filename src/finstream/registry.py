@@ -23,6 +23,7 @@ from pathlib import Path
 from finstream import modelstore
 from finstream.config import Settings, local_dir
 from finstream.errors import UserError
+from finstream.retry import first_line
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def require_store(settings: Settings) -> None:
         experiment_id(client(settings), settings)
     except Exception as exc:  # noqa: BLE001 - whatever the store says, the user's line is the same
         raise UserError(f"cannot use the MLflow tracking store at {tracking_uri(settings)} "
-                        f"({str(exc).splitlines()[0][:200]}): set MLFLOW_TRACKING_URI to a reachable server, or "
+                        f"({first_line(exc)[:200]}): set MLFLOW_TRACKING_URI to a reachable server, or "
                         "leave it empty for the embedded store under .local/mlflow") from None
 
 
@@ -181,7 +182,7 @@ class ChampionMirror:
         except Exception as exc:  # noqa: BLE001 - the registry down must not stop the stream
             if not self._unreachable:
                 log.warning("cannot read the model registry at %s (%s): serving what is installed; retrying every "
-                            "%g s", tracking_uri(self.settings), str(exc).splitlines()[0][:200], self.poll_seconds)
+                            "%g s", tracking_uri(self.settings), first_line(exc)[:200], self.poll_seconds)
             self._unreachable = True
             return
         if self._unreachable:
@@ -205,7 +206,7 @@ class ChampionMirror:
             except Exception as exc:  # noqa: BLE001 - a bad version must not stop the stream
                 self.refused[question] = version
                 before = self.installed.get(question) or modelstore.installed_version(model_dir, question)
-                log.error("cannot serve %s (%s); %s", name, str(exc).splitlines()[0][:300],
+                log.error("cannot serve %s (%s); %s", name, first_line(exc),
                           f"still serving version {before}" if before else "no predictions for it until one loads")
                 return
         self.installed[question] = version
