@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # spark-submit with the project's connectors, configuration and shared code:
 #   ./spark-submit.sh [spark-submit options] jobs/stream_index.py [job options]
-# Adds: the Kafka and ES-Hadoop connector jars (resolved once, then cached), conf/ as
+# Adds: the Kafka and ES-Hadoop connector jars (resolved once, then cached), the project's
+# ES-Hadoop error handler (stack/es-dead-letters.sh, built once), conf/ as
 # SPARK_CONF_DIR (spark-defaults.conf, log4j2.properties), and the finstream package as a
 # --py-files zip so executors on a cluster (--master spark://...) have it too. Every other
 # argument goes to spark-submit unchanged; a --master given here overrides conf/.
@@ -15,6 +16,8 @@ VENV="${FINSTREAM_VENV:-$ROOT_DIR/.venv}"
 
 JARS="$(find "$JARS_DIR" -maxdepth 1 -name '*.jar' | sort | paste -sd, -)"
 [ -n "$JARS" ] || die "no connector jars in $JARS_DIR"
+# The project's ES-Hadoop bulk error handler (refused documents -> dead letters), built once.
+JARS="$JARS,$("$STACK_DIR/es-dead-letters.sh")"
 
 # The shared package as a zip, rebuilt each time so it always matches the source.
 BUILD_DIR="$LOCAL_DIR/build"

@@ -18,6 +18,16 @@ log = logging.getLogger(__name__)
 
 ES_HADOOP_FORMAT = "org.elasticsearch.spark.sql"
 
+# The project's ES-Hadoop bulk write error handler (stack/es-dead-letters, on the classpath by
+# spark-submit.sh): a document Elasticsearch refuses for its content (HTTP 400) becomes a dead
+# letter in the same bulk flow instead of failing the write. Its properties are
+# es.write.rest.error.handler.<name>.<property>.
+DEAD_LETTER_HANDLER = "deadletters"
+DEAD_LETTER_HANDLER_CLASS = "finstream.eshadoop.DeadLetterHandler"
+DEAD_LETTER_HANDLER_PREFIX = f"es.write.rest.error.handler.{DEAD_LETTER_HANDLER}"
+# Starts the handler's abort message (a refusal it could not dead-letter): not worth a retry.
+DEAD_LETTER_ABORT_MARKER = "[finstream dead letters]"
+
 
 def client(settings: Settings, **kwargs: Any) -> Elasticsearch:
     auth: dict[str, Any] = {}
@@ -132,6 +142,10 @@ def es_hadoop_options(settings: Settings, info: ClusterInfo, id_field: str | Non
         "es.internal.es.version": info.version,
         "es.internal.es.cluster.name": info.name,
         "es.internal.es.cluster.uuid": info.uuid,
+        "es.write.rest.error.handlers": DEAD_LETTER_HANDLER,
+        DEAD_LETTER_HANDLER_PREFIX: DEAD_LETTER_HANDLER_CLASS,
+        f"{DEAD_LETTER_HANDLER_PREFIX}.dead.letter.index": settings.es_index_dead_letters,
+        f"{DEAD_LETTER_HANDLER_PREFIX}.topic": settings.kafka_topic,  # a bar's dead letter: topic|partition|offset
     }
     if id_field:
         options["es.mapping.id"] = id_field
