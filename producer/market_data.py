@@ -7,6 +7,23 @@ Pages with `next_url`, retries what is transient (429, 5xx, timeouts, broken bod
 exponential back-off honouring Retry-After, and stops with a message that says what to do
 on what is not (400, 401, 403, 404). The API key travels in the Authorization header only,
 so it is never part of a URL that could be logged.
+
+What the answers really hold, and what is done with it (docs/reliability.md, "The API's real
+answers"):
+
+- Results outside the window asked for (the API once answered a one-day TJX minute request
+  with 4 bars of 2017 among 12): each request's own window is checked where results come
+  back - epoch ms for intraday chunks, whole UTC dates for daily and coarser bars (a bar
+  longer than a day, or of a multiplier above 1, may start up to one bar before `from`, the
+  bar that holds it). Results outside it are dropped, counted and named in one warning per
+  request (ticker, how many, their times), so backfill, live REST and WebSocket gap repair
+  never publish them.
+- Numbers spelled however the API's encoder spells them ("n": 1.412331e+06, a float "t"):
+  bar_from_aggregate turns an integral value of an integer field into an int
+  (finstream.schema.as_integer); a fractional trade count stays a float and is dead-lettered.
+- Fields an asset class does not have (an index aggregate is o h l c t only; older stock
+  bars lack vw or n) stay null; `otc` and other extra fields are ignored; a status other than
+  ERROR (OK, DELAYED) is an answer; no `results` (resultsCount 0) is an empty one.
 """
 
 from __future__ import annotations
@@ -23,11 +40,13 @@ import requests
 
 from finstream.config import Secret
 from finstream.retry import Transient, retrying
-from finstream.schema import TIMESPAN_SECONDS, Bar
+from finstream.schema import TIMESPAN_SECONDS, Bar, as_integer
 
 log = logging.getLogger(__name__)
 
 MAX_LIMIT = 50_000
+MAX_NAMED = 20  # results outside the window named in its warning; the rest are counted
+DAY_MS = 86_400_000
 # Intraday ranges are split so that one request never spans more base aggregates than the
 # limit (the limit counts minute/second aggregates before they are combined).
 CHUNK_MS = {
@@ -81,6 +100,7 @@ class MassiveClient:
     rate_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(0))
     sleep: Callable[[float], None] = time.sleep
     session: requests.Session = field(default_factory=requests.Session)
+    outside_window: int = 0  # results dropped for lying outside the window asked for
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
@@ -106,9 +126,19 @@ class MassiveClient:
             url = (f"{self.base_url}/v2/aggs/ticker/{quote(ticker, safe=':')}/range/{multiplier}/{timespan}/{lo}/{hi}")
             params: dict | None = {"adjusted": "true", "sort": "asc", "limit": MAX_LIMIT}
             seen: set[str] = set()
+            # The request's own window, for every page (a next_url may restate `from` in ms).
+            first, last = window_ms(timespan, multiplier, lo, hi)
+            outside: list[dict] = []
             while url:
                 body = self._get_json(url, params)
-                yield from body.get("results") or []
+                for result in body.get("results") or []:
+                    if not isinstance(result, dict):
+                        log.warning("%s: a result that is not an aggregate, skipped: %s", ticker,
+                                    self._redact(repr(result))[:200])
+                    elif within(result, first, last):
+                        yield result
+                    else:
+                        outside.append(result)
                 next_url = body.get("next_url")
                 if next_url and next_url in seen:
                     raise MarketDataError(f"the API returned the same next_url twice for {ticker}: "
@@ -116,6 +146,13 @@ class MassiveClient:
                 if next_url:
                     seen.add(next_url)
                 url, params = next_url, None  # next_url carries every parameter but the key
+            if outside:
+                self.outside_window += len(outside)
+                times = [iso_time(r.get("t")) for r in outside]
+                shown = ", ".join(times[:MAX_NAMED]) + (f" and {len(times) - MAX_NAMED} more"
+                                                        if len(times) > MAX_NAMED else "")
+                log.warning("%s: %d result(s) outside the window asked for (%s .. %s) dropped, not published: %s",
+                            ticker, len(outside), iso_time(first), iso_time(last), shown)
 
     # -- HTTP -----------------------------------------------------------------------------
     def _get_json(self, url: str, params: dict | None) -> dict:
@@ -156,6 +193,8 @@ class MassiveClient:
             raise Transient("the response body is not valid JSON (truncated?)") from None
         if not isinstance(body, dict):
             raise Transient("the response body is not a JSON object")
+        if not isinstance(body.get("results"), (list, type(None))):
+            raise Transient("the response's results are not a list")
         if body.get("status") == "ERROR":
             reason = self._redact(str(body.get("error") or body.get("message")))
             raise MarketDataError(f"the API answered status ERROR: {reason}")
@@ -210,6 +249,42 @@ def ms_chunks(timespan: str, lo: int, stop: int) -> Iterator[tuple[str, str]]:
         lo = hi
 
 
+def _bound_ms(segment: str, end: bool) -> int:
+    """A from/to path segment as epoch ms: digits are ms already; a date is its whole UTC day."""
+    if segment.isdigit():
+        return int(segment)
+    d = date.fromisoformat(segment)
+    start = int(datetime(d.year, d.month, d.day, tzinfo=timezone.utc).timestamp() * 1000)
+    return start + DAY_MS - 1 if end else start
+
+
+def window_ms(timespan: str, multiplier: int, lo: str, hi: str) -> tuple[int, int]:
+    """The first and last bar start a request for [lo, hi] may answer with. A bar longer than
+    a day, or of a multiplier above 1, may start up to one bar before `from`: the bar that
+    holds it (a week starts on its Sunday, a 5-minute bar on its grid)."""
+    first, last = _bound_ms(lo, end=False), _bound_ms(hi, end=True)
+    if multiplier != 1 or timespan not in ("second", "minute", "hour", "day"):
+        first -= TIMESPAN_SECONDS[timespan] * multiplier * 1000
+    return first, last
+
+
+def within(result: dict, first: int, last: int) -> bool:
+    """Whether an aggregate starts in [first, last]. One without a numeric start cannot be
+    placed: it is kept, and the stream job dead-letters its bar with the reason."""
+    t = as_integer(result.get("t"))
+    if not isinstance(t, (int, float)) or isinstance(t, bool):
+        return True
+    return first <= t <= last
+
+
+def iso_time(ms) -> str:
+    """An epoch-ms time as UTC ISO text to the second (or the raw value, if it is not one)."""
+    try:
+        return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return repr(ms)
+
+
 def default_range(today: date | None = None) -> tuple[date, date]:
     """The last five years up to yesterday."""
     end = (today or date.today()) - timedelta(days=1)
@@ -229,15 +304,18 @@ def closed_bars(client: MassiveClient, ticker: str, timespan: str, multiplier: i
     if lo_ms + bar_ms > closed_before_ms:
         return
     for result in client.aggregates_between(ticker, multiplier, timespan, lo_ms, closed_before_ms):
-        t = result.get("t")
+        t = as_integer(result.get("t"))
         if isinstance(t, int) and lo_ms <= t and t + bar_ms <= closed_before_ms:
             yield bar_from_aggregate(ticker, timespan, multiplier, result)
             lo_ms = t + 1  # a page boundary never repeats a bar
 
 
 def bar_from_aggregate(ticker: str, timespan: str, multiplier: int, result: dict) -> Bar:
-    """An API aggregate as a bar. A missing field stays null: the stream job dead-letters
-    the bar with the reason instead of the producer dropping it."""
-    return Bar(ticker=ticker, timespan=timespan, multiplier=multiplier, timestamp=result.get("t"),
-               open=result.get("o"), high=result.get("h"), low=result.get("l"), close=result.get("c"),
-               volume=result.get("v"), vwap=result.get("vw"), transactions=result.get("n"), source="polygon")
+    """An API aggregate as a bar. A missing field stays null: an index has no volume, VWAP or
+    trade count, and for a required field the stream job dead-letters the bar with the reason
+    instead of the producer dropping it. Integer fields are ints whatever their spelling
+    (1.412331e+06); extra fields (`otc`) are not part of a bar."""
+    return Bar(ticker=ticker, timespan=timespan, multiplier=as_integer(multiplier),
+               timestamp=as_integer(result.get("t")), open=result.get("o"), high=result.get("h"),
+               low=result.get("l"), close=result.get("c"), volume=result.get("v"), vwap=result.get("vw"),
+               transactions=as_integer(result.get("n")), source="polygon")

@@ -4,7 +4,6 @@ drift from it. Both live modes (REST polling and WebSocket) start from here."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
@@ -12,6 +11,7 @@ from datetime import datetime, timezone
 from kafka import KafkaConsumer, TopicPartition
 from kafka.partitioner import DefaultPartitioner
 
+from finstream import messages, topics
 from finstream.config import Settings
 
 log = logging.getLogger(__name__)
@@ -39,8 +39,7 @@ def last_published(settings: Settings, tickers: Iterable[str], timespan: str, mu
     multiplier), read from the tail of each ticker's partition. Tickers never published
     are absent."""
     wanted = set(tickers)
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False,
-                             group_id=None, consumer_timeout_ms=5_000, **settings.kafka_client_options())
+    consumer = topics.consumer(settings, enable_auto_commit=False, group_id=None, consumer_timeout_ms=5_000)
     try:
         partitions = sorted(consumer.partitions_for_topic(settings.kafka_topic) or [])
         if not partitions:
@@ -77,17 +76,11 @@ def _tail_scan(consumer: KafkaConsumer, tp: TopicPartition, tickers: set[str], t
             for record in batch.get(tp, []):
                 if record.offset >= stop:
                     break
-                bar = _bar_fields(record.value)
-                if bar and bar.get("ticker") in tickers and bar.get("timespan") == timespan \
-                        and bar.get("multiplier") == multiplier and isinstance(bar.get("timestamp"), int):
+                # Only a bar the stream job indexes counts: a refused message is no resume point.
+                bar = messages.valid_bar(record.value)
+                if bar and bar["ticker"] in tickers and bar["timespan"] == timespan \
+                        and bar["multiplier"] == multiplier:
                     found[bar["ticker"]] = max(found.get(bar["ticker"], bar["timestamp"]), bar["timestamp"])
         stop, window = start, window * 4
     return found
 
-
-def _bar_fields(value: bytes | None) -> dict | None:
-    try:
-        body = json.loads(value) if value else None
-    except ValueError:  # a malformed message in the topic is the stream job's business
-        return None
-    return body if isinstance(body, dict) else None

@@ -3,6 +3,9 @@
 - US equities: the New York Stock Exchange's calendar (XNYS) from `exchange-calendars`:
   regular sessions 09:30-16:00 New York time, exchange holidays, and half days (13:00 closes,
   e.g. the day after Thanksgiving).
+- Indices (I:) and options (O:): the same calendar and hours (the API's index values follow
+  the US equity session; a value some indices publish after 16:00, such as the VIX until
+  16:15, is fetched with the next session's first poll, never lost).
 - Forex (C:): Sunday 17:00 to Friday 17:00 New York time (no exchange: the interbank week).
 - Crypto (X:): always.
 """
@@ -19,14 +22,16 @@ import pandas as pd
 
 NEW_YORK = ZoneInfo("America/New_York")
 EQUITY = "us_equity"
+INDEX = "index"
+OPTIONS = "options"
+NYSE_HOURS = (EQUITY, INDEX, OPTIONS)  # the markets that trade on the NYSE calendar's sessions
+PREFIXES = {"X:": "crypto", "C:": "forex", "I:": INDEX, "O:": OPTIONS}
 
 
 def market(ticker: str) -> str:
-    if ticker.startswith("X:"):
-        return "crypto"
-    if ticker.startswith("C:"):
-        return "forex"
-    return EQUITY
+    """The market of an API ticker, by its prefix: X: crypto, C: forex, I: index, O: options;
+    no prefix, a US equity."""
+    return PREFIXES.get(ticker[:2], EQUITY)
 
 
 @cache
@@ -61,7 +66,7 @@ def next_open(kind: str, now: datetime, step: timedelta = timedelta(minutes=5)) 
     """`now` if the market of `kind` is open, else when it next opens."""
     if is_open(kind, now):
         return now
-    if kind == EQUITY:
+    if kind in NYSE_HOURS:
         return _xnys(now.year).next_open(_minute(now)).to_pydatetime()
     seconds = step.total_seconds()
     # Forex opens on a whole hour: the first open step on the grid, within a week.

@@ -4,7 +4,17 @@ linked by a key-less `next_url`, and scripted faults served before normal answer
 
 With a `clock` (epoch ms), it serves only the bars that exist at that time: a bar appears
 when it opens, still forming (its last trade so far), and takes its final values when it
-closes - as the real API does for the current bar."""
+closes - as the real API does for the current bar.
+
+And the answers' real shapes (docs/reliability.md, "The API's real answers"):
+- `add_results`: rows served as given - an index's `o h l c t` only, a result without `vw` or
+  `n`, `otc: true`, fractional crypto volume, a float `t` or `n`;
+- `strays`: rows served in every answer for a ticker whatever the window asked, as the real API
+  once answered a one-day TJX minute request with 4 bars of 2017 (another symbol's prices);
+- `number_format = "g"`: every float spelled as the real API's encoder spells them, the
+  shortest %g form with an exponent from 1e+06 on (`"n": 1.412331e+06`, `"v": 7.4e+07`,
+  `"c": 394.74`); "json" (the default) is Python's json;
+- `status`: the answer's status (the real API says DELAYED on plans with delayed data)."""
 
 from __future__ import annotations
 
@@ -14,6 +24,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -56,6 +67,10 @@ class FakeMassive:
         self.requests: list[Seen] = []
         self.repeat_next_url = False
         self.latency = 0.0  # seconds added to every answer
+        self.strays: dict[str, list[dict]] = {}  # ticker -> rows in every answer, whatever the window
+        self.number_format = "json"  # or "g": floats spelled 1.412331e+06, as the real API does
+        self.status = "OK"
+        self.answered: list[bytes] = []  # the body of each normal answer, as sent
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -80,6 +95,11 @@ class FakeMassive:
             for i in range(count)
         )
 
+    def add_results(self, ticker: str, rows: list[dict], step_ms: int = 86_400_000) -> None:
+        """Rows served exactly as given (any fields, any number types), for the answers' shapes."""
+        self._steps[ticker] = step_ms
+        self.bars.setdefault(ticker, []).extend(rows)
+
     # -- request handling -------------------------------------------------------------------
     def _answer(self, handler: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes]:
         parsed = urlparse(handler.path)
@@ -101,9 +121,10 @@ class FakeMassive:
         lo, hi = _bound(match["lo"], end=False), _bound(match["hi"], end=True)
         rows = [self._as_of(b, match["ticker"], now) for b in self.bars.get(match["ticker"], [])
                 if lo <= b["t"] <= hi and (now is None or b["t"] <= now)]
+        rows = sorted(self.strays.get(match["ticker"], []) + rows, key=lambda row: row["t"])
         cursor = int(query.get("cursor", ["0"])[0])
         page = rows[cursor: cursor + self.page_size]
-        body = {"ticker": match["ticker"], "status": "OK", "queryCount": len(page), "resultsCount": len(page),
+        body = {"ticker": match["ticker"], "status": self.status, "queryCount": len(page), "resultsCount": len(page),
                 "adjusted": True, "request_id": "r"}
         if page:
             body["results"] = page
@@ -111,12 +132,14 @@ class FakeMassive:
         if nxt < len(rows) or self.repeat_next_url:
             nxt = cursor if self.repeat_next_url else nxt
             body["next_url"] = f"{self.url}{parsed.path}?cursor={nxt}&adjusted=true&sort=asc&limit={self.page_size}"
-        return 200, {}, json.dumps(body).encode()
+        self.answered.append((dumps_g(body) if self.number_format == "g" else json.dumps(body)).encode())
+        return 200, {}, self.answered[-1]
 
     def _as_of(self, bar: dict, ticker: str, now: int | None) -> dict:
         if now is None or bar["t"] + self._steps[ticker] <= now:
             return bar
-        return {**bar, "c": bar["o"], "h": bar["o"], "l": bar["o"], "v": 1.0, "n": 1}  # still forming
+        forming = {"c": bar["o"], "h": bar["o"], "l": bar["o"], "v": 1.0, "n": 1}  # still forming
+        return {**bar, **{k: v for k, v in forming.items() if k in bar}}  # an index has no v, n
 
     def _handler(self):
         fake = self
@@ -139,3 +162,36 @@ class FakeMassive:
                 pass
 
         return Handler
+
+
+def g_number(value: float) -> str:
+    """A float as the real API spells it: the shortest digits that read back the same, in %g
+    form with an exponent when it is below -4 or from 6 on (1412331.0 -> 1.412331e+06, 100.0 ->
+    100, 12264.64178551227 as it is)."""
+    if value == 0:
+        return "0"
+    sign, digits, exponent = Decimal(repr(value)).normalize().as_tuple()
+    text = "".join(map(str, digits))
+    point = len(text) + exponent  # where the decimal point falls after the digits' first
+    power = point - 1
+    if power < -4 or power >= 6:
+        mantissa = text[0] + ("." + text[1:] if len(text) > 1 else "")
+        body = f"{mantissa}e{'-' if power < 0 else '+'}{abs(power):02d}"
+    elif point <= 0:
+        body = "0." + "0" * -point + text
+    elif point >= len(text):
+        body = text + "0" * (point - len(text))
+    else:
+        body = text[:point] + "." + text[point:]
+    return ("-" if sign else "") + body
+
+
+def dumps_g(value) -> str:
+    """JSON with every float spelled by g_number (ints, strings and the rest as json spells them)."""
+    if isinstance(value, float):
+        return g_number(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(str(k))}:{dumps_g(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(dumps_g(v) for v in value) + "]"
+    return json.dumps(value)

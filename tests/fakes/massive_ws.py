@@ -1,9 +1,18 @@
 """A local WebSocket server that speaks the Massive WebSocket protocol: clusters at /stocks,
-/forex and /crypto; a `connected` greeting; `auth` with the key (auth_failed and a close
-otherwise); `subscribe` to per-minute aggregate channels (AM.<ticker>, CA.<from>/<to>,
-XA.<from>-<to>) answered with a `success` status per channel; aggregate events as JSON arrays,
-sent only to the connections subscribed to their channel; and the faults: a dropped
-connection, a "max_connections" refusal, and whatever raw text a test pushes.
+/indices, /options, /forex and /crypto; a `connected` greeting; `auth` with the key
+(auth_failed and a close otherwise); `subscribe` to per-minute aggregate channels (AM.<ticker>
+- AM.AAPL, AM.I:SPX, AM.O:<contract> -, CA.<from>/<to>, XA.<from>-<to>) answered with a
+`success` status per channel; aggregate events as JSON arrays, sent only to the connections
+subscribed to their channel (an index's event carries no volume or VWAP); and the faults: a
+dropped connection, a scripted "max_connections" refusal (`refuse_next`), and whatever raw
+text a test pushes.
+
+The server's documented behaviours it models:
+- One connection per cluster per plan (`max_connections`), the newest kept: when a connection
+  authenticates beyond the limit, the oldest authenticated one on the cluster gets a
+  `max_connections` status and is closed (`OtherClient` is another program using the key).
+- Events come when the server has them: late (after later minutes), out of order, or again
+  for a minute already sent (after a reconnect, or a correction): `deliver`.
 
 The test drives it: `push` sends events (or, with `closes`, a thread sends each bar when it
 closes, plus `lag` seconds, as the real feed does)."""
@@ -19,12 +28,17 @@ from dataclasses import dataclass, field
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
 
-CHANNEL = {"stocks": "AM", "forex": "CA", "crypto": "XA"}
+CHANNEL = {"stocks": "AM", "indices": "AM", "options": "AM", "forex": "CA", "crypto": "XA"}
+MAX_CONNECTIONS_MESSAGE = ("Maximum number of websocket connections exceeded. You have reached the connection limit "
+                           "for your account.")
 
 
 def aggregate_event(ticker: str, bar: dict) -> dict:
     """The per-minute aggregate event for a REST-style bar (o h l c v vw t): what the real
-    feed sends for that minute."""
+    feed sends for that minute. An index's (I:) has values only: no v, vw, av, a or z."""
+    if ticker.startswith("I:"):
+        return {"ev": "AM", "sym": ticker, "op": bar["o"], "o": bar["o"], "c": bar["c"], "h": bar["h"], "l": bar["l"],
+                "s": bar["t"], "e": bar["t"] + 60_000}
     common = {"o": bar["o"], "h": bar["h"], "l": bar["l"], "c": bar["c"], "v": bar["v"], "vw": bar["vw"],
               "s": bar["t"], "e": bar["t"] + 60_000}
     if ticker.startswith("C:"):
@@ -53,6 +67,7 @@ class FakeMassiveSocket:
         self.api_key = api_key
         self.max_connections = max_connections  # per cluster, as plans allow
         self.refuse_next = 0  # connections to refuse with "max_connections", whatever the count
+        self.taken = 0  # connections closed for a newer one (the one-per-cluster policy)
         self.clients: list[Client] = []
         self.closed_codes: list[int | None] = []  # the close code of each connection that ended
         self.connections = 0
@@ -92,6 +107,16 @@ class FakeMassiveSocket:
             mine = [e for e in events if channel_of(e) in client.channels]
             if mine:
                 self._send(client, json.dumps(mine))
+
+    def deliver(self, cluster: str, events: list[dict], late: Iterable[int] = (), again: Iterable[int] = ()) -> None:
+        """Sends the events one message each, in their order, except as the real server may:
+        those at the indices in `late` come after all the others (late, out of order), and
+        those in `again` come a second time at the end (a minute already sent)."""
+        late, again = set(late), set(again)
+        order = [e for i, e in enumerate(events) if i not in late] + [events[i] for i in sorted(late)] + \
+            [events[i] for i in sorted(again)]
+        for event in order:
+            self.push(cluster, [event])
 
     def push_raw(self, cluster: str, text: str) -> None:
         """Any text, to every authenticated connection of the cluster (for malformed messages and
@@ -178,14 +203,70 @@ class FakeMassiveSocket:
             client.connection.close(1008, "authentication failed")
             return
         with self._lock:
-            others = sum(1 for c in self.clients if c.cluster == client.cluster and c.authenticated)
-            refuse = self.refuse_next > 0 or others >= self.max_connections
+            refuse = self.refuse_next > 0
             self.refuse_next = max(0, self.refuse_next - 1)
             client.authenticated = not refuse
+            others = [c for c in self.clients if c.cluster == client.cluster and c.authenticated and c is not client]
+            # The newest is kept: the oldest authenticated ones go, beyond the plan's limit.
+            taken = [] if refuse else others[:max(0, len(others) + 1 - self.max_connections)]
+            for older in taken:
+                older.authenticated = False
+                self.taken += 1
         if refuse:
-            self._send(client, json.dumps([{"ev": "status", "status": "max_connections",
-                                            "message": "Maximum number of websocket connections exceeded. You have "
-                                                       "reached the connection limit for your account."}]))
-            client.connection.close(1008, "max connections")
+            self._kick(client)
             return
         self._send(client, json.dumps([{"ev": "status", "status": "auth_success", "message": "authenticated"}]))
+        for older in taken:
+            self._kick(older)
+
+    def _kick(self, client: Client) -> None:
+        self._send(client, json.dumps([{"ev": "status", "status": "max_connections",
+                                        "message": MAX_CONNECTIONS_MESSAGE}]))
+        client.connection.close(1008, "max connections")
+
+
+class OtherClient:
+    """Another program using the same key on a cluster, as a user may run by mistake: it
+    connects and authenticates, and when the server closes it for a newer connection it comes
+    back after `pause` seconds - forever, until stopped."""
+
+    def __init__(self, url: str, key: str, pause: float = 0.2) -> None:
+        self.url, self.key, self.pause = url, key, pause
+        self.authenticated = 0  # how many times it got auth_success
+        self.taken = 0  # how many times the server closed it with max_connections
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "OtherClient":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def wait_authenticated(self, times: int = 1, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while self.authenticated < times:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the other client authenticated {self.authenticated} times, not {times}")
+            time.sleep(0.05)
+
+    def _run(self) -> None:
+        from websockets.sync.client import connect
+
+        while not self._stop.is_set():
+            try:
+                with connect(self.url, open_timeout=5) as socket:
+                    socket.send(json.dumps({"action": "auth", "params": self.key}))
+                    while not self._stop.is_set():
+                        try:
+                            raw = socket.recv(timeout=0.2)
+                        except TimeoutError:
+                            continue
+                        statuses = {e.get("status") for e in json.loads(raw) if isinstance(e, dict)}
+                        self.authenticated += "auth_success" in statuses
+                        self.taken += "max_connections" in statuses
+            except (ConnectionClosed, OSError):
+                pass
+            self._stop.wait(self.pause)

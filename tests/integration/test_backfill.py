@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +12,9 @@ from kafka import KafkaConsumer
 
 from finstream import topics
 from finstream.schema import bar_doc_id
+from tests.fakes.answers import NDX, NDX_CLOSES, SPY_COUNTS, TJX_2017, TJX_2020
 from tests.fakes.massive import FakeMassive, Fault
+from tests.integration.conftest import topic_bars
 
 KEY = "sk-backfill-secret-789"
 START_MS = 1_704_096_000_000  # 2024-01-01T08:00Z
@@ -87,3 +90,76 @@ def test_connection_refused_ends_with_advice(pipeline):
     result = subprocess.run([sys.executable, "-m", "producer", "backfill", "--tickers", "AAPL"],
                             env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "connection failed" in result.stderr and "Traceback" not in result.stderr
+
+
+# -- the API's real answers, through the real command into the real Kafka -----------------------
+def backfill(pipeline, fake: FakeMassive, *args: str) -> str:
+    env = {**os.environ, **pipeline.env, "POLYGON_BASE_URL": fake.url, "POLYGON_API_KEY": fake.api_key}
+    result = subprocess.run([sys.executable, "-m", "producer", "backfill", *args], env=env, capture_output=True,
+                            text=True, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    return output
+
+
+def test_an_index_answer_reaches_the_topic_without_volume(pipeline):
+    """I:NDX, day, 2023-03-09 .. 2023-03-15: the API answers 5 results of o h l c t only."""
+    with FakeMassive(api_key=KEY) as fake:
+        fake.add_results("I:NDX", NDX)
+        output = backfill(pipeline, fake, "--tickers", "I:NDX", "--timespan", "day", "--from", "2023-03-09",
+                          "--to", "2023-03-15")
+    assert "backfill: 5 bars sent" in output
+    bars = topic_bars(pipeline.settings)
+    assert [b["close"] for b in bars] == NDX_CLOSES
+    assert [b["timestamp"] for b in bars] == [r["t"] for r in NDX]
+    for bar in bars:  # the fields an index does not have are null, not zero, not missing
+        assert bar["volume"] is None and bar["vwap"] is None and bar["transactions"] is None, bar
+        assert (bar["ticker"], bar["timespan"], bar["multiplier"], bar["source"]) == ("I:NDX", "day", 1, "polygon")
+
+
+def test_integer_fields_reach_the_topic_as_integers_however_the_api_spells_them(pipeline):
+    with FakeMassive(api_key=KEY) as fake:
+        fake.number_format = "g"
+        days = [1704171600000, 1704258000000, 1704344400000, 1704430800000, 1704690000000]  # 2024-01-02 .. 08
+        fake.add_results("SPY", [{"v": 7.4e7 + i, "vw": 470.5 + i, "o": 470.0 + i, "c": 471.0 + i, "h": 472.0 + i,
+                                  "l": 469.0 + i, "t": days[i], "n": n} for i, n in enumerate(SPY_COUNTS)])
+        output = backfill(pipeline, fake, "--tickers", "SPY", "--from", "2024-01-02", "--to", "2024-01-08")
+        answer = fake.answered[0].decode()
+    assert '"n":1.412331e+06' in answer and '"n":1.105872e+06' in answer and '"n":1.251006e+06' in answer
+    assert "backfill: 5 bars sent" in output
+    raw = topic_records(pipeline.settings)
+    assert [json.loads(r)["transactions"] for r in raw] == [1412331, 987654, 1105872, 1251006, 854321]
+    for record, n in zip(raw, (1412331, 987654, 1105872, 1251006, 854321), strict=True):
+        assert f'"transactions":{n},' in record and '"multiplier":1,' in record  # JSON integers, not 1412331.0
+
+
+def test_results_outside_the_window_never_reach_the_topic(pipeline):
+    """A one-day minute request for TJX (2020-08-27) answered with 12 results, 4 of them
+    stamped 2017-02-03 (another symbol's prices): 8 bars published, the 4 named in one warning."""
+    with FakeMassive(api_key=KEY, page_size=5) as fake:
+        fake.add_results("TJX", [{"v": 100 + i, "vw": 53.7, "o": 53.7, "c": 53.6, "h": 53.8, "l": 53.5, "t": t,
+                                  "n": 1} for i, t in enumerate(TJX_2020)], step_ms=60_000)
+        fake.strays["TJX"] = [{"v": 206, "vw": 14.49, "o": 14.49, "c": 14.49, "h": 14.49, "l": 14.49, "t": t, "n": 1}
+                              for t in TJX_2017]
+        output = backfill(pipeline, fake, "--tickers", "TJX", "--timespan", "minute", "--from", "2020-08-27",
+                          "--to", "2020-08-27")
+        answered = sum(1 for r in fake.requests)
+    assert answered == 3  # 12 results in pages of 5
+    assert "backfill: 8 bars sent" in output
+    warnings = [line for line in output.splitlines() if "outside the window" in line]
+    assert len(warnings) == 1, output
+    assert "TJX: 4 result(s) outside the window asked for (2020-08-27T00:00:00Z .. 2020-08-27T23:59:59Z)" in \
+        warnings[0]
+    assert "2017-02-03T14:30:00Z, 2017-02-03T14:32:00Z, 2017-02-03T14:46:00Z, 2017-02-03T15:12:00Z" in warnings[0]
+    bars = topic_bars(pipeline.settings)
+    assert [b["timestamp"] for b in bars] == TJX_2020
+    assert not [b for b in bars if b["timestamp"] < 1598486400000] and {b["close"] for b in bars} == {53.6}
+
+
+def topic_records(settings) -> list[str]:
+    consumer = KafkaConsumer(settings.kafka_topic, bootstrap_servers=settings.kafka_bootstrap_servers,
+                             auto_offset_reset="earliest", consumer_timeout_ms=5000)
+    try:
+        return [m.value.decode() for m in sorted(consumer, key=lambda m: (m.partition, m.offset))]
+    finally:
+        consumer.close()

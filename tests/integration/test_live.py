@@ -145,3 +145,25 @@ def test_sigterm_flushes_and_a_restart_adds_no_duplicate(pipeline):
         second = run_until_sigterm()
         assert "resuming after" in second
         assert [b["timestamp"] for b in topic_bars(settings)] == published
+
+
+def test_an_index_is_polled_on_the_equity_calendar_and_published_without_volume(pipeline):
+    """I:NDX over REST: values only (o h l c t), polled while the NYSE is open - Wednesday's
+    session, not Thanksgiving, Friday's half day to 13:00 - like an equity."""
+    settings = dataclasses.replace(pipeline.settings, live_poll_seconds=300, live_start_hours_back=1,
+                                   live_delay_minutes=0)
+    topics.ensure_topic(settings)
+    wednesday_open, friday_open = ny(2026, 11, 25, 9, 30), ny(2026, 11, 27, 9, 30)
+    start, end = ny(2026, 11, 25, 15, 0), ny(2026, 11, 27, 14, 0)
+    clock = SimulatedClock(start)
+    with FakeMassive(clock=lambda: clock.now_ms) as fake:
+        for first, count in ((wednesday_open, 390), (friday_open, 210)):
+            fake.add_results("I:NDX", [{"o": 20000.0 + i, "h": 20001.0 + i, "l": 19999.0 + i, "c": 20000.5 + i,
+                                        "t": first + i * MINUTE} for i in range(count)], step_ms=MINUTE)
+        run_feed(settings, fake, clock, ["I:NDX"], end)
+        asked = [r.at for r in fake.requests]
+    bars = topic_bars(settings)
+    assert [b["timestamp"] for b in bars] == list(range(start - 60 * MINUTE, ny(2026, 11, 25, 16, 0), MINUTE)) + \
+        list(range(friday_open, ny(2026, 11, 27, 13, 0), MINUTE))
+    assert {(b["volume"], b["vwap"], b["transactions"]) for b in bars} == {(None, None, None)}
+    assert not [t for t in asked if ny(2026, 11, 25, 16, 7) < t < friday_open]  # the holiday: not polled

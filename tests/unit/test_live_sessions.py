@@ -15,7 +15,8 @@ def ny(*args) -> datetime:
 
 
 @pytest.mark.parametrize("ticker, kind", [("AAPL", "us_equity"), ("BRK.A", "us_equity"), ("X:BTCUSD", "crypto"),
-                                          ("C:EURUSD", "forex")])
+                                          ("C:EURUSD", "forex"), ("I:SPX", "index"), ("I:NDX", "index"),
+                                          ("O:SPY251219C00650000", "options")])
 def test_market_of_a_ticker(ticker, kind):
     assert market(ticker) == kind
 
@@ -36,6 +37,7 @@ def test_market_of_a_ticker(ticker, kind):
 ])
 def test_sessions(at, equity, forex):
     assert is_open("us_equity", at) is equity
+    assert is_open("index", at) is equity and is_open("options", at) is equity  # the NYSE calendar's hours
     assert is_open("forex", at) is forex
     assert is_open("crypto", at)
 
@@ -54,3 +56,10 @@ def test_next_open_skips_the_weekend_and_the_holiday():
     assert next_open("forex", ny(2026, 11, 21, 12, 0)) == ny(2026, 11, 22, 17, 0)
     now = ny(2026, 11, 21, 3, 7, 12)
     assert next_open("crypto", now) == now
+
+
+def test_an_index_follows_the_equity_calendar():
+    assert next_open("index", ny(2026, 11, 25, 16, 5)) == ny(2026, 11, 27, 9, 30)  # over Thanksgiving
+    assert next_open("options", ny(2026, 11, 20, 18, 2)) == ny(2026, 11, 23, 9, 30)
+    assert should_poll("index", ny(2026, 11, 27, 13, 1), timedelta(minutes=2))  # the half day's closing bar
+    assert not should_poll("index", ny(2026, 11, 26, 11, 0), timedelta(minutes=2))

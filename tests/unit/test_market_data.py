@@ -6,9 +6,19 @@ import logging
 from datetime import date
 
 import pytest
+import requests
 
 from finstream.config import Secret
-from producer.market_data import MarketDataError, MassiveClient, RateLimiter, date_chunks, retry_after_seconds
+from producer.market_data import (
+    MarketDataError,
+    MassiveClient,
+    RateLimiter,
+    bar_from_aggregate,
+    closed_bars,
+    date_chunks,
+    retry_after_seconds,
+)
+from tests.fakes.answers import NDX, NDX_CLOSES, TJX_2017, TJX_2020
 from tests.fakes.massive import FakeMassive, Fault
 
 KEY = "sk-very-secret-key-123"
@@ -182,3 +192,89 @@ def test_retry_after_accepts_seconds_and_http_dates():
     assert retry_after_seconds("3") == 3.0
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
     assert retry_after_seconds(None) is None
+
+
+# -- the answers' real shapes, over HTTP ---------------------------------------------------------
+
+
+def test_an_index_answer_has_values_only(fake):
+    fake.add_results("I:NDX", NDX)
+    client, _ = make_client(fake)
+    results = fetch(client, "I:NDX", start=date(2023, 3, 9), end=date(2023, 3, 15))
+    assert fake.requests[0].path == "/v2/aggs/ticker/I:NDX/range/1/day/2023-03-09/2023-03-15"
+    bars = [bar_from_aggregate("I:NDX", "day", 1, r) for r in results]
+    assert [b.close for b in bars] == NDX_CLOSES
+    assert {(b.volume, b.vwap, b.transactions) for b in bars} == {(None, None, None)}
+
+
+def test_numbers_as_the_api_spells_them(fake):
+    fake.number_format = "g"
+    fake.add_results("SPY", [{"v": 7.4e7, "vw": 394.7, "o": 394.1, "c": 394.74, "h": 396.0, "l": 393.0,
+                              "t": 1704171600000, "n": 1412331.0},
+                             {"v": 6.1e7, "vw": 395.7, "o": 395.1, "c": 395.5, "h": 396.5, "l": 394.0,
+                              "t": 1.7042580e12, "n": 999999.0}])
+    raw = requests.get(f"{fake.url}/v2/aggs/ticker/SPY/range/1/day/2024-01-01/2024-01-05",
+                       headers={"Authorization": f"Bearer {KEY}"}, timeout=5).text
+    assert '"n":1.412331e+06' in raw and '"t":1.704258e+12' in raw and '"n":999999}' in raw
+    client, _ = make_client(fake)
+    bars = [bar_from_aggregate("SPY", "day", 1, r) for r in fetch(client, "SPY", start=date(2024, 1, 2),
+                                                                  end=date(2024, 1, 5))]
+    assert [(b.timestamp, b.transactions) for b in bars] == [(1704171600000, 1412331), (1704258000000, 999999)]
+    assert all(type(b.timestamp) is int and type(b.transactions) is int for b in bars)
+
+
+@pytest.mark.parametrize("body", [b'{"ticker":"AAPL","queryCount":0,"resultsCount":0,"adjusted":true,'
+                                  b'"status":"OK","request_id":"r"}',
+                                  b'{"ticker":"AAPL","resultsCount":0,"results":null,"status":"OK"}',
+                                  b'{"ticker":"AAPL","resultsCount":0,"results":[],"status":"DELAYED"}'])
+def test_no_results_is_an_empty_answer_whatever_its_spelling(fake, body):
+    fake.faults = [Fault(200, body)]
+    client, sleeps = make_client(fake)
+    assert fetch(client, end=date(2024, 1, 1)) == [] and sleeps == []
+
+
+def test_a_delayed_answer_is_an_answer(fake):
+    fake.status = "DELAYED"  # plans with delayed data
+    client, _ = make_client(fake)
+    assert len(fetch(client)) == 12
+
+
+def test_results_that_are_not_a_list_are_a_broken_answer(fake):
+    fake.faults = [Fault(200, b'{"status":"OK","results":{"o":1}}')]
+    client, sleeps = make_client(fake)
+    assert len(fetch(client)) == 12 and len(sleeps) == 1  # retried as a broken body
+
+
+def test_a_result_that_is_not_an_aggregate_is_skipped(fake, caplog):
+    fake.faults = [Fault(200, b'{"status":"OK","results":[7,{"o":1,"h":1,"l":1,"c":1,"v":1,"t":1704067200000}]}')]
+    client, _ = make_client(fake)
+    assert fetch(client, end=date(2024, 1, 1)) == [{"o": 1, "h": 1, "l": 1, "c": 1, "v": 1, "t": 1704067200000}]
+    assert "a result that is not an aggregate, skipped: 7" in caplog.text
+
+
+
+
+def test_results_outside_the_window_asked_for_are_dropped_and_named(fake, caplog):
+    """The API once answered a one-day TJX minute request with 12 results, 4 of them from 2017."""
+    fake.add_results("TJX", [{"v": 100, "vw": 53.7, "o": 53.7, "c": 53.7, "h": 53.7, "l": 53.7, "t": t, "n": 1}
+                             for t in TJX_2020], step_ms=60_000)
+    fake.strays["TJX"] = [{"v": 206, "vw": 14.49, "o": 14.49, "c": 14.49, "h": 14.49, "l": 14.49, "t": t, "n": 1}
+                          for t in TJX_2017]
+    raw = requests.get(f"{fake.url}/v2/aggs/ticker/TJX/range/1/minute/2020-08-27/2020-08-27?limit=50",
+                       headers={"Authorization": f"Bearer {KEY}"}, timeout=5).json()
+    assert raw["resultsCount"] == 5 and len(fake.bars["TJX"]) + len(fake.strays["TJX"]) == 12  # pages of 5
+    client, _ = make_client(fake)
+    got = fetch(client, "TJX", timespan="minute", start=date(2020, 8, 27), end=date(2020, 8, 27))
+    assert [r["t"] for r in got] == TJX_2020 and client.outside_window == 4
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["TJX: 4 result(s) outside the window asked for (2020-08-27T00:00:00Z .. 2020-08-27T23:59:59Z) "
+                        "dropped, not published: 2017-02-03T14:30:00Z, 2017-02-03T14:32:00Z, 2017-02-03T14:46:00Z, "
+                        "2017-02-03T15:12:00Z"]
+
+
+def test_live_polls_drop_them_too(fake):
+    fake.add_results("TJX", [{"o": 1, "h": 1, "l": 1, "c": 1, "v": 1, "t": t} for t in TJX_2020], step_ms=60_000)
+    fake.strays["TJX"] = [{"o": 2, "h": 2, "l": 2, "c": 2, "v": 2, "t": t} for t in TJX_2017]
+    client, _ = make_client(fake)
+    bars = list(closed_bars(client, "TJX", "minute", 1, TJX_2020[0], TJX_2020[-1] + 60_000))
+    assert [b.timestamp for b in bars] == TJX_2020 and client.outside_window == 4
