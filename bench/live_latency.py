@@ -24,8 +24,6 @@ import time
 import uuid
 from pathlib import Path
 
-from kafka import KafkaConsumer
-
 from bench import report
 from bench.cleanup import delete_topic
 from finstream import topics
@@ -44,9 +42,8 @@ MINUTE = 60_000
 
 def record_latencies(settings: Settings, since_ms: int) -> list[float]:
     """Seconds from close to record time of every bar in the topic that closed after `since_ms`."""
-    consumer = KafkaConsumer(settings.kafka_topic, bootstrap_servers=settings.kafka_bootstrap_servers,
-                             auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
-                             consumer_timeout_ms=5_000)
+    consumer = topics.consumer(settings, settings.kafka_topic, auto_offset_reset="earliest", enable_auto_commit=False,
+                               group_id=None, consumer_timeout_ms=5_000)
     try:
         closes = ((json.loads(r.value)["timestamp"] + MINUTE, r.timestamp) for r in consumer)
         return [(sent - close) / 1000 for close, sent in closes if close > since_ms]

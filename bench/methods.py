@@ -34,7 +34,7 @@ from pathlib import Path
 from elasticsearch import helpers
 from kafka import KafkaConsumer
 
-from finstream import elastic
+from finstream import elastic, messages, topics
 from finstream.config import Settings
 from finstream.schema import bar_from_dict
 
@@ -45,12 +45,10 @@ CHUNK = 5_000  # documents per _bulk request (ES-Hadoop's es.batch.size.entries 
 
 def bar_document(record) -> dict | None:
     """The document the stream job writes for a valid bar, or None for a refused message."""
-    try:
-        bar = bar_from_dict(json.loads(record.value))
-    except (ValueError, TypeError):
+    fields = messages.valid_bar(record.value)  # the stream job's rules, in Python
+    if fields is None:
         return None
-    if bar.close is None or bar.ticker is None or bar.timestamp is None:
-        return None
+    bar = bar_from_dict(fields)
     document = dict(bar.__dict__)
     document.update(doc_id=bar.doc_id, published_at=record.timestamp, indexed_at=int(time.time() * 1000),
                     kafka_partition=record.partition, kafka_offset=record.offset)
@@ -58,10 +56,9 @@ def bar_document(record) -> dict | None:
 
 
 def consumer(settings: Settings, **options) -> KafkaConsumer:
-    return KafkaConsumer(settings.kafka_topic, bootstrap_servers=settings.kafka_bootstrap_servers,
-                         group_id=f"bench-{uuid.uuid4().hex[:8]}", auto_offset_reset="earliest",
-                         enable_auto_commit=False, consumer_timeout_ms=10_000,
-                         **settings.kafka_client_options(), **options)
+    return topics.consumer(settings, settings.kafka_topic, group_id=f"bench-{uuid.uuid4().hex[:8]}",
+                           auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=10_000,
+                           **options)
 
 
 def documents(records, expected: int, stop: threading.Event):

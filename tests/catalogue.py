@@ -25,6 +25,14 @@ ACCEPTED = {
     "zero volume": message(volume=0),
     "crypto and forex tickers": message(ticker="X:BTCUSD"),
     "class shares": message(ticker="BRK.A"),
+    # The market-data API's real answers: an index aggregate has only o h l c t; its JSON
+    # encoder spells a trade count as 1.412331e+06.
+    "index bar without volume": message(ticker="I:NDX", volume=..., vwap=..., transactions=...),
+    "trade count in exponent notation": message().replace(b'"transactions": 5', b'"transactions": 1.412331e+06'),
+    "integral timestamp spelled as a float": message(timestamp=1.7e12),
+    "JSON whitespace around the object": b"\r\n\t " + message() + b" \n",
+    "duplicate key (the last one wins, as in json.loads)": message().replace(b'"ticker": "AAPL"',
+                                                                             b'"ticker": "AAPL", "ticker": "MSFT"'),
 }
 
 REFUSED = {
@@ -37,7 +45,11 @@ REFUSED = {
     "missing close": (message(close=...), "missing field: close"),
     "null close": (message(close=None), "missing field: close"),
     "price as string": (message(close="11.0"), "wrong type: close (expected number)"),
-    "ticker as number": (message(ticker=42), None),  # rendered as "42": a valid-looking ticker? no: see below
+    "ticker as number": (message(ticker=42), "wrong type: ticker (expected string)"),
+    "source as boolean": (message(source=True), "wrong type: source (expected string)"),
+    "source as object": (message(source={"feed": "x"}), "wrong type: source (expected string)"),
+    "timespan as array": (message(timespan=["day"]), "wrong type: timespan (expected string)"),
+    "price as boolean": (message(close=True), "wrong type: close (expected number)"),
     "NaN": (b'{"ticker":"AAPL","timespan":"day","multiplier":1,"timestamp":1700000000000,"open":10,"high":12,'
             b'"low":9,"close":NaN,"volume":1,"source":"t"}', "not a finite number: close"),
     "Infinity": (message().replace(b'"volume": 100.0', b'"volume": Infinity'), "not a finite number: volume"),
@@ -48,7 +60,22 @@ REFUSED = {
     "negative volume": (message(volume=-5), "negative volume"),
     "timestamp in seconds": (message(timestamp=1_700_000_000),
                              "timestamp before 1980 (seconds instead of milliseconds?)"),
-    "fractional timestamp": (message(timestamp=1.7e12 + 0.5), "wrong type: timestamp (expected integer)"),
+    "fractional timestamp": (message(timestamp=1.7e12 + 0.5), "not an integer: timestamp"),
+    "fractional trade count": (message(transactions=1.5), "not an integer: transactions"),
+    "multiplier beyond an integer": (message(multiplier=3e9), "absurd magnitude: multiplier above 2147483647"),
+    "trade count beyond 2**53": (message(transactions=1e17), "absurd magnitude: transactions above 9007199254740992"),
+    # One record is one message: Spark's reader takes the first object and drops the rest.
+    "two bars in one record": (message() + b"\n" + message(timestamp=1_717_459_200_000), "data after the JSON object"),
+    "two bars back to back": (message() + message(), "data after the JSON object"),
+    "two bars separated by a comma": (message() + b"," + message(), "data after the JSON object"),
+    "a bracket and a bar after the object": (message() + b"]" + message(), "data after the JSON object"),
+    "text after the object": (message() + b" trailing", "data after the JSON object"),
+    "single-quoted JSON": (message().replace(b'"', b"'"), "malformed JSON"),
+    "a comment": (message().replace(b"{", b"{/* bar */", 1), "malformed JSON"),
+    "a trailing comma": (message().replace(b"}", b",}"), "malformed JSON"),
+    "leading zeros": (message().replace(b'"multiplier": 1', b'"multiplier": 01'), "malformed JSON"),
+    "a byte-order mark": (b"\xef\xbb\xbf" + message(), "not a JSON object"),
+    "UTF-16": (message().decode().encode("utf-16"), "not UTF-8 text"),
     "far-future timestamp": (message(timestamp=4_102_444_800_000), "timestamp in the future"),
     "absurd price": (message(high=5e9, close=4e9), "absurd magnitude: high above 1e+09"),
     "empty ticker": (message(ticker=""), "invalid ticker (1-32 of A-Z 0-9 . : -)"),
@@ -58,6 +85,3 @@ REFUSED = {
     "zero multiplier": (message(multiplier=0), "multiplier below 1"),
     "very large message": (message(note="x" * 100_000), "message too large (over 65536 bytes)"),
 }
-# Spark renders a JSON number into a string field as its text: {"ticker": 42} reads as "42",
-# a well-formed ticker. Documented as accepted (a number-like ticker is still a ticker).
-ACCEPTED["number as ticker text"] = REFUSED.pop("ticker as number")[0]

@@ -85,7 +85,6 @@ class Settings:
     stream_min_partitions: int
     kafka_fetch_max_wait_ms: int
     stream_state_partitions: int
-    stream_watermark_delay: str
     stream_series_idle_hours: float
     polygon_base_url: str
     polygon_max_requests_per_minute: int
@@ -100,6 +99,7 @@ class Settings:
     polygon_ws_delayed_url: str
     live_ws_reconnect_cap_seconds: float
     live_ws_max_refusals: int
+    live_ws_steady_seconds: float
     model_dir: str
     mlflow_tracking_uri: str
     model_poll_seconds: float

@@ -28,6 +28,16 @@ MAX_FUTURE_MS = 86_400_000  # a bar may start at most one day after the time it 
 MAX_PRICE = 1e9
 MAX_VOLUME = 1e15
 MAX_MESSAGE_BYTES = 65_536  # a bar is about 250 bytes; a larger message is not a bar
+# JSON's whitespace (RFC 8259): what may stand before and after the one object of a message.
+JSON_WHITESPACE = " \t\n\r"
+
+# A message refused before its fields are read: one of these reasons, alone.
+EMPTY = "empty message"
+TOO_LARGE = f"message too large (over {MAX_MESSAGE_BYTES} bytes)"
+NOT_UTF8 = "not UTF-8 text"
+NOT_OBJECT = "not a JSON object"
+MALFORMED = "malformed JSON"
+DATA_AFTER_OBJECT = "data after the JSON object"  # one Kafka record holds one bar, never two
 
 
 def _field(es_type: str, doc: str, required: bool = True):
@@ -44,7 +54,9 @@ class Bar:
     high: float = _field("double", "Highest price")
     low: float = _field("double", "Lowest price")
     close: float = _field("double", "Last trade price")
-    volume: float = _field("double", "Traded volume (fractional for crypto)")
+    # Optional: index aggregates (I:SPX, I:NDX) carry no volume, VWAP or trade count.
+    volume: float | None = field(default=None, metadata={
+        "es_type": "double", "doc": "Traded volume (fractional for crypto; absent for indices)", "required": False})
     vwap: float | None = field(default=None, metadata={"es_type": "double", "doc": "Volume-weighted average price",
                                                        "required": False})
     transactions: int | None = field(default=None, metadata={"es_type": "long", "doc": "Number of trades",
@@ -83,6 +95,9 @@ BAR_FIELDS: tuple[FieldSpec, ...] = tuple(
 )
 BAR_FIELD_NAMES = tuple(f.name for f in BAR_FIELDS)
 REQUIRED_FIELDS = tuple(f.name for f in BAR_FIELDS if f.required)
+# The largest value of each integer field: what its Elasticsearch type holds, and at most
+# 2**53, the largest integer every JSON reader (a double) holds exactly.
+INTEGER_LIMITS = {f.name: 2**31 - 1 if f.es_type == "integer" else 2**53 for f in BAR_FIELDS if f.python_type == "int"}
 PRICE_FIELDS = ("open", "high", "low", "close")
 
 # The document id: one bar = one document, whatever the number of replays.
@@ -97,6 +112,20 @@ def bar_doc_id(ticker: str, timespan: str, multiplier: int, timestamp: int) -> s
 
 def bar_from_dict(values: dict[str, Any]) -> Bar:
     return Bar(**{name: values.get(name) for name in BAR_FIELD_NAMES})
+
+
+MAX_EXACT_INTEGER = 2**53  # beyond it a JSON number read as a double no longer holds every integer
+
+
+def as_integer(value: Any) -> Any:
+    """The value of an integer field (multiplier, a timestamp, a trade count) as an int when it
+    is integral, however the market-data API's JSON encoder spelled it: 1412331, 1412331.0 and
+    1.412331e+06 all give 1412331 (a float within +-2**53, where a double is exact). Anything
+    else comes back unchanged - a fractional count such as 1412331.5, a string, None - so that
+    the stream job dead-letters the bar with its reason ("not an integer: transactions")."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_EXACT_INTEGER:
+        return int(value)
+    return value
 
 
 def is_finite_number(value: Any) -> bool:
@@ -140,13 +169,42 @@ def strict_mapping(properties: dict[str, Any]) -> dict[str, Any]:
 
 
 def bar_mapping() -> dict[str, Any]:
+    # Not bounded (bounded_keywords): a bar whose `source` is over Lucene's term limit is refused
+    # by Elasticsearch and dead-lettered with its reason; indexed without it, no search would find it.
     properties = {spec.name: _es_property(spec) for spec in BAR_FIELDS}
     properties.update(BAR_DOCUMENT_EXTRA)
     return strict_mapping(properties)
 
 
+# Only on the dead letter of a document Elasticsearch refused (written by the ES-Hadoop error
+# handler, stack/es-dead-letters): the index that refused it and the document's id there.
+REFUSED_DOCUMENT_FIELDS = {
+    "refused_index": {"type": "keyword"},
+    "refused_id": {"type": "keyword"},
+}
+
+# Lucene refuses a term over 32 766 bytes, and with it the whole document ("immense term").
+# Every keyword of the documents the project writes itself is bounded: ignore_above counts
+# characters, and 8 191 of up to 4 UTF-8 bytes each stay under the limit (a longer value stays
+# in _source, unindexed). The bars' `source` is not (bar_mapping): see there.
+KEYWORD_IGNORE_ABOVE = 8191
+
+
+def bounded_keywords(properties: dict[str, Any]) -> dict[str, Any]:
+    """The properties with ignore_above on every keyword (and keyword sub-field) that has none."""
+    def bound(spec: dict[str, Any]) -> dict[str, Any]:
+        spec = dict(spec)
+        if spec.get("type") == "keyword":
+            spec.setdefault("ignore_above", KEYWORD_IGNORE_ABOVE)
+        for nested in ("properties", "fields"):
+            if nested in spec:
+                spec[nested] = bounded_keywords(spec[nested])
+        return spec
+    return {name: bound(spec) for name, spec in properties.items()}
+
+
 def dead_letter_mapping() -> dict[str, Any]:
-    return strict_mapping(DEAD_LETTER_MAPPING)
+    return strict_mapping(bounded_keywords({**DEAD_LETTER_MAPPING, **REFUSED_DOCUMENT_FIELDS}))
 
 
 # A candidate's figures (finstream.skill.metrics, compare): each question fills its own.
@@ -175,7 +233,7 @@ MODEL_METRICS_MAPPING = {
 
 
 def model_metrics_mapping() -> dict[str, Any]:
-    return strict_mapping(MODEL_METRICS_MAPPING)
+    return strict_mapping(bounded_keywords(MODEL_METRICS_MAPPING))
 
 
 # --- Predictions ---------------------------------------------------------------------------
@@ -246,7 +304,7 @@ PREDICTION_MAPPING = {
 
 
 def prediction_mapping() -> dict[str, Any]:
-    return strict_mapping(PREDICTION_MAPPING)
+    return strict_mapping(bounded_keywords(PREDICTION_MAPPING))
 
 
 # What the stream job counts per micro-batch: index-bars' messages by outcome, and
@@ -279,7 +337,7 @@ PIPELINE_METRICS_MAPPING = {
 
 
 def pipeline_metrics_mapping() -> dict[str, Any]:
-    return strict_mapping(PIPELINE_METRICS_MAPPING)
+    return strict_mapping(bounded_keywords(PIPELINE_METRICS_MAPPING))
 
 
 # --- the indices ---------------------------------------------------------------------------------

@@ -66,7 +66,10 @@ def lag_features(opens: Sequence[float], highs: Sequence[float], lows: Sequence[
     c = closes[-HISTORY_BARS:]
     returns = [c[i] / c[i - 1] - 1.0 for i in range(1, HISTORY_BARS)]  # the last 20 bars' ret_1
     close, high, low, open_, volume, vwap = c[-1], highs[-1], lows[-1], opens[-1], volumes[-1], vwaps[-1]
-    mean_volume = _mean(volumes[-20:])
+    # Absent volume (index aggregates): a ratio of 1, no information, as the trainer's
+    # coalesce; Spark's avg skips absent values, and so does this mean.
+    known_volumes = [v for v in volumes[-20:] if v is not None]
+    mean_volume = _mean(known_volumes) if known_volumes else None
     mean_close = _mean(c[-20:])
     vwap_gap = (close - vwap) / close if vwap is not None else None
     values = (
@@ -75,7 +78,7 @@ def lag_features(opens: Sequence[float], highs: Sequence[float], lows: Sequence[
         _mean(returns), _stddev_samp(returns),
         _divide(high - low, close),
         _divide(close - open_, open_),
-        _divide(volume, mean_volume) if mean_volume is not None else None,
+        1.0 if volume is None else _divide(volume, mean_volume) if mean_volume is not None else None,
         vwap_gap if vwap_gap is not None else 0.0,
         _divide(close, mean_close) - 1.0 if mean_close else None,
     )

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import (
     IncompatibleBrokerVersion,
@@ -129,8 +130,17 @@ def ensure_topic(settings: Settings, topic: str | None = None, partitions: int |
         admin.close()
 
 
+def consumer(settings: Settings, *topics: str, **options) -> KafkaConsumer:
+    """A kafka-python consumer of the cluster, as every Python reader of the topic makes it: it
+    reads committed records only (a transaction another writer aborted holds no bars), as
+    the stream job and the training replay do (finstream.spark.source)."""
+    return KafkaConsumer(*topics, bootstrap_servers=settings.kafka_bootstrap_servers, isolation_level="read_committed",
+                         **settings.kafka_client_options(), **options)
+
+
 def end_offsets(settings: Settings, topic: str | None = None) -> dict[int, int]:
-    """Partition -> next offset to be written (the log's end)."""
+    """Partition -> the end of the log as a committed reader sees it (the last stable offset: a
+    transaction still open ends it)."""
     return _offsets(settings, topic, end=True)
 
 
@@ -140,13 +150,11 @@ def beginning_offsets(settings: Settings, topic: str | None = None) -> dict[int,
 
 
 def _offsets(settings: Settings, topic: str | None, end: bool) -> dict[int, int]:
-    from kafka import KafkaConsumer, TopicPartition
-
     topic = topic or settings.kafka_topic
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, **settings.kafka_client_options())
+    reader = consumer(settings)
     try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        offsets = consumer.end_offsets(partitions) if end else consumer.beginning_offsets(partitions)
+        partitions = [TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or [])]
+        offsets = reader.end_offsets(partitions) if end else reader.beginning_offsets(partitions)
         return {tp.partition: offset for tp, offset in offsets.items()}
     finally:
-        consumer.close()
+        reader.close()

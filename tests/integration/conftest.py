@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from elasticsearch import helpers
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.admin import KafkaAdminClient
 
 from bench.cleanup import drop_run_data
@@ -145,8 +145,7 @@ def pipeline(stack, request):
 def topic_bars(settings) -> list[dict]:
     """Every message of the settings' topic, decoded, in (partition, offset) order: read up to
     the end offsets, so no idle timeout is waited out."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False,
-                             group_id=None, consumer_timeout_ms=10_000)
+    consumer = topics.consumer(settings, enable_auto_commit=False, group_id=None, consumer_timeout_ms=10_000)
     try:
         partitions = [TopicPartition(settings.kafka_topic, p)
                       for p in sorted(consumer.partitions_for_topic(settings.kafka_topic) or [])]

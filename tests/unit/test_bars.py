@@ -108,3 +108,17 @@ def test_one_document_per_message_routed_to_its_index_with_only_its_own_fields(s
     for index in routed:
         assert sorted(routed[index], key=lambda d: d["doc_id"]) == sorted(expected[index], key=lambda d: d["doc_id"])
     assert len(routed["bars-x"]) == len(ACCEPTED) and len(routed["dead-x"]) == len(REFUSED)
+
+
+def test_integers_spelled_as_floats_are_indexed_as_integers(spark):
+    value = message(ticker="SPY", timestamp=1.7e12).replace(b'"transactions": 5', b'"transactions": 1.412331e+06')
+    bars = B.valid_bars(check(spark, [value]))
+    types = dict(bars.dtypes)
+    assert (types["transactions"], types["timestamp"], types["multiplier"]) == ("bigint", "bigint", "int")
+    row = bars.collect()[0]
+    assert (row.transactions, row.timestamp) == (1412331, 1_700_000_000_000)
+
+
+def test_an_index_bar_has_no_volume(spark):
+    row = B.valid_bars(check(spark, [message(ticker="I:NDX", volume=..., vwap=..., transactions=...)])).collect()[0]
+    assert (row.ticker, row.volume, row.vwap, row.transactions) == ("I:NDX", None, None, None)

@@ -96,3 +96,17 @@ def test_index_replicas_follow_the_cluster_unless_set(data_nodes, configured, ex
 
     templates = index_templates(Settings.load(environ=configured), data_nodes)
     assert {t["settings"]["number_of_replicas"] for t in templates.values()} == {expected}
+
+
+def test_es_hadoop_writes_dead_letter_refused_documents_through_the_projects_handler():
+    from finstream.elastic import DEAD_LETTER_HANDLER, ClusterInfo, es_hadoop_options
+
+    settings = Settings.load(environ={"KAFKA_TOPIC": "bars-in", "ES_INDEX_DEAD_LETTERS": "letters"})
+    options = es_hadoop_options(settings, ClusterInfo("c", "u", "9.5.4"))
+    prefix = f"es.write.rest.error.handler.{DEAD_LETTER_HANDLER}"
+    assert options["es.write.rest.error.handlers"] == DEAD_LETTER_HANDLER
+    assert options[prefix] == "finstream.eshadoop.DeadLetterHandler"
+    assert (options[f"{prefix}.dead.letter.index"], options[f"{prefix}.topic"]) == ("letters", "bars-in")
+    # ES-Hadoop's Spark SQL source turns "_" in an option's name into "."; Spark's options are
+    # case-insensitive: the handler's are lower case, without underscores.
+    assert all("_" not in key and key == key.lower() for key in options if key.startswith(prefix))

@@ -30,7 +30,7 @@ def test_doc_id_is_deterministic_and_names_the_bar():
 
 
 def test_required_and_nullable_fields():
-    assert set(S.REQUIRED_FIELDS) == set(S.BAR_FIELD_NAMES) - {"vwap", "transactions"}
+    assert set(S.REQUIRED_FIELDS) == set(S.BAR_FIELD_NAMES) - {"volume", "vwap", "transactions"}
 
 
 def test_es_mapping_is_derived_from_the_schema():
@@ -48,3 +48,30 @@ def test_spark_schema_is_derived_from_the_schema():
     assert tuple(bar_schema().fieldNames()) == S.BAR_FIELD_NAMES
     assert dict((f.name, f.dataType.simpleString()) for f in bar_schema())["timestamp"] == "bigint"
     assert message_schema().fieldNames()[-1] == "_corrupt_record"
+
+
+def keywords(properties: dict, path: str = "") -> dict[str, dict]:
+    """Every keyword (and keyword sub-field) of a mapping's properties, by dotted path."""
+    found = {}
+    for name, spec in properties.items():
+        if spec.get("type") == "keyword":
+            found[path + name] = spec
+        for nested in ("properties", "fields"):
+            found.update(keywords(spec.get(nested, {}), f"{path}{name}."))
+    return found
+
+
+@pytest.mark.parametrize("mapping", [S.dead_letter_mapping, S.pipeline_metrics_mapping, S.model_metrics_mapping,
+                                     S.prediction_mapping])
+def test_every_keyword_of_our_own_documents_stays_under_lucenes_term_limit(mapping):
+    # ignore_above counts characters; a character is at most 4 UTF-8 bytes; Lucene's limit is 32 766 bytes.
+    found = keywords(mapping()["properties"])
+    assert found and all(spec.get("ignore_above", 10**9) * 4 <= 32_766 for spec in found.values()), found
+
+
+def test_a_bars_source_is_not_bounded_so_elasticsearch_refuses_an_immense_one():
+    assert S.bar_mapping()["properties"]["source"] == {"type": "keyword"}
+
+
+def test_the_dead_letter_of_a_refused_document_names_where_it_was_refused():
+    assert {"refused_index", "refused_id"} <= set(S.dead_letter_mapping()["properties"])

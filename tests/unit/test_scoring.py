@@ -125,3 +125,23 @@ def test_a_scorer_that_disagrees_with_mllib_is_refused(spark, featured, tmp_path
 def test_a_scorer_for_other_features_is_refused():
     with pytest.raises(ValueError, match="retrain it"):
         scoring.scorer_from_spec({"kind": "linear", "features": ["volume"]})
+
+
+def test_a_series_without_volume_has_the_trainer_features(spark):
+    """Index aggregates carry no volume or vwap (and a series may lose its volume for a while):
+    volume_ratio_20 is 1 and vwap_gap 0 where absent, in Python as in Spark, and the bars stay
+    eligible."""
+    bars = [{**b, "ticker": "I:AAA", "volume": None, "vwap": None} for b in random_bars(80, seed=5)
+            if b["ticker"] == "AAA"]
+    bars += [{**b, "volume": None if 30 <= i < 45 else b["volume"]}
+             for i, b in enumerate(b for b in random_bars(80, seed=6) if b["ticker"] == "AAA")]
+    rows = with_features(spark.createDataFrame(bars, bar_schema()), QUESTION) \
+        .select("ticker", "timestamp", "eligible", *LAG_FEATURES).collect()
+    for row in rows:
+        series = [b for b in bars if b["ticker"] == row.ticker and b["timestamp"] <= row.timestamp]
+        window = series[-scoring.HISTORY_BARS:]
+        mine = scoring.lag_features(*([b[k] for b in window] for k in ("open", "high", "low", "close", "volume",
+                                                                       "vwap")))
+        assert mine == (tuple(row[f] for f in LAG_FEATURES) if row.eligible else None), (row.ticker, row.timestamp)
+    index = [r for r in rows if r.ticker == "I:AAA" and r.eligible]
+    assert len(index) == 80 - 20 and all(r.volume_ratio_20 == 1.0 and r.vwap_gap == 0.0 for r in index)

@@ -30,6 +30,7 @@ from finstream.spark.training import fit
 
 DAY = 86_400_000
 T0 = 1_600_000_000_000
+NOW = 1_700_000_000_000  # the job's clock in the state step
 
 
 class FakeState:
@@ -71,7 +72,8 @@ def incoming(*steps: int, offset0: int = 0, vwap=None) -> pd.DataFrame:
 
 
 def run(state: FakeState, frame: pd.DataFrame, key=("AAA", "day", 1), model_dir="/nonexistent") -> pd.DataFrame:
-    out = list(serving.predict_series(key, iter([frame]), state, model_dir=str(model_dir), idle_hours=24))
+    out = list(serving.predict_series(key, iter([frame]), state, model_dir=str(model_dir), idle_hours=24,
+                                      clock=lambda: NOW / 1000))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
@@ -105,10 +107,13 @@ def test_late_and_duplicate_bars_are_marked_and_not_remembered():
 def test_idle_series_time_out_and_are_forgotten():
     state = FakeState()
     run(state, incoming(0, 1))
-    assert state.timeout == T0 + 10**9 + 1 + 3 * DAY  # three daily bars: longer than 24 h
+    assert state.timeout == NOW + 3 * DAY  # on the job's clock: three daily bars, longer than 24 h
     monthly = FakeState()
     run(monthly, incoming(0), key=("X:BTCUSD", "month", 1))
-    assert monthly.timeout - (T0 + 10**9) == 3 * 31 * DAY  # three bars, longer than a day
+    assert monthly.timeout == NOW + 3 * 31 * DAY  # three bars, longer than a day
+    behind = FakeState(watermark=NOW + 10 * DAY)  # never at or below the watermark
+    run(behind, incoming(0))
+    assert behind.timeout == NOW + 10 * DAY + 1
     timed_out = FakeState(value=state.value, timed_out=True)
     assert list(serving.predict_series(("AAA", "day", 1), iter([]), timed_out, model_dir="/x", idle_hours=24)) == []
     assert timed_out.removed

@@ -3,22 +3,37 @@
     records ─▶ decode_records ─▶ parse_messages ─▶ check_messages ─┬─▶ valid_bars
                                                                    └─▶ dead_letters
 Every input record ends up in exactly one of the two outputs.
+
+One record is one message: one JSON object (RFC 8259, as Python's json.loads reads it, plus
+NaN and Infinity so that the finite-number rule can name them). finstream.messages applies
+the same rules in plain Python for the producer's own reader, and tests/unit/test_messages.py
+holds the two to the same verdict and reasons on every message of tests/catalogue.py.
 """
 
 from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from finstream import schema as S
-from finstream.spark.schema import CORRUPT_RECORD, message_schema, presence_schema
+from finstream.spark.schema import CORRUPT_RECORD, message_schema, presence_schema, probe_schema, spark_type
 
 JSON_OPTIONS = {
     "mode": "PERMISSIVE",
     "columnNameOfCorruptRecord": CORRUPT_RECORD,
     # NaN and Infinity parse as numbers so that the finite-number rule can name them.
     "allowNonNumericNumbers": "true",
+    # Spark's reader takes 'single-quoted' names and strings by default; JSON does not.
+    "allowSingleQuotes": "false",
 }
+# What Spark's reader renders into a string field from a value of another JSON type (its text;
+# NaN and Infinity quoted): a string field whose text looks like one is read again as each of
+# those types.
+_OTHER_JSON_TYPES = (T.DoubleType(), T.BooleanType(), T.MapType(T.StringType(), T.StringType()),
+                     T.ArrayType(T.StringType()))
+_RENDERED_NON_STRING = r'^(-?[0-9]|true$|false$|[{\["])'
+_STRING_FIELDS = tuple(spec.name for spec in S.BAR_FIELDS if spec.python_type == "str")
 
 
 def _not_utf8() -> Column:
@@ -54,14 +69,22 @@ def decode_records(records: DataFrame) -> DataFrame:
 
 
 def parse_messages(messages: DataFrame) -> DataFrame:
-    """Adds `bar` (typed fields, null where absent or mistyped) and `present` (each field
-    rendered as text, for telling a missing field from a mistyped one)."""
-    parsed = F.from_json(F.col("raw"), message_schema(), JSON_OPTIONS)
-    # Only messages that did not parse cleanly need the second, presence-only parse.
+    """Adds `bar` (typed fields, null where absent or mistyped), `present` (each field
+    rendered as text, for telling a missing field from a mistyped one) and `probes` (the
+    string fields read as each other JSON type, for telling "AAPL" from 42)."""
+    raw = F.col("raw")
+    parsed = F.from_json(raw, message_schema(), JSON_OPTIONS)
+    # Only messages that did not parse cleanly need the second, presence-only parse, and only
+    # those with a string field that reads like another type need the probes.
     needs_presence = parsed.getField(CORRUPT_RECORD).isNotNull() | _any_required_null(parsed)
-    return messages.withColumn("bar", parsed).withColumn(
-        "present", F.when(needs_presence, F.from_json(F.col("raw"), presence_schema()))
-    )
+    looks_rendered = F.lit(False)
+    for name in _STRING_FIELDS:
+        looks_rendered = looks_rendered | parsed.getField(name).rlike(_RENDERED_NON_STRING)
+    probes = F.struct(*[F.from_json(raw, probe_schema(t), JSON_OPTIONS).alias(f"as_{i}")
+                        for i, t in enumerate(_OTHER_JSON_TYPES)])
+    return messages.select(
+        "*", parsed.alias("bar"), F.when(needs_presence, F.from_json(raw, presence_schema())).alias("present"),
+        F.when(looks_rendered, probes).alias("probes"))
 
 
 def _any_required_null(parsed: Column) -> Column:
@@ -75,19 +98,33 @@ def _rule(broken: Column, reason: str) -> Column:
     return F.when(broken, F.lit(reason))
 
 
-def _field_rules(bar: Column, present: Column) -> list[Column]:
+def _given_another_type(name: str, probes: Column) -> Column:
+    """A string field that the message gave a number, boolean, object or array."""
+    given = F.lit(False)
+    for i in range(len(_OTHER_JSON_TYPES)):
+        given = given | probes.getField(f"as_{i}").getField(name).isNotNull()
+    return F.coalesce(given, F.lit(False))
+
+
+def _field_rules(bar: Column, present: Column, probes: Column) -> list[Column]:
     rules = []
     for spec in S.BAR_FIELDS:
         value, shown = bar.getField(spec.name), present.getField(spec.name)
         expected = {"str": "string", "int": "integer", "float": "number"}[spec.python_type]
-        rules.append(_rule(value.isNull() & shown.isNotNull(), f"wrong type: {spec.name} (expected {expected})"))
+        mistyped = value.isNull() & shown.isNotNull()
+        if spec.python_type == "str":
+            mistyped = mistyped | _given_another_type(spec.name, probes)
+        rules.append(_rule(mistyped, f"wrong type: {spec.name} (expected {expected})"))
         if spec.required:
             rules.append(_rule(value.isNull() & shown.isNull(), f"missing field: {spec.name}"))
     return rules
 
 
-def _value_rules(bar: Column, now_ms: Column) -> list[Column]:
-    raw = bar.getField
+def _value_rules(bar: Column, probes: Column, now_ms: Column) -> list[Column]:
+    def raw(name: str) -> Column:
+        # A string field given another JSON type is absent for the value rules.
+        value = bar.getField(name)
+        return F.when(~_given_another_type(name, probes), value) if name in _STRING_FIELDS else value
 
     def is_nonfinite(name: str) -> Column:
         return F.isnan(raw(name)) | (F.abs(raw(name)) == float("inf"))
@@ -97,6 +134,9 @@ def _value_rules(bar: Column, now_ms: Column) -> list[Column]:
         return F.when(~is_nonfinite(name), raw(name)) if name in _NUMBER_FIELDS else raw(name)
 
     rules = [_rule(is_nonfinite(name), f"not a finite number: {name}") for name in _NUMBER_FIELDS]
+    for name, limit in S.INTEGER_LIMITS.items():
+        rules.append(_rule(f(name) % 1 != 0, f"not an integer: {name}"))
+        rules.append(_rule(F.abs(f(name)) > limit, f"absurd magnitude: {name} above {limit}"))
     for name in (*S.PRICE_FIELDS, "vwap"):
         rules.append(_rule(f(name) <= 0, f"non-positive price: {name}"))
         rules.append(_rule(f(name) > S.MAX_PRICE, f"absurd magnitude: {name} above {S.MAX_PRICE:g}"))
@@ -116,31 +156,47 @@ def _value_rules(bar: Column, now_ms: Column) -> list[Column]:
     return rules
 
 
-_NUMBER_FIELDS = (*S.PRICE_FIELDS, "vwap", "volume")
+_NUMBER_FIELDS = tuple(spec.name for spec in S.BAR_FIELDS if spec.python_type in ("int", "float"))
 
 
 def check_messages(parsed: DataFrame, now_ms: Column | None = None) -> DataFrame:
     """Adds `reasons`: every rule the message breaks (empty for a valid bar)."""
     now_ms = now_millis() if now_ms is None else now_ms
-    bar, present = F.col("bar"), F.col("present")
+    bar, present, probes = F.col("bar"), F.col("present"), F.col("probes")
     is_empty = F.col("value_bytes").isNull() | (F.length(F.col("value_bytes")) == 0)
     not_utf8 = _not_utf8()
-    not_object = ~F.ltrim(F.col("raw")).startswith("{")
-    # json_object_keys is strict JSON; Spark's parser also takes NaN/Infinity, which
-    # the finite-number rule then names. Malformed = neither of them could read it.
-    # The cheap test first: `&` stops there for the messages that parsed (nearly all).
-    malformed = bar.getField(CORRUPT_RECORD).isNotNull() & F.expr("json_object_keys(raw)").isNull()
-    content_rules = F.array(*_field_rules(bar, present), *_value_rules(bar, now_ms))
+    whitespace = S.JSON_WHITESPACE.encode("unicode_escape").decode()  # as escapes in the SQL literal
+    not_object = ~F.expr(f"trim(LEADING '{whitespace}' FROM raw)").startswith("{")
+    # A mistyped field also fills the corrupt-record column; malformed = not even a JSON object
+    # of any values could be read (every value reads into a string). The cheap test first: `&`
+    # stops there for the messages that parsed (nearly all).
+    malformed = bar.getField(CORRUPT_RECORD).isNotNull() & F.from_json(
+        F.col("raw"), T.MapType(T.StringType(), T.StringType()), JSON_OPTIONS).isNull()
+    content_rules = F.array(*_field_rules(bar, present, probes), *_value_rules(bar, probes, now_ms))
     too_large = F.length(F.col("value_bytes")) > S.MAX_MESSAGE_BYTES
     reasons = (
-        F.when(is_empty, F.array(F.lit("empty message")))
-        .when(too_large, F.array(F.lit(f"message too large (over {S.MAX_MESSAGE_BYTES} bytes)")))
-        .when(not_utf8, F.array(F.lit("not UTF-8 text")))
-        .when(not_object, F.array(F.lit("not a JSON object")))
-        .when(malformed, F.array(F.lit("malformed JSON")))
+        F.when(is_empty, F.array(F.lit(S.EMPTY)))
+        .when(too_large, F.array(F.lit(S.TOO_LARGE)))
+        .when(not_utf8, F.array(F.lit(S.NOT_UTF8)))
+        .when(not_object, F.array(F.lit(S.NOT_OBJECT)))
+        .when(malformed, F.array(F.lit(S.MALFORMED)))
+        .when(~_one_value(F.col("raw")), F.array(F.lit(S.DATA_AFTER_OBJECT)))
         .otherwise(F.filter(content_rules, lambda r: r.isNotNull()))
     )
     return parsed.withColumn("reasons", reasons)
+
+
+def _one_value(raw: Column) -> Column:
+    """True when the text is one JSON value and nothing but whitespace after it. Spark's JSON
+    functions read the first value and ignore the rest (a second bar after a newline would
+    vanish), and none says where the value ended. So the text is read as the first element of
+    an array whose second element is a seal, the text's own hash: the array reads as exactly
+    [text, seal] only when the text is a single value (a text that forged the seal would have
+    to contain its own hash)."""
+    seal = F.xxhash64(raw).cast("string")
+    sealed = F.from_json(F.concat(F.lit("["), raw, F.lit(","), seal, F.lit("]")), T.ArrayType(T.StringType()),
+                         JSON_OPTIONS)
+    return F.coalesce((F.size(sealed) == 2) & (sealed.getItem(1) == seal), F.lit(False))
 
 
 def checked_messages(records: DataFrame, now_ms: Column | None = None) -> DataFrame:
@@ -162,7 +218,7 @@ def bar_doc_id_column() -> Column:
 
 def _bar_values() -> dict[str, Column]:
     """A bar document's fields: the schema's fields plus id and provenance."""
-    values = {name: F.col("bar").getField(name) for name in S.BAR_FIELD_NAMES}
+    values = {spec.name: F.col("bar").getField(spec.name).cast(spark_type(spec)) for spec in S.BAR_FIELDS}
     return {**values, "published_at": F.col("published_at"), "kafka_partition": F.col("partition"),
             "kafka_offset": F.col("offset"),
             "doc_id": doc_id(values["ticker"], values["timespan"], values["multiplier"], values["timestamp"])}

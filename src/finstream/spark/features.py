@@ -114,8 +114,10 @@ def with_lag_features(bars: DataFrame) -> DataFrame:
         .withColumn("ret_std_20", F.stddev_samp("ret_1").over(trailing(20)))
         .withColumn("range_pct", (F.col("high") - F.col("low")) / F.col("close"))
         .withColumn("body_pct", (F.col("close") - F.col("open")) / F.col("open"))
-        .withColumn("volume_ratio_20", F.col("volume") / F.avg("volume").over(trailing(20)))
-        # vwap is optional in a bar; 0 = no information rather than a dropped bar.
+        # volume and vwap are optional (index aggregates have neither): 1 and 0 = no information
+        # rather than a dropped bar (finstream.scoring.lag_features says the same).
+        .withColumn("volume_ratio_20", F.when(F.col("volume").isNull(), F.lit(1.0))
+                    .otherwise(F.col("volume") / F.avg("volume").over(trailing(20))))
         .withColumn("vwap_gap", F.coalesce((F.col("close") - F.col("vwap")) / F.col("close"), F.lit(0.0)))
         .withColumn("close_to_mean_20", F.col("close") / F.avg("close").over(trailing(20)) - 1)
         .withColumn("_history", F.count("close").over(trailing(HISTORY_BARS)))

@@ -33,9 +33,19 @@ def bar_schema() -> T.StructType:
 
 def message_schema() -> T.StructType:
     """What from_json parses a message with: every field nullable (a message may lack
-    any of them), plus the corrupt-record column that keeps the text of a bad message."""
-    fields = [T.StructField(s.name, spark_type(s), True) for s in BAR_FIELDS]
+    any of them), plus the corrupt-record column that keeps the text of a bad message.
+    Integer fields are read as doubles: the market-data API's JSON encoder writes a trade
+    count as 1.412331e+06, and an integral value is an integer whatever its spelling (the
+    checks then refuse a fractional one, and valid_bars casts to bar_schema's type)."""
+    fields = [T.StructField(s.name, T.DoubleType() if s.python_type == "int" else spark_type(s), True)
+              for s in BAR_FIELDS]
     return T.StructType(fields + [T.StructField(CORRUPT_RECORD, T.StringType(), True)])
+
+
+def probe_schema(data_type: T.DataType) -> T.StructType:
+    """The string fields read as another type: a non-null value means the message gave that
+    field a JSON value of that type (Spark's reader renders any value into a string field)."""
+    return T.StructType([T.StructField(s.name, data_type, True) for s in BAR_FIELDS if s.python_type == "str"])
 
 
 def presence_schema() -> T.StructType:

@@ -2,7 +2,7 @@
 state step, in one Spark job per micro-batch: the next close with its 90 % interval, the next
 bar's range and its variance, each by the model or naive baseline its training run published.
 
-    bars ─▶ watermark (publish time) ─▶ per series, Spark state: the last HISTORY_BARS bars
+    bars ─▶ per series, Spark state: the last HISTORY_BARS bars
          │                                and the prediction made at the newest of them
          └▶ for each new bar, in time order: judge the prediction made at the bar before it
             (actual close, errors, interval hit, range error, variance loss), compute its
@@ -16,12 +16,18 @@ per worker), so no model, feature or earlier prediction crosses
 between the JVM and Python, and nothing is read back from Elasticsearch: the earlier
 prediction lives in the series' state.
 
-Order and lateness, per series: bars of one micro-batch may arrive in any order (they are
-sorted). A bar older than the newest one already remembered is `late`, and one whose time is
-already remembered is a `duplicate`: both are indexed as bars by the index query, neither is
-predicted or added to the history (predictions already made stay as they are). Records
-published more than STREAM_WATERMARK_DELAY behind the newest record seen are dropped by the
-watermark before the state (counted in the progress metrics as rows_dropped_by_watermark).
+Order and lateness rest on each series' own bar times, never on a clock: bars of one
+micro-batch may arrive in any order (they are sorted). A bar older than the newest one already
+remembered is `late`, and one whose time is already remembered is a `duplicate`: both are
+indexed as bars by the index query, neither is predicted or added to the history (predictions
+already made stay as they are). No bar is dropped for its time: Spark's watermark is one per
+query, so a watermark on the bars' or the Kafka records' times would let one series' era, or
+one writer's clock (55 minutes ahead, or a timestamp in seconds), declare every other series
+late. The watermark follows this job's own clock instead (the time a row is read, which the
+next batch never falls behind): it only paces the state's idle timeouts. A series' state is
+dropped once it has sent nothing for its idle time on that clock, so no writer's clock can
+expire it either. (Spark's processing-time timeout would say the same, but makes a query run
+an empty micro-batch every trigger, for ever: `--available-now` would never end.)
 """
 
 from __future__ import annotations
@@ -45,10 +51,14 @@ from finstream.config import Settings
 from finstream.forecasts import MODEL_FIELDS, judged
 from finstream.modelstore import ServedForecasts
 from finstream.scoring import HISTORY_BARS, forecast_features
+from finstream.spark.bars import now_millis
 from finstream.spark.features import FORECASTS, SERIES
 from finstream.spark.schema import ES_SPARK_TYPES, bar_schema
 from finstream.spark.worker_setup import keep_zip_directories
 
+# The watermark trails the job's clock by this much: a row is read after the rows of earlier
+# batches, so none is ever behind it, unless the machine's clock steps back further than this.
+RECEIVED_SLACK = "10 minutes"
 HISTORY_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume", "vwap")
 # What each output row is: a new bar's prediction, a prediction made in an earlier batch
 # given its actual and errors (its whole document again), or a bar that leads to no write (new but
@@ -179,7 +189,7 @@ def predict_series(key: tuple, frames: Iterator[pd.DataFrame], state: GroupState
 
     kept = json.dumps({**earlier, "status": JUDGED}) if earlier is not None else None
     state.update(tuple(window[name] for name in HISTORY_COLUMNS) + (kept,))
-    timeout = max(bars["published_at"]) + idle_timeout_ms(timespan, multiplier, idle_hours)
+    timeout = predicted_at + idle_timeout_ms(timespan, multiplier, idle_hours)
     state.setTimeoutTimestamp(max(timeout, state.getCurrentWatermarkMs() + 1))
     yield _output_frame(rows)
 
@@ -187,10 +197,10 @@ def predict_series(key: tuple, frames: Iterator[pd.DataFrame], state: GroupState
 def prediction_rows(bars: DataFrame, settings: Settings) -> DataFrame:
     """Streaming valid bars -> per micro-batch, a row per incoming bar (see STATUSES) and per
     earlier prediction judged."""
-    published = F.timestamp_seconds(F.col("published_at") / 1000).alias("published")
+    received = F.timestamp_seconds(now_millis() / 1000).alias("received")  # the job's clock, never a writer's
     return (
-        bars.select(*SERIES, *HISTORY_COLUMNS, "published_at", "kafka_offset", published)
-        .withWatermark("published", settings.stream_watermark_delay)
+        bars.select(*SERIES, *HISTORY_COLUMNS, "published_at", "kafka_offset", received)
+        .withWatermark("received", RECEIVED_SLACK)
         .groupBy(*SERIES)
         .applyInPandasWithState(
             partial(predict_series, model_dir=str(settings.model_path), idle_hours=settings.stream_series_idle_hours),

@@ -16,6 +16,8 @@ def kafka_options(settings: Settings) -> dict[str, str]:
         # A first start (or training) reads the whole log; a stream's later starts resume from
         # its checkpoint.
         "startingOffsets": "earliest",
+        # Only committed records: bars of a transaction another writer aborted are not bars.
+        "kafka.isolation.level": "read_committed",
         **settings.kafka_spark_options(),
     }
 
