@@ -267,17 +267,22 @@ class WebSocketFeed:
                             "POLYGON_API_KEY_FILE), and that the plan includes WebSocket access, or use "
                             "--source rest")
         if kind == "max_connections":  # refused, or (after auth) closed for a newer connection
-            self._refusals[cluster] = self._refusals.get(cluster, 0) + 1
-            if self._refusals[cluster] >= self.settings.live_ws_max_refusals:
-                raise UserError(
-                    f"the {cluster} WebSocket refused {self._refusals[cluster]} connections in a row (max_connections, "
-                    f"each before it had lasted {self.settings.live_ws_steady_seconds:g} s: {message}): another client "
-                    f"is using this API key on /{cluster}, and a plan allows one connection per cluster: stop the "
-                    "other client, or use --source rest")
+            self._taken(cluster, f"max_connections, each before it had lasted "
+                                 f"{self.settings.live_ws_steady_seconds:g} s: {message}")
             raise Disconnected(f"refused: maximum connections ({message})")
         level = logging.INFO if kind in ("connected", "success") else logging.WARNING
         log.log(level, "%s WebSocket: %s: %s", cluster, kind, message)
         return False
+
+    def _taken(self, cluster: str, how: str) -> None:
+        """One more connection in a row refused or taken away before it lasted; at
+        LIVE_WS_MAX_REFUSALS, the one line that names the cluster and the other client."""
+        self._refusals[cluster] = self._refusals.get(cluster, 0) + 1
+        if self._refusals[cluster] >= self.settings.live_ws_max_refusals:
+            raise UserError(
+                f"the {cluster} WebSocket refused {self._refusals[cluster]} connections in a row ({how}): another "
+                f"client is using this API key on /{cluster}, and a plan allows one connection per cluster: stop the "
+                "other client, or use --source rest")
 
     def _stream(self, socket: ClientConnection, cluster: str, tickers: list[str], authenticated_at: float) -> None:
         owed_repair = set(tickers)  # after a (re)connect, each ticker's first bar is preceded by REST's
@@ -295,6 +300,9 @@ class WebSocketFeed:
                     log.warning("the %s WebSocket closed after %.0f s (%s): reconnecting", cluster,
                                 time.monotonic() - authenticated_at, exc)
                     return
+                # Closed soon after authenticating, even without a status: the slot was taken.
+                self._taken(cluster, f"closed by the server, each before it had lasted "
+                                     f"{self.settings.live_ws_steady_seconds:g} s: {exc}")
                 raise
             for event in self._events(raw, cluster):
                 if event.get("ev") == "status":

@@ -67,6 +67,7 @@ class FakeMassiveSocket:
         self.api_key = api_key
         self.max_connections = max_connections  # per cluster, as plans allow
         self.refuse_next = 0  # connections to refuse with "max_connections", whatever the count
+        self.kick_with_status = True  # False: an older connection is closed without a status first
         self.taken = 0  # connections closed for a newer one (the one-per-cluster policy)
         self.clients: list[Client] = []
         self.closed_codes: list[int | None] = []  # the close code of each connection that ended
@@ -217,11 +218,12 @@ class FakeMassiveSocket:
             return
         self._send(client, json.dumps([{"ev": "status", "status": "auth_success", "message": "authenticated"}]))
         for older in taken:
-            self._kick(older)
+            self._kick(older, self.kick_with_status)
 
-    def _kick(self, client: Client) -> None:
-        self._send(client, json.dumps([{"ev": "status", "status": "max_connections",
-                                        "message": MAX_CONNECTIONS_MESSAGE}]))
+    def _kick(self, client: Client, with_status: bool = True) -> None:
+        if with_status:
+            self._send(client, json.dumps([{"ev": "status", "status": "max_connections",
+                                            "message": MAX_CONNECTIONS_MESSAGE}]))
         client.connection.close(1008, "max connections")
 
 

@@ -248,3 +248,20 @@ def test_another_client_on_the_key_is_one_line_and_exit_2(pipeline):
         assert other.taken == 3 and socket.taken == 6  # taken from each other, three times each
         wait_until(lambda: other.authenticated == 4, 10, "the other client to come back")
         assert socket.subscribed("crypto") == set() and other.authenticated > other.taken  # it has the slot
+
+
+def test_connections_closed_soon_after_authenticating_count_without_a_status(pipeline):
+    """The same, when the server closes the older connection without saying why: a connection
+    that ends before LIVE_WS_STEADY_SECONDS after authenticating counts as taken all the same."""
+    topics.ensure_topic(pipeline.settings)
+    with FakeMassive() as rest, FakeMassiveSocket(rest.api_key) as socket, \
+            OtherClient(f"{socket.url}/crypto", rest.api_key) as other:
+        socket.kick_with_status = False
+        other.wait_authenticated()
+        line = pipeline.mistake(sys.executable, "-m", "producer", "live", "--source", "websocket", "--tickers",
+                                "X:BTCUSD", env={"POLYGON_BASE_URL": rest.url, "POLYGON_API_KEY": rest.api_key,
+                                                 "POLYGON_WS_REALTIME_URL": socket.url, "LIVE_WS_MAX_REFUSALS": "3",
+                                                 "LIVE_WS_RECONNECT_CAP_SECONDS": "1"})
+        assert line.startswith("error: the crypto WebSocket refused 3 connections in a row (closed by the server, "
+                               "each before it had lasted 120 s")
+        assert "another client is using this API key on /crypto" in line and rest.api_key not in line
