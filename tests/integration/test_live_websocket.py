@@ -10,6 +10,7 @@ key shows in no output."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -52,17 +53,25 @@ class RunningFeed:
         assert self.feed.failure is None, self.feed.failure
 
 
-def test_pushed_bars_once_in_order_across_a_disconnect_and_a_restart(pipeline, caplog):
-    caplog.set_level(logging.INFO)
-    # A minute grid in the past: every bar the test pushes has closed, as on the real feed.
+@contextlib.contextmanager
+def minute_grid(pipeline, **overrides):
+    """The fake REST and WebSocket servers with 150 closed minute bars of each ticker, from two
+    hours before `base` (a minute 30 minutes ago): (settings pointed at them, rest, socket, bars
+    by ticker and start, base)."""
     base = (int(time.time() * 1000) // MINUTE - 30) * MINUTE
-    settings = dataclasses.replace(pipeline.settings, live_start_hours_back=1, live_ws_reconnect_cap_seconds=2)
+    settings = dataclasses.replace(pipeline.settings, live_start_hours_back=1, **overrides)
     topics.ensure_topic(settings)
     with FakeMassive(clock=lambda: int(time.time() * 1000)) as rest, FakeMassiveSocket(rest.api_key) as socket:
         settings = dataclasses.replace(settings, polygon_ws_realtime_url=socket.url)
         for i, ticker in enumerate(TICKERS):
             rest.add_bars(ticker, base - 120 * MINUTE, 150, step_ms=MINUTE, price=1000.0 * (i + 1))
-        bars = {t: {b["t"]: b for b in rest.bars[t]} for t in TICKERS}
+        yield settings, rest, socket, {t: {b["t"]: b for b in rest.bars[t]} for t in TICKERS}, base
+
+
+def test_pushed_bars_once_in_order_across_a_disconnect_and_a_restart(pipeline, caplog):
+    caplog.set_level(logging.INFO)
+    # A minute grid in the past: every bar the test pushes has closed, as on the real feed.
+    with minute_grid(pipeline, live_ws_reconnect_cap_seconds=2) as (settings, rest, socket, bars, base):
 
         def push(*minutes: int) -> None:
             socket.push("crypto", [aggregate_event(t, bars[t][base + m * MINUTE]) for m in minutes for t in TICKERS])
@@ -185,14 +194,7 @@ def test_late_out_of_order_repeated_and_absurd_events(pipeline, caplog):
     one; one already published, by the socket or by REST's repair, is not published again; one
     outside the accepted window (2017, two hours old) is refused and logged."""
     caplog.set_level(logging.INFO)
-    base = (int(time.time() * 1000) // MINUTE - 30) * MINUTE
-    settings = dataclasses.replace(pipeline.settings, live_start_hours_back=1)
-    topics.ensure_topic(settings)
-    with FakeMassive(clock=lambda: int(time.time() * 1000)) as rest, FakeMassiveSocket(rest.api_key) as socket:
-        settings = dataclasses.replace(settings, polygon_ws_realtime_url=socket.url)
-        for i, ticker in enumerate(TICKERS):
-            rest.add_bars(ticker, base - 120 * MINUTE, 150, step_ms=MINUTE, price=1000.0 * (i + 1))
-        bars = {t: {b["t"]: b for b in rest.bars[t]} for t in TICKERS}
+    with minute_grid(pipeline) as (settings, rest, socket, bars, base):
 
         def events(*minutes: int) -> list[dict]:
             return [aggregate_event(t, bars[t][base + m * MINUTE]) for m in minutes for t in TICKERS]
