@@ -31,8 +31,7 @@ ACCEPTED = {
     "trade count in exponent notation": message().replace(b'"transactions": 5', b'"transactions": 1.412331e+06'),
     "integral timestamp spelled as a float": message(timestamp=1.7e12),
     "JSON whitespace around the object": b"\r\n\t " + message() + b" \n",
-    "duplicate key (the last one wins, as in json.loads)": message().replace(b'"ticker": "AAPL"',
-                                                                             b'"ticker": "AAPL", "ticker": "MSFT"'),
+    "an unknown field named twice": message(note="a")[:-1] + b', "note": "b"}',
 }
 
 REFUSED = {
@@ -63,7 +62,15 @@ REFUSED = {
     "fractional timestamp": (message(timestamp=1.7e12 + 0.5), "not an integer: timestamp"),
     "fractional trade count": (message(transactions=1.5), "not an integer: transactions"),
     "multiplier beyond an integer": (message(multiplier=3e9), "absurd magnitude: multiplier above 2147483647"),
-    "trade count beyond 2**53": (message(transactions=1e17), "absurd magnitude: transactions above 9007199254740992"),
+    "trade count beyond 2**53": (message(transactions=1e17), "absurd magnitude: transactions above 9007199254740991"),
+    "trade count at 2**53 + 1 (a double reads 2**53)": (message(transactions=2**53 + 1),
+                                                         "absurd magnitude: transactions above 9007199254740991"),
+    "a field named twice": (message().replace(b'"ticker": "AAPL"', b'"ticker": "AAPL", "ticker": "MSFT"'),
+                            "duplicate field"),
+    "a field named twice, the later mistyped": (message()[:-1] + b', "close": "x"}', "duplicate field"),
+    "a ticker with a final line break": (message(ticker="AAPL\n"), "invalid ticker (1-32 of A-Z 0-9 . : -)"),
+    "a ticker with a final carriage return": (message(ticker="AAPL\r"), "invalid ticker (1-32 of A-Z 0-9 . : -)"),
+    "a ticker with a final line separator": (message(ticker="AAPL\u2028"), "invalid ticker (1-32 of A-Z 0-9 . : -)"),
     # One record is one message: Spark's reader takes the first object and drops the rest.
     "two bars in one record": (message() + b"\n" + message(timestamp=1_717_459_200_000), "data after the JSON object"),
     "two bars back to back": (message() + message(), "data after the JSON object"),

@@ -39,12 +39,20 @@ def _framing(value: bytes | None) -> tuple[dict | None, str | None]:
         return None, S.NOT_UTF8
     if not text.lstrip(S.JSON_WHITESPACE).startswith("{"):
         return None, S.NOT_OBJECT
+    names: list[list[str]] = []  # the keys of each object, innermost first: the message's last
+
+    def pairs(items: list[tuple[str, Any]]) -> dict:
+        names.append([key for key, _ in items])
+        return dict(items)
+
     try:
-        return json.loads(text), None
+        body = json.loads(text, object_pairs_hook=pairs)
     except json.JSONDecodeError as exc:
         return None, S.DATA_AFTER_OBJECT if exc.msg == "Extra data" else S.MALFORMED
     except RecursionError:  # nesting deeper than Python's stack
         return None, S.MALFORMED
+    fields = [key for key in names[-1] if key in S.BAR_FIELD_NAMES]
+    return (None, S.DUPLICATE_FIELD) if len(fields) != len(set(fields)) else (body, None)
 
 
 def _typed(spec: S.FieldSpec, value: Any) -> bool:

@@ -22,7 +22,9 @@ TIMESPAN_SECONDS = {"second": 1, "minute": 60, "hour": 3_600, "day": 86_400, "we
 
 # Validation rules the stream job applies (finstream.spark.bars). Kept here, beside the
 # fields they constrain, so the README and the tests read the same numbers.
-TICKER_PATTERN = r"^[A-Z0-9][A-Z0-9.:\-]{0,31}$"  # AAPL, BRK.A, C:EURUSD, X:BTCUSD, I:SPX
+# AAPL, BRK.A, C:EURUSD, X:BTCUSD, I:SPX. It ends with "nothing follows", not `$`: both Python's
+# and Java's `$` also match before a final line break ("AAPL\n").
+TICKER_PATTERN = r"^[A-Z0-9][A-Z0-9.:\-]{0,31}(?![\s\S])"
 MIN_TIMESTAMP_MS = 315_532_800_000  # 1980-01-01: a timestamp in seconds lands in 1970 and is refused
 MAX_FUTURE_MS = 86_400_000  # a bar may start at most one day after the time it is processed
 MAX_PRICE = 1e9
@@ -38,6 +40,9 @@ NOT_UTF8 = "not UTF-8 text"
 NOT_OBJECT = "not a JSON object"
 MALFORMED = "malformed JSON"
 DATA_AFTER_OBJECT = "data after the JSON object"  # one Kafka record holds one bar, never two
+# A bar field named twice: JSON leaves it to the reader, and Spark's and Python's differ (Spark
+# keeps an earlier value when the later one has the wrong type).
+DUPLICATE_FIELD = "duplicate field"
 
 
 def _field(es_type: str, doc: str, required: bool = True):
@@ -95,9 +100,11 @@ BAR_FIELDS: tuple[FieldSpec, ...] = tuple(
 )
 BAR_FIELD_NAMES = tuple(f.name for f in BAR_FIELDS)
 REQUIRED_FIELDS = tuple(f.name for f in BAR_FIELDS if f.required)
-# The largest value of each integer field: what its Elasticsearch type holds, and at most
-# 2**53, the largest integer every JSON reader (a double) holds exactly.
-INTEGER_LIMITS = {f.name: 2**31 - 1 if f.es_type == "integer" else 2**53 for f in BAR_FIELDS if f.python_type == "int"}
+# The largest value of each integer field: what its Elasticsearch type holds, and below 2**53,
+# where a JSON reader that reads numbers as doubles (Spark's here) starts to round (2**53 + 1
+# reads as 2**53).
+INTEGER_LIMITS = {f.name: 2**31 - 1 if f.es_type == "integer" else 2**53 - 1 for f in BAR_FIELDS
+                  if f.python_type == "int"}
 PRICE_FIELDS = ("open", "high", "low", "close")
 
 # The document id: one bar = one document, whatever the number of replays.

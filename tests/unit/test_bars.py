@@ -42,12 +42,6 @@ def test_null_value_is_an_empty_message(spark):
     assert reasons_of(spark, None) == ["empty message"]
 
 
-def test_duplicate_keys_last_one_wins(spark):
-    value = message().replace(b'"ticker": "AAPL"', b'"ticker": "AAPL", "ticker": "MSFT"')
-    row = check(spark, [value]).collect()[0]
-    assert row.reasons == [] and row.bar.ticker == "MSFT"
-
-
 def test_every_message_lands_in_exactly_one_output(spark):
     values = [*ACCEPTED.values(), *(v for v, _ in REFUSED.values()), None]
     checked = check(spark, values)

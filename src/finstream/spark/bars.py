@@ -181,9 +181,16 @@ def check_messages(parsed: DataFrame, now_ms: Column | None = None) -> DataFrame
         .when(not_object, F.array(F.lit(S.NOT_OBJECT)))
         .when(malformed, F.array(F.lit(S.MALFORMED)))
         .when(~_one_value(F.col("raw")), F.array(F.lit(S.DATA_AFTER_OBJECT)))
+        .when(_duplicate_field(), F.array(F.lit(S.DUPLICATE_FIELD)))
         .otherwise(F.filter(content_rules, lambda r: r.isNotNull()))
     )
     return parsed.withColumn("reasons", reasons)
+
+
+def _duplicate_field() -> Column:
+    """A bar field named twice at the top level of the object."""
+    named = F.filter(F.expr("json_object_keys(raw)"), lambda key: key.isin(*S.BAR_FIELD_NAMES))
+    return F.coalesce(F.size(named) != F.size(F.array_distinct(named)), F.lit(False))
 
 
 def _one_value(raw: Column) -> Column:
