@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 
@@ -123,7 +123,8 @@ class MassiveClient:
             raise MarketDataError("no API key: set POLYGON_API_KEY (or POLYGON_API_KEY_FILE), "
                                   "or use `python -m producer replay` for the bundled sample bars")
         for lo, hi in windows:
-            url = (f"{self.base_url}/v2/aggs/ticker/{quote(ticker, safe=':')}/range/{multiplier}/{timespan}/{lo}/{hi}")
+            series_path = f"/v2/aggs/ticker/{quote(ticker, safe=':')}/range/{multiplier}/{timespan}/"
+            url = f"{self.base_url}{series_path}{lo}/{hi}"
             params: dict | None = {"adjusted": "true", "sort": "asc", "limit": MAX_LIMIT}
             seen: set[str] = set()
             # The request's own window, for every page (a next_url may restate `from` in ms).
@@ -143,6 +144,11 @@ class MassiveClient:
                 if next_url and next_url in seen:
                     raise MarketDataError(f"the API returned the same next_url twice for {ticker}: "
                                           "stopping instead of looping; retry later")
+                if next_url and not self._continues(next_url, series_path):
+                    # The key goes with every request: never to another host, never for another series.
+                    raise MarketDataError(f"the API's next page for {ticker} is not on {self.base_url} or not this "
+                                          f"series ({self._redact(next_url.split('?')[0])[:200]}): stopping; check "
+                                          "POLYGON_BASE_URL")
                 if next_url:
                     seen.add(next_url)
                 url, params = next_url, None  # next_url carries every parameter but the key
@@ -153,6 +159,12 @@ class MassiveClient:
                                                         if len(times) > MAX_NAMED else "")
                 log.warning("%s: %d result(s) outside the window asked for (%s .. %s) dropped, not published: %s",
                             ticker, len(outside), iso_time(first), iso_time(last), shown)
+
+    def _continues(self, next_url: str, series_path: str) -> bool:
+        """A next page of the same series on the same host (scheme, host and port)."""
+        base, page = urlsplit(self.base_url), urlsplit(next_url)
+        return (page.scheme, page.netloc) == (base.scheme, base.netloc) and \
+            page.path.startswith(base.path.rstrip("/") + series_path)
 
     # -- HTTP -----------------------------------------------------------------------------
     def _get_json(self, url: str, params: dict | None) -> dict:
@@ -303,11 +315,17 @@ def closed_bars(client: MassiveClient, ticker: str, timespan: str, multiplier: i
     bar_ms = TIMESPAN_SECONDS[timespan] * multiplier * 1000
     if lo_ms + bar_ms > closed_before_ms:
         return
+    # In time order whatever the answer's order; of two results for one start, the later one
+    # (a correction) wins, as in the bars index.
+    by_start: dict[int, dict] = {}
     for result in client.aggregates_between(ticker, multiplier, timespan, lo_ms, closed_before_ms):
         t = as_integer(result.get("t"))
-        if isinstance(t, int) and lo_ms <= t and t + bar_ms <= closed_before_ms:
-            yield bar_from_aggregate(ticker, timespan, multiplier, result)
-            lo_ms = t + 1  # a page boundary never repeats a bar
+        if not isinstance(t, int) or isinstance(t, bool):
+            log.warning("%s: a result without an integral start time, skipped: %s", ticker, repr(result)[:200])
+        elif lo_ms <= t and t + bar_ms <= closed_before_ms:
+            by_start[t] = result
+    for t in sorted(by_start):
+        yield bar_from_aggregate(ticker, timespan, multiplier, by_start[t])
 
 
 def bar_from_aggregate(ticker: str, timespan: str, multiplier: int, result: dict) -> Bar:

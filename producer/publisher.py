@@ -4,7 +4,9 @@ bar twice, and a send is only counted once every in-sync replica has it."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 from dataclasses import dataclass, field
 
 from kafka import KafkaProducer
@@ -50,7 +52,15 @@ class BarPublisher:
                                "start it with `make up` or set KAFKA_BOOTSTRAP_SERVERS") from None
 
     def publish(self, bar: Bar) -> None:
-        self.send_raw(bar.key, bar.to_json())
+        try:
+            value = bar.to_json()
+        except ValueError:  # NaN or Infinity from the API: not a bar, but not a reason to stop either
+            fields = [name for name, v in dataclasses.asdict(bar).items()
+                      if isinstance(v, float) and not math.isfinite(v)]
+            log.warning("%s %s: %s not a finite number: published for the stream job to dead-letter", bar.ticker,
+                        bar.timestamp, ", ".join(fields))
+            value = bar.to_json(allow_nan=True)
+        self.send_raw(bar.key, value)
 
     def send_raw(self, key: bytes | None, value: bytes) -> None:
         """Any bytes: the tests use it to publish malformed messages."""

@@ -49,6 +49,8 @@ REFUSED = {
     "source as object": (message(source={"feed": "x"}), "wrong type: source (expected string)"),
     "timespan as array": (message(timespan=["day"]), "wrong type: timespan (expected string)"),
     "price as boolean": (message(close=True), "wrong type: close (expected number)"),
+    "a 400-digit price (a double reads it as infinity)": (message().replace(b'"open": 10.0', b'"open": 1' + b"0" * 400),
+                                                          "not a finite number: open"),
     "NaN": (b'{"ticker":"AAPL","timespan":"day","multiplier":1,"timestamp":1700000000000,"open":10,"high":12,'
             b'"low":9,"close":NaN,"volume":1,"source":"t"}', "not a finite number: close"),
     "Infinity": (message().replace(b'"volume": 100.0', b'"volume": Infinity'), "not a finite number: volume"),

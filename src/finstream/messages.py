@@ -61,9 +61,17 @@ def _typed(spec: S.FieldSpec, value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _nonfinite(value: Any) -> bool:
+    """NaN or an infinity, as a double reads it (an integer of 400 digits is one)."""
+    try:
+        return isinstance(value, (int, float)) and not math.isfinite(float(value))
+    except OverflowError:
+        return True
+
+
 def _finite(value: Any) -> float | None:
     """The value as the rules see it: a finite number, else None (Spark's null)."""
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+    return float(value) if isinstance(value, (int, float)) and not _nonfinite(value) else None
 
 
 def _cmp(a: float | None, op: str, b: float | None) -> bool | None:
@@ -83,7 +91,7 @@ def _value_rules(bar: dict, now_ms: int) -> list[str]:
     absent, mistyped or not finite is unknown and says nothing, as in SQL."""
     x = {name: _finite(bar.get(name)) for name in _NUMBER_FIELDS}
     rules: list[tuple[bool | None, str]] = [
-        (isinstance(bar.get(name), float) and not math.isfinite(bar[name]), f"not a finite number: {name}")
+        (_nonfinite(bar.get(name)), f"not a finite number: {name}")
         for name in _NUMBER_FIELDS]
     for name, limit in S.INTEGER_LIMITS.items():
         rules.append((x[name] % 1 != 0 if x[name] is not None else None, f"not an integer: {name}"))

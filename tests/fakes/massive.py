@@ -66,6 +66,7 @@ class FakeMassive:
         self.faults: list[Fault] = []
         self.requests: list[Seen] = []
         self.repeat_next_url = False
+        self.next_url_override: str | None = None  # a next_url elsewhere (another host or series)
         self.latency = 0.0  # seconds added to every answer
         self.strays: dict[str, list[dict]] = {}  # ticker -> rows in every answer, whatever the window
         self.number_format = "json"  # or "g": floats spelled 1.412331e+06, as the real API does
@@ -131,7 +132,8 @@ class FakeMassive:
         nxt = cursor + self.page_size
         if nxt < len(rows) or self.repeat_next_url:
             nxt = cursor if self.repeat_next_url else nxt
-            body["next_url"] = f"{self.url}{parsed.path}?cursor={nxt}&adjusted=true&sort=asc&limit={self.page_size}"
+            body["next_url"] = self.next_url_override or \
+                f"{self.url}{parsed.path}?cursor={nxt}&adjusted=true&sort=asc&limit={self.page_size}"
         self.answered.append((dumps_g(body) if self.number_format == "g" else json.dumps(body)).encode())
         return 200, {}, self.answered[-1]
 

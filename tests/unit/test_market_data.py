@@ -278,3 +278,38 @@ def test_live_polls_drop_them_too(fake):
     client, _ = make_client(fake)
     bars = list(closed_bars(client, "TJX", "minute", 1, TJX_2020[0], TJX_2020[-1] + 60_000))
     assert [b.timestamp for b in bars] == TJX_2020 and client.outside_window == 4
+
+
+@pytest.mark.parametrize("elsewhere", ["http://127.0.0.1:9/v2/aggs/ticker/AAPL/range/1/day/2024-01-01/2024-03-01",
+                                       "{url}/v2/aggs/ticker/MSFT/range/1/day/2024-01-01/2024-03-01?cursor=5"],
+                         ids=["another host", "another series"])
+def test_a_next_url_elsewhere_is_never_followed(fake, elsewhere):
+    """The key goes with every request: a next page on another host (or for another ticker,
+    whose prices would be published as this one's) stops the fetch with one line."""
+    fake.next_url_override = elsewhere.format(url=fake.url)
+    client, _ = make_client(fake)
+    with pytest.raises(MarketDataError, match="not on .* or not this series"):
+        fetch(client)
+    assert len(fake.requests) == 1
+
+
+class Answers:
+    """A client stand-in that answers with the given results, in the given order."""
+
+    def __init__(self, results: list[dict]) -> None:
+        self.results = results
+
+    def aggregates_between(self, *_args) -> list[dict]:
+        return self.results
+
+
+def test_closed_bars_are_in_time_order_and_a_correction_wins():
+    minute = 60_000
+    t0 = START_MS
+    rows = [{"t": t0 + 2 * minute, "o": 1, "h": 1, "l": 1, "c": 1, "v": 1},
+            {"t": t0, "o": 2, "h": 2, "l": 2, "c": 2, "v": 1},
+            {"t": t0 + minute, "o": 3, "h": 3, "l": 3, "c": 3, "v": 1},
+            {"t": t0, "o": 4, "h": 4, "l": 4, "c": 4, "v": 1},  # the same minute again: a correction
+            {"t": "1704067260000", "o": 5, "h": 5, "l": 5, "c": 5, "v": 1}]  # no integral time: skipped, logged
+    bars = list(closed_bars(Answers(rows), "X:BTCUSD", "minute", 1, t0, t0 + 10 * minute))
+    assert [(b.timestamp, b.close) for b in bars] == [(t0, 4), (t0 + minute, 3), (t0 + 2 * minute, 1)]
