@@ -22,7 +22,6 @@ from typing import Any
 
 from finstream import schema as S
 
-_EXPECTED = {"str": "string", "int": "integer", "float": "number"}
 _TICKER = re.compile(S.TICKER_PATTERN)
 _NUMBER_FIELDS = tuple(spec.name for spec in S.BAR_FIELDS if spec.python_type in ("int", "float"))
 
@@ -128,7 +127,7 @@ def check(value: bytes | None, now_ms: int | None = None) -> tuple[dict | None, 
     for spec in S.BAR_FIELDS:
         field = body.get(spec.name)
         if field is not None and not _typed(spec, field):
-            reasons.append(f"wrong type: {spec.name} (expected {_EXPECTED[spec.python_type]})")
+            reasons.append(f"wrong type: {spec.name} (expected {S.JSON_TYPE_NAMES[spec.python_type]})")
         if spec.required and field is None:
             reasons.append(f"missing field: {spec.name}")
     typed = {spec.name: body.get(spec.name) for spec in S.BAR_FIELDS if _typed(spec, body.get(spec.name))}

@@ -92,6 +92,10 @@ class FieldSpec:
     doc: str
 
 
+# How a reason names each field type ("wrong type: close (expected number)").
+JSON_TYPE_NAMES = {"str": "string", "int": "integer", "float": "number"}
+
+
 def _python_type(annotation: str) -> str:
     return annotation.split("|")[0].strip()
 

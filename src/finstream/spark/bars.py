@@ -110,7 +110,7 @@ def _field_rules(bar: Column, present: Column, probes: Column) -> list[Column]:
     rules = []
     for spec in S.BAR_FIELDS:
         value, shown = bar.getField(spec.name), present.getField(spec.name)
-        expected = {"str": "string", "int": "integer", "float": "number"}[spec.python_type]
+        expected = S.JSON_TYPE_NAMES[spec.python_type]
         mistyped = value.isNull() & shown.isNotNull()
         if spec.python_type == "str":
             mistyped = mistyped | _given_another_type(spec.name, probes)
