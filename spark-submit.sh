@@ -19,12 +19,17 @@ JARS="$(find "$JARS_DIR" -maxdepth 1 -name '*.jar' | sort | paste -sd, -)"
 # The project's ES-Hadoop bulk error handler (refused documents -> dead letters), built once.
 JARS="$JARS,$("$STACK_DIR/es-dead-letters.sh")"
 
-# The shared package as a zip, rebuilt each time so it always matches the source.
+# The shared package as a zip, rebuilt each time so it always matches the source; the
+# development-only generators (finstream/ops/kibana.py) stay out of what executors get.
 BUILD_DIR="$LOCAL_DIR/build"
 mkdir -p "$BUILD_DIR"
 PY_FILES="$BUILD_DIR/finstream.zip"
 rm -f "$PY_FILES"
-(cd "$ROOT_DIR/src" && "$VENV/bin/python" -m zipfile -c "$PY_FILES" finstream >/dev/null)
+(cd "$ROOT_DIR/src" && find finstream -name '*.py' ! -path 'finstream/ops/kibana.py' | sort \
+    | "$VENV/bin/python" -c 'import sys, zipfile
+with zipfile.ZipFile(sys.argv[1], "w") as archive:
+    for name in sys.stdin.read().split():
+        archive.write(name)' "$PY_FILES")
 
 export JAVA_HOME="${SPARK_JAVA_HOME:-$(spark_java_home)}"
 export SPARK_CONF_DIR="${SPARK_CONF_DIR:-$ROOT_DIR/conf}"

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from kafka.errors import UnknownTopicOrPartitionError
 
-from finstream import topics
-from finstream.config import Settings
-from finstream.schema import index_mappings
+from finstream.core.config import Settings
+from finstream.core.schema import index_mappings
+from finstream.stores import topics
 
 
 def delete_topic(settings: Settings, topic: str | None = None) -> None:

@@ -33,9 +33,9 @@ from pathlib import Path
 
 from bench import latency as L  # the bar generator, publisher, count watcher, isolation, clean-up
 from bench import report
-from finstream import elastic, topics
-from finstream.config import Settings, local_dir
-from finstream.errors import choice_list
+from finstream.core.config import Settings, local_dir
+from finstream.core.errors import choice_list
+from finstream.stores import elastic, topics
 
 BENCH = Path(__file__).resolve().parent
 

@@ -36,10 +36,10 @@ from pathlib import Path
 
 from bench import report
 from bench.cleanup import drop_run_data
-from finstream import elastic, topics
-from finstream.config import Settings, local_dir
-from finstream.errors import comma_list
-from finstream.schema import INDEX_MAPPINGS, Bar
+from finstream.core.config import Settings, local_dir
+from finstream.core.errors import comma_list
+from finstream.core.schema import INDEX_MAPPINGS, Bar
+from finstream.stores import elastic, topics
 from producer.publisher import BarPublisher
 
 ROOT = Path(__file__).resolve().parents[1]

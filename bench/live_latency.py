@@ -26,9 +26,9 @@ from pathlib import Path
 
 from bench import report
 from bench.cleanup import delete_topic
-from finstream import topics
-from finstream.config import Secret, Settings
-from finstream.errors import comma_list
+from finstream.core.config import Secret, Settings
+from finstream.core.errors import comma_list
+from finstream.stores import topics
 from producer.live import LiveFeed
 from producer.market_data import MassiveClient
 from producer.publisher import BarPublisher

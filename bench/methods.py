@@ -34,9 +34,10 @@ from pathlib import Path
 from elasticsearch import helpers
 from kafka import KafkaConsumer
 
-from finstream import elastic, messages, topics
-from finstream.config import Settings
-from finstream.schema import bar_from_dict
+from finstream.core.config import Settings
+from finstream.core.schema import bar_from_dict
+from finstream.ingest import messages
+from finstream.stores import elastic, topics
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -45,8 +45,8 @@ from bench.latency import (
     train_on_history,
     wait_for,
 )
-from finstream import checkpoints, elastic, topics
-from finstream.config import Settings, local_dir
+from finstream.core.config import Settings, local_dir
+from finstream.stores import checkpoints, elastic, topics
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from bench import latency as L  # the latency benchmark's generator, isolation and clean-up
 from bench import report
-from finstream import elastic, topics
-from finstream.config import Settings
+from finstream.core.config import Settings
+from finstream.stores import elastic, topics
 
 BENCH = Path(__file__).resolve().parent
 

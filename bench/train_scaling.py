@@ -19,10 +19,10 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from finstream.errors import choice_list, comma_list
-from finstream.spark import training
-from finstream.spark.features import FORECASTS, QUESTIONS
-from finstream.spark.models import load_params
+from finstream.core.errors import choice_list, comma_list
+from finstream.core.questions import QUESTIONS, SERVED
+from finstream.training import selection
+from finstream.training.regressors import load_params
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -60,7 +60,7 @@ def measure(spark: SparkSession, size: int, folds: int, question: str = "lags") 
     bars = random_walk_bars(spark, size).persist()
     bars.count()  # generation is not what we time
     started = time.perf_counter()
-    run = training.run(bars, training.TrainOptions(question=question, folds=folds), load_params())
+    run = selection.run(bars, selection.TrainOptions(question=question, folds=folds), load_params())
     seconds = time.perf_counter() - started
     bars.unpersist()
     return {"bars": size, "question": question, "tickers": len(run.data["tickers"]),
@@ -72,7 +72,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=comma_list(int), default=(10_000, 100_000, 1_000_000))
     parser.add_argument("--folds", type=int, default=0, help="walk-forward folds (0: holdout only)")
-    parser.add_argument("--questions", type=choice_list(tuple(QUESTIONS)), default=FORECASTS)
+    parser.add_argument("--questions", type=choice_list(tuple(QUESTIONS)), default=SERVED)
     parser.add_argument("--out", default=str(RESULTS / "train_scaling"))
     args = parser.parse_args()
     spark = SparkSession.builder.appName("finstream-bench-train").getOrCreate()

@@ -2,8 +2,9 @@
 
 Two streaming queries read the topic, each with its own checkpoint below CHECKPOINT_DIR:
   index-bars    every message -> a bar document or a dead letter
-  predict-bars  every new valid bar -> a prediction by the latest `lags` model (if any),
-                and the actual close on the prediction made at the bar before it
+  predict-bars  every new valid bar -> a forecast for each served question (the registry's
+                champion, or its naive baseline), and the actuals on the prediction made at
+                the bar before it
 
     ./spark-submit.sh jobs/stream_index.py                 # runs until stopped
     ./spark-submit.sh jobs/stream_index.py --available-now # processes what the topic holds, then exits
@@ -15,23 +16,25 @@ import argparse
 import logging
 import sys
 
+from elasticsearch import Elasticsearch
 from pyspark.errors import StreamingQueryException
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
-from finstream import checkpoints, elastic, modelstore, registry, topics
-from finstream.config import Settings
-from finstream.errors import ArgumentParser, exit_on_user_error
-from finstream.live_skill import LiveSkillWatch
-from finstream.logs import setup_logging
-from finstream.modelstore import ServedForecasts
-from finstream.registry import ChampionMirror
-from finstream.spark import bars as B
-from finstream.spark import serving
-from finstream.spark.features import FORECASTS
-from finstream.spark.indexing import BatchWriter, PredictionWriter
-from finstream.spark.monitoring import ProgressListener
-from finstream.spark.source import stream_records
+from finstream.core.config import Settings
+from finstream.core.errors import ArgumentParser, exit_on_user_error
+from finstream.core.logs import setup_logging
+from finstream.core.questions import SERVED
+from finstream.ingest import validation as B
+from finstream.ingest.indexing import BatchWriter
+from finstream.ingest.source import stream_records
+from finstream.ops.monitoring import ProgressListener
+from finstream.serving import installed, predictor
+from finstream.serving.champions import ChampionMirror
+from finstream.serving.installed import ServedForecasts
+from finstream.serving.live_skill import LiveSkillWatch
+from finstream.serving.predictor import PredictionWriter
+from finstream.stores import checkpoints, elastic, registry, topics
 
 log = logging.getLogger(__name__)
 
@@ -69,40 +72,66 @@ def await_all(spark: SparkSession, queries: list[StreamingQuery]) -> None:
         spark.streams.resetTerminated()
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    setup_logging()
-    settings = Settings.load()
+def prepare_servers(settings: Settings, names: list[str]) -> tuple[Elasticsearch, dict[str, str]]:
+    """The cluster, the indices and the topic ready, and no gap in the log since the checkpoints;
+    returns the Elasticsearch client and ES-Hadoop's options."""
     es = elastic.client(settings)
     elastic.require_cluster(es, settings)
     elastic.ensure_indices(es, settings)
     topics.ensure_topic(settings)
-    names = ["index-bars"] + ([] if args.no_predict else ["predict-bars"])
     checkpoints.require_no_gap(settings, names)  # Spark would only say "data may have been lost"
-    es_options = elastic.es_hadoop_options(settings, elastic.cluster_info(es))
+    return es, elastic.es_hadoop_options(settings, elastic.cluster_info(es))
 
-    spark = SparkSession.builder.appName("finstream-stream-index").getOrCreate()
-    watch = None if args.no_predict else LiveSkillWatch(settings.model_path, registry.metric_logger(settings))
+
+def monitor(spark: SparkSession, settings: Settings, es: Elasticsearch, predicting: bool) -> ProgressListener:
+    """A progress line and a pipeline-metrics document per micro-batch, with the live skill watch."""
+    watch = LiveSkillWatch(settings.model_path, registry.metric_logger(settings)) if predicting else None
     progress = ProgressListener(
         lambda doc_id, doc: es.index(index=settings.es_index_pipeline_metrics, id=doc_id, document=doc), watch)
     spark.streams.addListener(progress)
-    records = stream_records(spark, settings)
+    return progress
+
+
+def start_indexing(spark: SparkSession, records: DataFrame, settings: Settings, es_options: dict[str, str],
+                   args: argparse.Namespace) -> StreamingQuery:
+    """index-bars: every message -> a bar document or a dead letter."""
     messages = B.checked_messages(records).observe("messages", *B.message_counts())
-    queries = [start(spark, messages.writeStream.foreachBatch(BatchWriter(settings, es_options)), "index-bars",
-                     settings, args)]
+    return start(spark, messages.writeStream.foreachBatch(BatchWriter(settings, es_options)), "index-bars",
+                 settings, args)
+
+
+def start_predicting(spark: SparkSession, records: DataFrame, settings: Settings, es_options: dict[str, str],
+                     args: argparse.Namespace) -> tuple[StreamingQuery, ChampionMirror]:
+    """predict-bars: the registry's champions installed for the workers, then every new valid
+    bar forecast by the per-series state step, and the predictions it answers judged."""
+    installed.require_writable(settings.model_path)
+    mirror = ChampionMirror(settings, SERVED).start()
+    models = ServedForecasts(settings.model_path, SERVED)
+    models.current()  # load (or warn) now, not inside the first micro-batch
+    rows = predictor.prediction_rows(B.valid_bars(B.checked_messages(records)), settings)
+    rows = rows.observe("predictions", *predictor.status_counts(), *predictor.live_skill_sums())
+    if settings.stream_state_partitions > 0:  # taken by the query when it first starts
+        spark.conf.set("spark.sql.shuffle.partitions", str(settings.stream_state_partitions))
+    writer = PredictionWriter(settings, es_options, models)
+    query = start(spark, rows.writeStream.outputMode("update").foreachBatch(writer), "predict-bars", settings, args)
+    return query, mirror
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    setup_logging()
+    settings = Settings.load()
+    names = ["index-bars"] + ([] if args.no_predict else ["predict-bars"])
+    es, es_options = prepare_servers(settings, names)
+
+    spark = SparkSession.builder.appName("finstream-stream-index").getOrCreate()
+    progress = monitor(spark, settings, es, predicting=not args.no_predict)
+    records = stream_records(spark, settings)
+    queries = [start_indexing(spark, records, settings, es_options, args)]
     mirror = None
     if not args.no_predict:
-        modelstore.require_writable(settings.model_path)
-        mirror = ChampionMirror(settings, FORECASTS).start()  # the registry's champions, installed for the workers
-        models = ServedForecasts(settings.model_path, FORECASTS)
-        models.current()  # load (or warn) now, not inside the first micro-batch
-        rows = serving.prediction_rows(B.valid_bars(B.checked_messages(records)), settings)
-        rows = rows.observe("predictions", *serving.status_counts(), *serving.live_skill_sums())
-        predictor = PredictionWriter(settings, es_options, models)
-        if settings.stream_state_partitions > 0:  # taken by the query when it first starts
-            spark.conf.set("spark.sql.shuffle.partitions", str(settings.stream_state_partitions))
-        queries.append(start(spark, rows.writeStream.outputMode("update").foreachBatch(predictor), "predict-bars",
-                             settings, args))
+        query, mirror = start_predicting(spark, records, settings, es_options, args)
+        queries.append(query)
     log.info("Spark UI %s (Structured Streaming tab)", spark.sparkContext.uiWebUrl)
     try:
         await_all(spark, queries)

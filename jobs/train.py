@@ -12,25 +12,23 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import sys
 
 from pyspark.sql import SparkSession
 
-from finstream import elastic, registry, topics
-from finstream.config import Settings, local_dir
-from finstream.errors import ArgumentParser, choice_list, exit_on_user_error, ticker_list
-from finstream.logs import setup_logging
-from finstream.reporting import metrics_table, write_json
-from finstream.spark import replay, training
-from finstream.spark.features import FORECASTS, QUESTIONS
-from finstream.spark.models import REGRESSORS, load_params
-from finstream.spark.source import log_records
-from finstream.spark.train_outputs import index_metrics, log_report, new_run_id, report_dict, track, write_plots
+from finstream.core.config import Settings
+from finstream.core.errors import ArgumentParser, choice_list, exit_on_user_error, ticker_list
+from finstream.core.logs import setup_logging
+from finstream.core.questions import QUESTIONS, SERVED
+from finstream.stores import registry
+from finstream.training import selection, steps
+from finstream.training.regressors import REGRESSORS, load_params
+from finstream.training.reporting import metrics_table, outcome
+from finstream.training.results import TrainingReport
+from finstream.training.tracking import new_run_id, track, write_plots
 
-log = logging.getLogger(__name__)
 # TrainOptions' fields that are flags of the same name (the question is looped over).
-OPTION_FLAGS = [f.name for f in dataclasses.fields(training.TrainOptions) if f.name != "question"]
+OPTION_FLAGS = [f.name for f in dataclasses.fields(selection.TrainOptions) if f.name != "question"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,11 +36,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", choices=("kafka", "es"), default="kafka",
                         help="replay the Kafka topic (default) or read the bars index")
-    defaults = training.TrainOptions()
+    defaults = selection.TrainOptions()
     parser.add_argument("--questions", "--features", dest="questions", type=choice_list(tuple(QUESTIONS)),
-                        default=FORECASTS,
+                        default=SERVED,
                         help=f"comma-separated questions: {', '.join(QUESTIONS)} (default: the four the "
-                             f"stream serves, {','.join(FORECASTS)}; --features is the old name)")
+                             f"stream serves, {','.join(SERVED)}; --features is the old name)")
     parser.add_argument("--tickers", type=ticker_list, default=defaults.tickers,
                         help="comma-separated (default: every ticker of the timespan)")
     parser.add_argument("--timespan", default=defaults.timespan)
@@ -60,51 +58,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def train_options(args: argparse.Namespace, question: str) -> selection.TrainOptions:
+    return selection.TrainOptions(question=question, **{name: getattr(args, name) for name in OPTION_FLAGS})
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging()
     settings = Settings.load()
     run_id = new_run_id()
-    report_dir = local_dir() / "reports" / run_id if not args.report_dir else local_dir() / args.report_dir
-    es = elastic.client(settings)
-    elastic.require_cluster(es, settings)
-    elastic.ensure_indices(es, settings, only=[settings.es_index_model_metrics])
-    registry.require_store(settings)
-    if args.source == "kafka":
-        topics.require_topic(settings)
-        # What the replay read: the log up to these offsets (recorded with each MLflow run).
-        data_source = {"kafka_topic": settings.kafka_topic, "kafka_end_offsets": ",".join(
-            f"{p}:{o}" for p, o in sorted(topics.end_offsets(settings).items()))}
-    else:
-        data_source = {"es_index": settings.es_index_bars}
-
+    report_dir = steps.report_dir(run_id, args.report_dir)
+    es = steps.check_servers(settings, args.source)  # before any Spark work
+    data_source = steps.data_source(settings, args.source)
     spark = SparkSession.builder.appName("finstream-train").getOrCreate()
-    if args.source == "kafka":
-        records = log_records(spark, settings)
-    else:
-        es_options = elastic.es_hadoop_options(settings, elastic.cluster_info(es), id_field=None)
-        records = replay.es_records(spark, settings.es_index_bars, es_options)
-    bars = replay.distinct_bars(records).persist()
-    log.info("%s: %d distinct valid bars", args.source, bars.count())
-
+    bars = steps.read_bars(spark, settings, args.source, es)
     config = load_params()
     for question in args.questions:
-        options = training.TrainOptions(question=question, **{name: getattr(args, name) for name in OPTION_FLAGS})
-        run = training.run(bars, options, config)
-        report = report_dict(run, run_id, args.source, None)
+        run = selection.run(bars, train_options(args, question), config)
+        report = TrainingReport.from_run(run, run_id, args.source)
         plots = [] if args.no_plots else write_plots(run, report_dir)
-        tracked = track(run, report, settings, plots, data_source, promote=args.promote)
-        report.update(mlflow_run_id=tracked["mlflow_run_id"], registered_alias=tracked["alias"],
-                      model_version=tracked["version"] and f"{registry.model_name(question)}/{tracked['version']}")
-        write_json(report, report_dir / f"{question}.json")
-        log_report(settings, tracked["mlflow_run_id"], report)
-        indexed = index_metrics(es, settings.es_index_model_metrics, report)
+        report = report.registered_as(track(run, report, settings, plots, data_source, promote=args.promote))
+        path = report_dir / f"{question}.json"
+        indexed = steps.save_report(report, path, settings, es)
         print("\n" + metrics_table(report), flush=True)
-        registered = (f"model {report['model_version']} ({tracked['alias']})" if tracked["version"]
-                      else "not registered (the stream does not serve this question)")
-        print(f"{registered}; MLflow run {tracked['mlflow_run_id']} at {registry.tracking_uri(settings)}\n"
-              f"report {report_dir / f'{question}.json'}; {len(plots)} plots; "
-              f"{indexed} metric documents in {settings.es_index_model_metrics}\n", flush=True)
+        print(outcome(report, registry.tracking_uri(settings), path, len(plots), indexed,
+                      settings.es_index_model_metrics), flush=True)
 
 
 if __name__ == "__main__":

@@ -20,11 +20,11 @@ from datetime import date
 
 from tqdm import tqdm
 
-from finstream import topics
-from finstream.config import Settings
-from finstream.errors import ArgumentParser, UserError, ticker_list
-from finstream.logs import setup_logging
-from finstream.schema import TIMESPANS, Bar
+from finstream.core.config import Settings
+from finstream.core.errors import ArgumentParser, UserError, ticker_list
+from finstream.core.logs import setup_logging
+from finstream.core.schema import TIMESPANS, Bar
+from finstream.stores import topics
 from producer import live as live_feed
 from producer import samples, websocket_feed
 from producer.market_data import MarketDataError, MassiveClient, RateLimiter, bar_from_aggregate, default_range

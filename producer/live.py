@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from finstream.config import Settings
-from finstream.schema import TIMESPAN_SECONDS
+from finstream.core.config import Settings
+from finstream.core.schema import TIMESPAN_SECONDS
 from producer.market_data import MassiveClient, closed_bars
 from producer.publisher import BarPublisher
 from producer.resume import iso_minute, resume_points

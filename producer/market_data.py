@@ -20,7 +20,7 @@ answers"):
   never publish them.
 - Numbers spelled however the API's encoder spells them ("n": 1.412331e+06, a float "t"):
   bar_from_aggregate turns an integral value of an integer field into an int
-  (finstream.schema.as_integer); a fractional trade count stays a float and is dead-lettered.
+  (finstream.core.schema.as_integer); a fractional trade count stays a float and is dead-lettered.
 - Fields an asset class does not have (an index aggregate is o h l c t only; older stock
   bars lack vw or n) stay null; `otc` and other extra fields are ignored; a status other than
   ERROR (OK, DELAYED) is an answer; no `results` (resultsCount 0) is an empty one.
@@ -38,9 +38,9 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from finstream.config import Secret
-from finstream.retry import Transient, retrying
-from finstream.schema import TIMESPAN_SECONDS, Bar, as_integer
+from finstream.core.config import Secret
+from finstream.core.retry import Transient, retrying
+from finstream.core.schema import TIMESPAN_SECONDS, Bar, as_integer
 
 log = logging.getLogger(__name__)
 

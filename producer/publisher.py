@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from kafka import KafkaProducer
 from kafka.errors import NoBrokersAvailable
 
-from finstream.config import Settings
-from finstream.schema import Bar
+from finstream.core.config import Settings
+from finstream.core.schema import Bar
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,9 @@ from datetime import datetime, timezone
 from kafka import KafkaConsumer, TopicPartition
 from kafka.partitioner import DefaultPartitioner
 
-from finstream import messages, topics
-from finstream.config import Settings
+from finstream.core.config import Settings
+from finstream.ingest import messages
+from finstream.stores import topics
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from finstream.schema import Bar
+from finstream.core.schema import Bar
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ index, without a new value) has no event, and no bar is invented for it.
     logged with its text: it cannot be a bar that just closed (the REST answer that once held
     2017 bars of another symbol shows what such data is), and publishing it would make the
     ticker's resume point or repair start from nonsense.
-- Disconnects: reconnect with exponential back-off and full jitter (finstream.retry). A
+- Disconnects: reconnect with exponential back-off and full jitter (finstream.core.retry). A
   refused key is one line and exit 2. A plan allows one connection per cluster, and the
   server then keeps the newest: when another client connects with the key, the older
   connection gets a `max_connections` status and is closed. A connection that ends so before
@@ -56,10 +56,10 @@ from dataclasses import dataclass, field
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import ClientConnection, connect
 
-from finstream.config import Settings
-from finstream.errors import UserError
-from finstream.retry import reconnecting
-from finstream.schema import Bar, as_integer
+from finstream.core.config import Settings
+from finstream.core.errors import UserError
+from finstream.core.retry import reconnecting
+from finstream.core.schema import Bar, as_integer
 from producer.market_data import MarketDataError, MassiveClient, closed_bars
 from producer.publisher import BarPublisher
 from producer.resume import iso_minute, resume_points

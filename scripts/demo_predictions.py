@@ -10,8 +10,8 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from finstream import elastic
-from finstream.config import Settings
+from finstream.core.config import Settings
+from finstream.stores import elastic
 from producer import samples
 
 

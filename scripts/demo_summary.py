@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from finstream import elastic
-from finstream.config import Settings
+from finstream.core.config import Settings
+from finstream.stores import elastic
 from producer import samples
 
 

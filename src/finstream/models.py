@@ -16,17 +16,22 @@ import os
 import sys
 from pathlib import Path
 
-from finstream import registry
-from finstream.config import Settings
-from finstream.errors import ArgumentParser, UserError, choice_list, exit_on_user_error
-from finstream.forecasts import FIELDS
-from finstream.logs import setup_logging
-from finstream.retry import first_line
+from finstream.core.config import Settings
+from finstream.core.errors import ArgumentParser, UserError, choice_list, exit_on_user_error
+from finstream.core.logs import setup_logging
+from finstream.core.questions import SERVED
+from finstream.core.retry import first_line
+from finstream.stores import registry
 
-QUESTIONS = tuple(FIELDS)  # the questions the stream serves
+QUESTIONS = SERVED  # the questions the stream serves, each with its registered model
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command and its flags; a bad flag exits with one line and code 2 (core.errors.ArgumentParser).
+
+    Args:
+        argv: the arguments (None: sys.argv[1:]).
+    """
     parser = ArgumentParser(prog="python -m finstream.models", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -43,6 +48,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Runs one command (see the module's docstring); `ui` replaces this process with MLflow's UI.
+
+    Args:
+        argv: the arguments (None: sys.argv[1:]).
+
+    Raises:
+        UserError: the tracking store cannot be used, or promote or rollback was refused (no
+            such version, no earlier champion); exit_on_user_error prints it as one line.
+    """
     args = parse_args(argv)
     setup_logging()
     settings = Settings.load()
@@ -77,6 +91,15 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def describe(client, question: str) -> str:
+    """A question's registered versions, one line each: version, run, served model, aliases.
+
+    Args:
+        client: an MlflowClient (finstream.stores.registry.client).
+        question: the question's name.
+
+    Returns:
+        Lines of text; a single line saying how to train the question when it has no version.
+    """
     name = registry.model_name(question)
     versions = sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version))
     if not versions:

@@ -18,10 +18,11 @@ from kafka import TopicPartition
 from kafka.admin import KafkaAdminClient
 
 from bench.cleanup import drop_run_data
-from finstream import checkpoints, elastic, modelstore, registry, skill, topics
-from finstream.config import Settings, local_dir
-from finstream.schema import INDEX_MAPPINGS, Bar
-from finstream.spark.features import FORECASTS
+from finstream.core.config import Settings, local_dir
+from finstream.core.questions import QUESTIONS, SERVED
+from finstream.core.schema import INDEX_MAPPINGS, Bar
+from finstream.serving import installed
+from finstream.stores import checkpoints, elastic, registry, topics
 from producer.publisher import BarPublisher
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -201,7 +202,7 @@ def register_version(settings: Settings, question: str, scorer: dict | bytes, me
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / registry.SERVING
         folder.mkdir()
-        for name, content in ((modelstore.SCORER, scorer), (modelstore.METADATA, metadata)):
+        for name, content in ((installed.SCORER, scorer), (installed.METADATA, metadata)):
             data = content if isinstance(content, bytes) else json.dumps(content).encode()
             (folder / name).write_bytes(data)
         client.log_artifacts(run.info.run_id, str(folder), registry.SERVING)
@@ -217,8 +218,8 @@ def wait_for_champions(settings: Settings, timeout: float = 60) -> None:
     client = registry.client(settings)
 
     def installed() -> bool:
-        champions = {q: registry.champion(client, q) for q in FORECASTS}
-        return all(modelstore.installed_version(settings.model_path, q) == str(c.version)
+        champions = {q: registry.champion(client, q) for q in SERVED}
+        return all(installed.installed_version(settings.model_path, q) == str(c.version)
                    for q, c in champions.items() if c is not None)
 
     wait_until(installed, timeout, "the stream job to install the champions", 0.5)
@@ -227,8 +228,8 @@ def wait_for_champions(settings: Settings, timeout: float = 60) -> None:
 def publish_baselines(settings: Settings, timespan: str = "day", multiplier: int = 1) -> None:
     """What train.py registers for a question whose models do not beat its naive baseline:
     the baseline serves. Every question is then forecast, without a training run."""
-    for question in FORECASTS:
-        baseline = skill.REFERENCE[question]
+    for question in SERVED:
+        baseline = QUESTIONS[question].reference
         series = {"timespan": timespan, "multiplier": multiplier, "tickers": []}
         register_version(settings, question, {"question": question, "served": baseline},
                          {"model": baseline, "series": series})

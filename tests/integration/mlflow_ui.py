@@ -12,7 +12,7 @@ import socket
 import subprocess
 import urllib.request
 
-from finstream.config import local_dir
+from finstream.core.config import local_dir
 from tests.integration.conftest import ROOT, wait_until
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")

@@ -1,6 +1,6 @@
 """Run by test_refusals.py through ./spark-submit.sh: documents Elasticsearch refuses, written by
-finstream.spark.es_sink.write_documents (what the stream job's writers call) with the options the
-stream job builds (finstream.elastic.es_hadoop_options), on the real connector and cluster.
+finstream.ingest.es_sink.write_documents (what the stream job's writers call) with the options the
+stream job builds (finstream.stores.elastic.es_hadoop_options), on the real connector and cluster.
 
     ./spark-submit.sh tests/integration/refused_writes.py STRICT_INDEX
 
@@ -13,9 +13,9 @@ import sys
 
 from pyspark.sql import SparkSession
 
-from finstream import elastic
-from finstream.config import Settings
-from finstream.spark.es_sink import write_documents
+from finstream.core.config import Settings
+from finstream.ingest.es_sink import write_documents
+from finstream.stores import elastic
 
 IMMENSE = "x" * 33_000  # over Lucene's 32 766-byte term limit
 

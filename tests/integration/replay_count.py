@@ -5,9 +5,9 @@ import json
 
 from pyspark.sql import SparkSession
 
-from finstream.config import Settings
-from finstream.spark import replay
-from finstream.spark.source import log_records
+from finstream.core.config import Settings
+from finstream.ingest.source import log_records
+from finstream.training import replay
 
 if __name__ == "__main__":
     spark = SparkSession.builder.appName("finstream-replay-count").getOrCreate()

@@ -10,8 +10,8 @@ import sys
 import pytest
 from kafka import KafkaConsumer
 
-from finstream import topics
-from finstream.schema import bar_doc_id
+from finstream.core.schema import bar_doc_id
+from finstream.stores import topics
 from tests.fakes.answers import NDX, NDX_CLOSES, SPY_COUNTS, TJX_2017, TJX_2020
 from tests.fakes.massive import FakeMassive, Fault
 from tests.integration.conftest import topic_bars

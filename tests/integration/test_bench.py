@@ -8,8 +8,8 @@ import json
 import subprocess
 import sys
 
-from finstream import elastic
-from finstream.config import Settings
+from finstream.core.config import Settings
+from finstream.stores import elastic
 from tests.integration.conftest import ROOT
 
 BARS = 3_000

@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from finstream.config import local_dir
+from finstream.core.config import local_dir
 from producer import samples
 from tests.integration.conftest import ROOT, TRAINING_JVM
 

@@ -15,8 +15,8 @@ import pytest
 from kafka import KafkaProducer
 
 from bench.cleanup import drop_run_data
-from finstream import topics
-from finstream.schema import Bar
+from finstream.core.schema import Bar
+from finstream.stores import topics
 from producer import resume, samples
 from tests.integration.conftest import ROOT, Pipeline, new_pipeline, publish_baselines, topic_values
 

@@ -15,8 +15,8 @@ import sys
 import threading
 from datetime import datetime, timedelta, timezone
 
-from finstream import topics
-from finstream.config import Secret
+from finstream.core.config import Secret
+from finstream.stores import topics
 from producer.live import LiveFeed
 from producer.market_data import MassiveClient, RateLimiter
 from producer.publisher import BarPublisher

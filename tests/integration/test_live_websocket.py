@@ -22,8 +22,8 @@ import time
 
 import pytest
 
-from finstream import topics
-from finstream.config import Secret
+from finstream.core.config import Secret
+from finstream.stores import topics
 from producer.market_data import MassiveClient
 from producer.publisher import BarPublisher
 from producer.websocket_feed import WebSocketFeed

@@ -10,8 +10,10 @@ import signal
 
 import numpy as np
 
-from finstream import registry, skill
-from finstream.schema import LAG_FEATURES, Bar
+from finstream.core import skill
+from finstream.core.schema import Bar
+from finstream.features.spec import LAG_FEATURES
+from finstream.stores import registry
 from tests.integration.conftest import publish_baselines, register_version, wait_for_champions, wait_until
 from tests.integration.test_reliability import DAY, START_MS
 

@@ -13,16 +13,19 @@ import subprocess
 
 import pytest
 
-from finstream import kibana, registry, skill
-from finstream.forecasts import MODEL_FIELDS
-from finstream.schema import FORECAST_FEATURES
+from finstream.core import skill
+from finstream.core.questions import SERVED, served
+from finstream.features.spec import FORECAST_FEATURES
+from finstream.ops import kibana
+from finstream.stores import registry
 from producer import samples
 from tests.integration.conftest import wait_for_champions, wait_until
 from tests.kibana_vega import chart_values, to_svg, with_values
 
 GOOG = samples.load_bars("goog-daily")
 FIRST, SECOND, THIRD = GOOG[:1500], GOOG[1500:1700], GOOG[1700:1800]
-QUESTIONS = tuple(MODEL_FIELDS)  # lags, interval, range, volatility
+QUESTIONS = SERVED  # lags, range, volatility, interval
+MODEL_FIELDS = {q.name: q.model_fields for q in served()}
 TRAIN = ("--questions", ",".join(QUESTIONS), "--models", "linear", "--folds", "0")
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 
-from finstream import elastic
-from finstream.schema import KEYWORD_IGNORE_ABOVE
+from finstream.core.schema import KEYWORD_IGNORE_ABOVE
+from finstream.stores import elastic
 from producer import samples
 
 GOOG = samples.load_bars("goog-daily")[:10]

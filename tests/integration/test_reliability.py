@@ -15,8 +15,8 @@ import time
 import requests
 from kafka import TopicPartition
 
-from finstream import topics
-from finstream.schema import Bar
+from finstream.core.schema import Bar
+from finstream.stores import topics
 from tests.catalogue import REFUSED
 from tests.fakes.massive import FakeMassive
 from tests.integration.conftest import (

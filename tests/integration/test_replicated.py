@@ -16,9 +16,9 @@ import time
 import pytest
 from kafka.admin import ConfigResource
 
-from finstream import elastic, topics
-from finstream.config import local_dir
-from finstream.schema import Bar
+from finstream.core.config import local_dir
+from finstream.core.schema import Bar
+from finstream.stores import elastic, topics
 from tests.fakes.massive import FakeMassive
 from tests.integration.conftest import ROOT, assert_predictions, drive_stack, publish_baselines, wait_until
 from tests.integration.test_reliability import generated_bars

@@ -14,8 +14,8 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ACL, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePattern, ResourceType
 from kafka.errors import KafkaError
 
-from finstream import topics
-from finstream.config import Settings
+from finstream.core.config import Settings
+from finstream.stores import topics
 from tests.integration.conftest import TRAINING_JVM
 from tests.secured_kafka import SecuredKafka
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from finstream import elastic, topics
-from finstream import schema as S
+from finstream.core import schema as S
+from finstream.stores import elastic, topics
 from producer import samples
 from tests.catalogue import REFUSED
 

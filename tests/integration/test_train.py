@@ -15,8 +15,8 @@ from pyspark.ml.evaluation import RegressionEvaluator
 from pyspark.ml.feature import VectorAssembler
 from pyspark.ml.regression import RandomForestRegressor
 
-from finstream import elastic, registry
-from finstream.config import local_dir
+from finstream.core.config import local_dir
+from finstream.stores import elastic, registry
 from producer import samples
 from tests.integration.mlflow_ui import assert_visible_in_mlflow_ui
 

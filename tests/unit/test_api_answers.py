@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from finstream.schema import as_integer
+from finstream.core.schema import as_integer
 from producer.market_data import bar_from_aggregate, window_ms, within
 
 DAY = 86_400_000

@@ -8,8 +8,8 @@ from datetime import datetime
 import pytest
 from pyspark.sql import functions as F
 
-from finstream import schema as S
-from finstream.spark import bars as B
+from finstream.core import schema as S
+from finstream.ingest import validation as B
 from tests.catalogue import ACCEPTED, NOW_MS, REFUSED, message
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench import latency
-from finstream import schema as S
+from finstream.core import schema as S
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyspark.sql import functions as F
 
 from bench.train_scaling import measure, random_walk_bars
-from finstream.spark import bars as B
+from finstream.ingest import validation as B
 
 
 def test_generated_bars_are_valid_bars(spark):

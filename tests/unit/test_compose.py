@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from finstream import kibana
-from finstream.config import Settings
+from finstream.core.config import Settings
+from finstream.ops import kibana
 from tests.unit.test_versions import jvm_versions
 
 ROOT = Path(__file__).resolve().parents[2]

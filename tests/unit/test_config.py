@@ -5,7 +5,7 @@ import tomllib
 
 import pytest
 
-from finstream.config import Secret, Settings, conf_dir
+from finstream.core.config import Secret, Settings, conf_dir
 
 
 def test_defaults_come_from_conf():
@@ -65,7 +65,7 @@ def test_kafka_security_options_for_both_clients(monkeypatch):
 
 
 def test_es_credentials_and_tls_reach_es_hadoop(monkeypatch):
-    from finstream.elastic import ClusterInfo, es_hadoop_options
+    from finstream.stores.elastic import ClusterInfo, es_hadoop_options
 
     monkeypatch.setenv("ES_PASSWORD", "es-pass-1")
     monkeypatch.setenv("ES_TRUSTSTORE_PASSWORD", "ts-pass")
@@ -83,7 +83,7 @@ def test_es_credentials_and_tls_reach_es_hadoop(monkeypatch):
     (3, {"KAFKA_MIN_INSYNC_REPLICAS": "3"}, (3, 3)),
 ])
 def test_topic_replication_follows_the_cluster_unless_set(brokers, configured, expected):
-    from finstream.topics import replication
+    from finstream.stores.topics import replication
 
     assert replication(Settings.load(environ=configured), brokers) == expected
 
@@ -92,14 +92,14 @@ def test_topic_replication_follows_the_cluster_unless_set(brokers, configured, e
                                                               (3, {"ES_NUMBER_OF_REPLICAS": "2"}, 2),
                                                               (3, {"ES_NUMBER_OF_REPLICAS": "0"}, 0)])
 def test_index_replicas_follow_the_cluster_unless_set(data_nodes, configured, expected):
-    from finstream.elastic import index_templates
+    from finstream.stores.elastic import index_templates
 
     templates = index_templates(Settings.load(environ=configured), data_nodes)
     assert {t["settings"]["number_of_replicas"] for t in templates.values()} == {expected}
 
 
 def test_es_hadoop_writes_dead_letter_refused_documents_through_the_projects_handler():
-    from finstream.elastic import DEAD_LETTER_HANDLER, ClusterInfo, es_hadoop_options
+    from finstream.stores.elastic import DEAD_LETTER_HANDLER, ClusterInfo, es_hadoop_options
 
     settings = Settings.load(environ={"KAFKA_TOPIC": "bars-in", "ES_INDEX_DEAD_LETTERS": "letters"})
     options = es_hadoop_options(settings, ClusterInfo("c", "u", "9.5.4"))

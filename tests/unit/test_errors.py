@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from finstream.errors import ArgumentParser, UserError, choice_list, exit_on_user_error, ticker_list
+from finstream.core.errors import ArgumentParser, UserError, choice_list, exit_on_user_error, ticker_list
 
 
 def test_ticker_lists_are_split_trimmed_and_checked():

@@ -1,13 +1,13 @@
-"""The stream job's write policy (finstream.spark.es_sink): transient failures are retried with
+"""The stream job's write policy (finstream.ingest.es_sink): transient failures are retried with
 back-off; a refusal the dead-letter handler could not dead-letter is not."""
 
 from __future__ import annotations
 
 import pytest
 
-from finstream.config import Settings
-from finstream.elastic import DEAD_LETTER_ABORT_MARKER, DEAD_LETTER_HANDLER_PREFIX
-from finstream.spark.es_sink import write_documents
+from finstream.core.config import Settings
+from finstream.ingest.es_sink import write_documents
+from finstream.stores.elastic import DEAD_LETTER_ABORT_MARKER, DEAD_LETTER_HANDLER_PREFIX
 
 
 class Writes:

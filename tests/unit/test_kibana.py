@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from finstream import kibana
-from finstream.config import Settings
+from finstream.core.config import Settings
+from finstream.ops import kibana
 from tests.kibana_vega import rounded_interval, search_request, to_svg, to_vega, with_values
 
 DEFAULTS = Settings.load(environ={})
@@ -25,7 +25,7 @@ def vega_spec(obj: dict) -> dict:
 
 def test_the_shipped_file_is_what_the_generator_writes():
     assert kibana.NDJSON_PATH.read_text() == kibana.render_ndjson(DEFAULTS), \
-        "conf/kibana/dashboards.ndjson is stale: run  python -m finstream.kibana"
+        "conf/kibana/dashboards.ndjson is stale: run  python -m finstream.ops.kibana"
 
 
 def test_ids_are_unique_and_every_dashboard_reference_resolves():

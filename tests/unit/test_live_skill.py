@@ -10,8 +10,9 @@ import logging
 import numpy as np
 import pytest
 
-from finstream import modelstore, skill
-from finstream.live_skill import LiveSkillWatch
+from finstream.core import skill
+from finstream.serving import installed
+from finstream.serving.live_skill import LiveSkillWatch
 
 
 def test_band_spans_the_holdouts_windowed_ratios():
@@ -28,7 +29,7 @@ def test_band_spans_the_holdouts_windowed_ratios():
 
 
 def install(model_dir, version: str, band: dict | None) -> None:
-    modelstore.install(model_dir, "lags", version, {"question": "lags", "served": "persistence"},
+    installed.install(model_dir, "lags", version, {"question": "lags", "served": "persistence"},
                        {"series": {"timespan": "day", "multiplier": 1}, "live_band": band, "mlflow_run_id": "run-7"})
 
 
@@ -41,7 +42,7 @@ def test_the_watch_warns_once_when_a_full_window_leaves_the_band_and_logs_each_r
     install(tmp_path, "3", {"window": 100, "low": 0.9, "high": 1.1, "holdout": 1.0})
     logged = []
     watch = LiveSkillWatch(tmp_path, lambda *args: logged.append(args))
-    with caplog.at_level(logging.INFO, logger="finstream.live_skill"):
+    with caplog.at_level(logging.INFO, logger="finstream.serving.live_skill"):
         fields = watch.update(batch("finstream-lags/3", 50.0, 50.0, 50), 1)
         assert fields["live_lags_loss_ratio"] == 1.0 and fields["live_lags_judged"] == 50
         watch.update(batch("finstream-lags/3", 300.0, 50.0, 50), 2)  # 350/100 = 3.5 over a full window
@@ -61,9 +62,9 @@ def test_the_watch_does_not_compare_a_partial_window_a_mixed_batch_or_a_version_
     install(tmp_path, "1", None)
     install(tmp_path, "2", {"window": 100, "low": 0.9, "high": 1.1, "holdout": 1.0})
     watch = LiveSkillWatch(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="finstream.live_skill"):
+    with caplog.at_level(logging.WARNING, logger="finstream.serving.live_skill"):
         assert "live_lags_band_low" not in watch.update(batch("finstream-lags/1", 500.0, 50.0, 200), 1)
         assert watch.update(batch("finstream-lags/2", 500.0, 50.0, 50, first="finstream-lags/1"), 2) == {}
         watch.update(batch("finstream-lags/2", 500.0, 50.0, 60), 3)  # out, but 60 < 100 judged
     assert not caplog.records
-    assert json.loads((modelstore.version_dir(tmp_path, "lags", "2") / "metadata.json").read_text())["live_band"]
+    assert json.loads((installed.version_dir(tmp_path, "lags", "2") / "metadata.json").read_text())["live_band"]

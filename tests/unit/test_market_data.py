@@ -8,7 +8,7 @@ from datetime import date
 import pytest
 import requests
 
-from finstream.config import Secret
+from finstream.core.config import Secret
 from producer.market_data import (
     MarketDataError,
     MassiveClient,

@@ -1,5 +1,5 @@
-"""One record, one message, one verdict: the producer's Python reader (finstream.messages) and
-the stream job (finstream.spark.bars, which the training replay shares) give every message of
+"""One record, one message, one verdict: the producer's Python reader (finstream.ingest.messages) and
+the stream job (finstream.ingest.validation, which the training replay shares) give every message of
 the catalogue the same reasons, in the same order."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from datetime import datetime
 import pytest
 from pyspark.sql import functions as F
 
-from finstream import messages
-from finstream.spark import bars as B
+from finstream.ingest import messages
+from finstream.ingest import validation as B
 from tests.catalogue import ACCEPTED, NOW_MS, REFUSED, message
 
 CASES = {**{name: value for name, value in ACCEPTED.items()}, **{name: value for name, (value, _) in REFUSED.items()},

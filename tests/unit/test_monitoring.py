@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 
-from finstream.spark.monitoring import progress_document
+from finstream.ops.monitoring import progress_document
 
 PROGRESS = {
     "id": "q1", "runId": "r1", "name": "index-bars", "timestamp": "2026-11-25T07:00:00.000Z", "batchId": 4,

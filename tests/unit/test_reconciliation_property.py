@@ -1,6 +1,6 @@
 """Property: whatever arrives, every message becomes exactly one bar or one dead letter,
 every bar that gets through obeys the rules, and the producer's Python reader
-(finstream.messages) gives each message the stream job's reasons."""
+(finstream.ingest.messages) gives each message the stream job's reasons."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from finstream import messages as M
-from finstream import schema as S
-from finstream.spark import bars as B
+from finstream.core import schema as S
+from finstream.ingest import messages as M
+from finstream.ingest import validation as B
 from tests.catalogue import GOOD, NOW_MS
 from tests.unit.test_bars import check
 

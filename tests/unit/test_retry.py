@@ -1,4 +1,4 @@
-"""The one retry policy (finstream.retry): its pauses, Retry-After, its bound, what it retries."""
+"""The one retry policy (finstream.core.retry): its pauses, Retry-After, its bound, what it retries."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from finstream.retry import Transient, reconnecting, retrying
+from finstream.core.retry import Transient, reconnecting, retrying
 
 log = logging.getLogger("test")
 

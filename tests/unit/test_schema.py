@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from finstream import schema as S
+from finstream.core import schema as S
 
 BAR = S.Bar(ticker="AAPL", timespan="day", multiplier=1, timestamp=1_700_000_000_000, open=10.0, high=12.0,
             low=9.0, close=11.0, volume=100.0, vwap=10.5, transactions=7, source="test")
@@ -43,7 +43,7 @@ def test_es_mapping_is_derived_from_the_schema():
 
 
 def test_spark_schema_is_derived_from_the_schema():
-    from finstream.spark.schema import bar_schema, message_schema
+    from finstream.ingest.spark_types import bar_schema, message_schema
 
     assert tuple(bar_schema().fieldNames()) == S.BAR_FIELD_NAMES
     assert dict((f.name, f.dataType.simpleString()) for f in bar_schema())["timestamp"] == "bigint"

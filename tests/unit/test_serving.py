@@ -15,18 +15,20 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from finstream import modelstore, skill
-from finstream import schema as S
-from finstream.config import Settings
-from finstream.modelstore import ServedForecasts, ServedModels
-from finstream.schema import BAR_FIELDS, FORECAST_FEATURES, LAG_FEATURES
-from finstream.scoring import HISTORY_BARS
-from finstream.spark import evaluation as E
-from finstream.spark import serving
-from finstream.spark.export import scoring_spec
-from finstream.spark.features import FORECASTS, QUESTIONS, with_features
-from finstream.spark.schema import bar_schema
-from finstream.spark.training import fit
+from finstream.core import schema as S
+from finstream.core import skill
+from finstream.core.config import Settings
+from finstream.core.questions import QUESTIONS, SERVED
+from finstream.core.schema import BAR_FIELDS
+from finstream.features.columns import with_features
+from finstream.features.spec import FORECAST_FEATURES, HISTORY_BARS, LAG_FEATURES
+from finstream.ingest.spark_types import bar_schema
+from finstream.serving import installed, predictor
+from finstream.serving.installed import ServedForecasts, ServedModels
+from finstream.serving.state_step import STATE_BARS
+from finstream.training import evaluation as E
+from finstream.training.export import scoring_spec
+from finstream.training.selection import fit
 
 DAY = 86_400_000
 T0 = 1_600_000_000_000
@@ -72,7 +74,7 @@ def incoming(*steps: int, offset0: int = 0, vwap=None) -> pd.DataFrame:
 
 
 def run(state: FakeState, frame: pd.DataFrame, key=("AAA", "day", 1), model_dir="/nonexistent") -> pd.DataFrame:
-    out = list(serving.predict_series(key, iter([frame]), state, model_dir=str(model_dir), idle_hours=24,
+    out = list(predictor.predict_series(key, iter([frame]), state, model_dir=str(model_dir), idle_hours=24,
                                       clock=lambda: NOW / 1000))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
@@ -86,8 +88,8 @@ def test_new_bars_are_sorted_and_remembered_up_to_the_history_length():
     rows = run(state, incoming(*reversed(range(30))))
     assert list(rows["status"]) == ["unscored"] * 30  # no model: nothing predicted, history kept
     assert list(rows["doc_id"]) == [f"AAA|1|day|{T0 + s * DAY}" for s in range(30)]
-    assert remembered(state) == [T0 + s * DAY for s in range(30 - HISTORY_BARS, 30)]
-    assert state.value[6] == [None] * HISTORY_BARS  # vwap absent stays null, not NaN
+    assert remembered(state) == [T0 + s * DAY for s in range(30 - STATE_BARS, 30)]
+    assert state.value[6] == [None] * STATE_BARS  # vwap absent stays null, not NaN
     assert state.value[-1] is None  # no prediction made at the newest bar
 
 
@@ -115,7 +117,7 @@ def test_idle_series_time_out_and_are_forgotten():
     run(behind, incoming(0))
     assert behind.timeout == NOW + 10 * DAY + 1
     timed_out = FakeState(value=state.value, timed_out=True)
-    assert list(serving.predict_series(("AAA", "day", 1), iter([]), timed_out, model_dir="/x", idle_hours=24)) == []
+    assert list(predictor.predict_series(("AAA", "day", 1), iter([]), timed_out, model_dir="/x", idle_hours=24)) == []
     assert timed_out.removed
 
 
@@ -136,26 +138,26 @@ def sample_bars(spark, n: int):
 
 def publish_trained(model_dir, question: str, spec: dict) -> None:
     """As the stream driver installs a champion train.py registered."""
-    modelstore.install(model_dir, question, "v-test", spec,
+    installed.install(model_dir, question, "v-test", spec,
                        {"model": spec["served"], "series": {"timespan": "day", "multiplier": 1, "tickers": []}})
 
 
 def trained_forecasts(spark, bars, kind: str, model_dir) -> dict[str, dict]:
     """Fits `kind` for each served question on the first 60 bars of each series with the
     trainer's code, publishes it as train.py does, and returns what the trainer computes for
-    every eligible bar: its features, and each question's forecasts (finstream.skill's frame)."""
+    every eligible bar: its features, and each question's forecasts (finstream.core.skill's frame)."""
     frame = spark.createDataFrame(bars, bar_schema())
     params = {"regParam": 0.0} if kind == "linear" else {"maxIter": 10, "maxDepth": 3, "seed": 1}
     featured = with_features(frame, QUESTIONS["interval"]).where("eligible")  # every served column
     offline = {S.bar_doc_id(r.ticker, r.timespan, r.multiplier, r.timestamp): r.asDict()
                for r in featured.select(*E.KEYS, "next_close", "next_log_range", "next_sq_return", "close",
                                         *FORECAST_FEATURES).collect()}
-    for name in FORECASTS:
+    for name in SERVED:
         question = QUESTIONS[name]
         rows = with_features(frame, question)
         train_rows = rows.where(F.col("labelled") & (F.col("timestamp") < T0 + 60 * DAY))
         model = fit(train_rows, question, kind, params)
-        saved = modelstore.version_dir(model_dir, name, "v-test") / "model"
+        saved = installed.version_dir(model_dir, name, "v-test") / "model"
         model.write().save(str(saved))
         spec = {"question": name, "served": kind, "regressor": scoring_spec(model, kind, question.features, saved)}
         quantiles = {kind: E.model_quantiles(model, question, train_rows)} if name == "interval" else {}
@@ -203,7 +205,7 @@ def equality_run(request, spark, tmp_path_factory):
         rows = rows.persist()
         statuses.append(dict(rows.groupBy("status").count().collect()))
         judged = {r.doc_id for r in rows.where(F.col("status") == "judged").select("doc_id").collect()}
-        for doc in serving.documents(rows).collect():
+        for doc in predictor.documents(rows).collect():
             fields = {k: v for k, v in doc.asDict(recursive=True).items() if v is not None}
             if doc.doc_id in judged:
                 updates.append((written[doc.doc_id], fields))
@@ -211,7 +213,7 @@ def equality_run(request, spark, tmp_path_factory):
         rows.unpersist()
         batches.append(batch_id)
 
-    query = (serving.prediction_rows(stream, settings).writeStream.outputMode("update").foreachBatch(collect)
+    query = (predictor.prediction_rows(stream, settings).writeStream.outputMode("update").foreachBatch(collect)
              .option("checkpointLocation", str(tmp_path_factory.mktemp("checkpoint")))
              .trigger(availableNow=True).start())
     query.awaitTermination()
@@ -293,24 +295,24 @@ LINEAR_SPEC = {"kind": "linear", "features": list(LAG_FEATURES), "mean": [0.0] *
 
 def publish_model(model_dir, version, features=LAG_FEATURES, spec=LINEAR_SPEC):
     """As the stream driver installs a champion (checked, then pointed at)."""
-    modelstore.install(model_dir, "lags", version, {**spec, "features": list(features)},
+    installed.install(model_dir, "lags", version, {**spec, "features": list(features)},
                        {"features": list(features), "model": "linear",
                         "series": {"timespan": "day", "multiplier": 1, "tickers": []}})
 
 
 def point_at(model_dir, version, scorer: str, metadata: str = '{"series": {"timespan": "day", "multiplier": 1}}'):
     """CHAMPION naming files that do not serve (damaged after their install)."""
-    folder = modelstore.version_dir(model_dir, "lags", version)
+    folder = installed.version_dir(model_dir, "lags", version)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / modelstore.SCORER).write_text(scorer)
-    (folder / modelstore.METADATA).write_text(metadata)
-    (model_dir / "lags" / modelstore.POINTER).write_text(version + "\n")
+    (folder / installed.SCORER).write_text(scorer)
+    (folder / installed.METADATA).write_text(metadata)
+    (model_dir / "lags" / installed.POINTER).write_text(version + "\n")
 
 
 def test_served_models_without_a_model_then_hot_reload(tmp_path, caplog):
     models = ServedModels(tmp_path, "lags")
     assert models.current() is None and models.current() is None
-    with caplog.at_level(logging.WARNING, logger="finstream.modelstore"):
+    with caplog.at_level(logging.WARNING, logger="finstream.serving.installed"):
         forecasts = ServedForecasts(tmp_path, ("lags",))
         assert forecasts.current() == {} and forecasts.current() == {}
     assert sum("no champion model for lags yet" in r.message for r in caplog.records) == 1  # said once
@@ -327,9 +329,9 @@ def test_a_model_that_cannot_serve_is_not_installed_and_the_installed_one_keeps_
     assert models.current().version == "finstream-lags/v1"
     with pytest.raises(ValueError, match="retrain it"):
         publish_model(tmp_path, "v2", features=("volume",))  # other features than this code computes
-    assert modelstore.installed_version(tmp_path, "lags") == "v1"
+    assert installed.installed_version(tmp_path, "lags") == "v1"
     point_at(tmp_path, "v3", "{truncated")  # damaged on disk after its install
-    with caplog.at_level(logging.ERROR, logger="finstream.modelstore"):
+    with caplog.at_level(logging.ERROR, logger="finstream.serving.installed"):
         assert models.current().version == "finstream-lags/v1"
     assert "cannot serve lags model v3" in caplog.text and "still serving finstream-lags/v1" in caplog.text
     assert ServedModels(tmp_path, "lags").current() is None  # a new worker: nothing that loads

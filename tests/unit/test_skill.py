@@ -9,7 +9,7 @@ import random
 import numpy as np
 import pytest
 
-from finstream import skill
+from finstream.core import skill
 
 
 def test_qlike_is_zero_for_a_perfect_forecast_and_punishes_too_low_more():

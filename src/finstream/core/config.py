@@ -1,0 +1,249 @@
+"""Configuration: defaults from conf/pipeline.toml, each overridable by the environment
+variable of the same name. Secrets never have defaults and never print."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]  # src/finstream/core/config.py
+
+
+def conf_dir() -> Path:
+    """The configuration folder: FINSTREAM_CONF_DIR, or this checkout's conf/."""
+    return Path(os.environ.get("FINSTREAM_CONF_DIR", PROJECT_ROOT / "conf"))
+
+
+def local_dir() -> Path:
+    """This checkout's git-ignored folder for data, logs, checkpoints and models."""
+    return Path(os.environ.get("FINSTREAM_LOCAL", PROJECT_ROOT / ".local"))
+
+
+class Secret:
+    """A credential that never shows itself in logs, reprs or exception messages."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The credential itself: only for the client that needs it, never for a log or a message."""
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+
+def read_secret(name: str) -> Secret:
+    """A secret from the environment variable `name`, else from the file named by `name`_FILE.
+
+    Surrounding whitespace (such as a file's final newline) is stripped.
+
+    Args:
+        name: the variable's name, e.g. ES_PASSWORD.
+
+    Returns:
+        The Secret; empty (false) when neither the variable nor the file is set.
+
+    Raises:
+        OSError: `name`_FILE names a file that cannot be read.
+    """
+    value = os.environ.get(name, "")
+    path = os.environ.get(f"{name}_FILE", "")
+    if not value and path:
+        value = Path(path).read_text(encoding="utf-8").strip()
+    return Secret(value.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The pipeline's settings: one field per key of conf/pipeline.toml, in lower case.
+
+    Each value is the file's default unless the environment variable of the upper-case name
+    overrides it (docs/configuration.md describes each). Secrets are not fields: the properties
+    below read them from the environment on each access, so they never print with the settings.
+    """
+
+    kafka_bootstrap_servers: str
+    kafka_topic: str
+    kafka_topic_partitions: int
+    kafka_replication_factor: int
+    kafka_min_insync_replicas: int
+    kafka_retention_ms: int
+    kafka_security_protocol: str
+    kafka_sasl_mechanism: str
+    kafka_sasl_username: str
+    kafka_ssl_cafile: str
+    es_nodes: str
+    es_scheme: str
+    es_username: str
+    es_ca_certs: str
+    es_truststore_path: str
+    es_index_bars: str
+    es_index_dead_letters: str
+    es_index_predictions: str
+    es_index_model_metrics: str
+    es_index_pipeline_metrics: str
+    es_number_of_replicas: int
+    es_nodes_wan_only: bool
+    es_batch_size_entries: int
+    es_batch_size_bytes: str
+    es_batch_write_retry_count: int
+    es_batch_write_retry_wait: str
+    es_batch_write_refresh: bool
+    checkpoint_dir: str
+    stream_trigger_interval: str
+    stream_max_offsets_per_trigger: int
+    stream_min_partitions: int
+    kafka_fetch_max_wait_ms: int
+    stream_state_partitions: int
+    stream_series_idle_hours: float
+    polygon_base_url: str
+    polygon_max_requests_per_minute: int
+    polygon_timeout_seconds: float
+    polygon_max_retries: int
+    live_poll_seconds: float
+    live_start_hours_back: float
+    live_delay_minutes: float
+    live_source: str
+    polygon_ws_feed: str
+    polygon_ws_realtime_url: str
+    polygon_ws_delayed_url: str
+    live_ws_reconnect_cap_seconds: float
+    live_ws_max_refusals: int
+    live_ws_steady_seconds: float
+    model_dir: str
+    mlflow_tracking_uri: str
+    model_poll_seconds: float
+
+    @classmethod
+    def load(cls, environ: dict[str, str] | None = None, path: Path | None = None) -> "Settings":
+        """Reads the defaults and applies the environment's overrides.
+
+        Args:
+            environ: the variables to take overrides from (default: os.environ).
+            path: the TOML file of defaults (default: pipeline.toml in conf_dir()).
+
+        Returns:
+            The settings, each value converted to its field's type (bool, int, float or str).
+
+        Raises:
+            KeyError: the file has no default for a field.
+            ValueError: a value is not of its field's type (the message names the setting and the
+                value), or the file is not valid TOML.
+            OSError: the file cannot be read.
+        """
+        environ = os.environ if environ is None else environ
+        path = path or conf_dir() / "pipeline.toml"
+        with open(path, "rb") as f:
+            defaults = tomllib.load(f)
+        values = {}
+        for field in dataclasses.fields(cls):
+            key = field.name.upper()
+            if key not in defaults:
+                raise KeyError(f"{path} has no default for {key}")
+            raw = environ.get(key, defaults[key])
+            values[field.name] = _coerce(key, raw, field.type)
+        return cls(**values)
+
+    # -- derived values ------------------------------------------------------------------
+    def local_path(self, value: str) -> Path:
+        """A configured path: as it is when absolute, else relative to local_dir()."""
+        path = Path(value)
+        return path if path.is_absolute() else local_dir() / path
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """CHECKPOINT_DIR as a path (a relative one under local_dir())."""
+        return self.local_path(self.checkpoint_dir)
+
+    def query_checkpoint(self, query: str) -> Path:
+        """One checkpoint per streaming query: offsets, commits and state are per query."""
+        return self.checkpoint_path / query
+
+    @property
+    def model_path(self) -> Path:
+        """MODEL_DIR as a path (a relative one under local_dir())."""
+        return self.local_path(self.model_dir)
+
+    @property
+    def es_urls(self) -> list[str]:
+        """ES_NODES (comma-separated host:port) as URLs with ES_SCHEME, e.g. ["http://localhost:9200"]."""
+        return [f"{self.es_scheme}://{node.strip()}" for node in self.es_nodes.split(",") if node.strip()]
+
+    @property
+    def polygon_api_key(self) -> Secret:
+        """POLYGON_API_KEY (or the file named by POLYGON_API_KEY_FILE), read on each access."""
+        return read_secret("POLYGON_API_KEY")
+
+    @property
+    def es_password(self) -> Secret:
+        """ES_PASSWORD (or the file named by ES_PASSWORD_FILE), read on each access."""
+        return read_secret("ES_PASSWORD")
+
+    @property
+    def es_api_key(self) -> Secret:
+        """ES_API_KEY (or the file named by ES_API_KEY_FILE), read on each access."""
+        return read_secret("ES_API_KEY")
+
+    @property
+    def es_truststore_password(self) -> Secret:
+        """ES_TRUSTSTORE_PASSWORD (or the file named by ES_TRUSTSTORE_PASSWORD_FILE), read on each access."""
+        return read_secret("ES_TRUSTSTORE_PASSWORD")
+
+    @property
+    def kafka_sasl_password(self) -> Secret:
+        """KAFKA_SASL_PASSWORD (or the file named by KAFKA_SASL_PASSWORD_FILE), read on each access."""
+        return read_secret("KAFKA_SASL_PASSWORD")
+
+    def kafka_client_options(self) -> dict:
+        """Security options for kafka-python clients (producer, admin, consumer)."""
+        options: dict = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_ssl_cafile:
+            options["ssl_cafile"] = self.kafka_ssl_cafile
+        if self.kafka_security_protocol.startswith("SASL"):
+            options.update(sasl_mechanism=self.kafka_sasl_mechanism, sasl_plain_username=self.kafka_sasl_username,
+                           sasl_plain_password=self.kafka_sasl_password.reveal())
+        return options
+
+    def kafka_spark_options(self) -> dict[str, str]:
+        """Security options for Spark's Kafka source: kafka_client_options as Java client properties."""
+        options = {"kafka.security.protocol": self.kafka_security_protocol}
+        if self.kafka_ssl_cafile:
+            options.update({"kafka.ssl.truststore.type": "PEM", "kafka.ssl.truststore.location": self.kafka_ssl_cafile})
+        if self.kafka_security_protocol.startswith("SASL"):
+            module = ("org.apache.kafka.common.security.plain.PlainLoginModule" if self.kafka_sasl_mechanism == "PLAIN"
+                      else "org.apache.kafka.common.security.scram.ScramLoginModule")
+            options["kafka.sasl.mechanism"] = self.kafka_sasl_mechanism
+            options["kafka.sasl.jaas.config"] = (f'{module} required username="{self.kafka_sasl_username}" '
+                                                 f'password="{self.kafka_sasl_password.reveal()}";')
+        return options
+
+
+def _coerce(key: str, raw, kind):
+    kind = kind if isinstance(kind, str) else kind.__name__
+    try:
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            if str(raw).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(raw).lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        return str(raw)
+    except ValueError:
+        raise ValueError(f"setting {key}={raw!r} is not a valid {kind}") from None

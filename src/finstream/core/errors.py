@@ -1,0 +1,91 @@
+"""Mistakes a user can fix (a server not running, a topic or ticker that does not exist, a bad
+flag): raised as UserError with one line that says what to do, and turned by each entry
+point into that line on stderr and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+from finstream.core.schema import TICKER_PATTERN
+
+USER_ERROR_EXIT = 2
+T = TypeVar("T")
+
+
+class UserError(Exception):
+    """Its message is the whole report: what went wrong and what to do."""
+
+
+def exit_on_user_error(main: Callable[[], object]) -> int:
+    """Runs an entry point, turning a UserError into one line on stderr and exit code 2.
+
+    Args:
+        main: the entry point, called without arguments; what it returns is ignored.
+
+    Returns:
+        The process's exit code: 0, or USER_ERROR_EXIT (2) after printing `error: <message>`.
+        Any other exception propagates (a bug: its traceback is wanted).
+    """
+    try:
+        main()
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return USER_ERROR_EXIT
+    return 0
+
+
+def comma_list(item: Callable[[str], T] = str, *, what: str = "value",
+               example: str = "") -> Callable[[str], tuple[T, ...]]:
+    """An argparse type: comma-separated values, at least one, each converted by `item`.
+
+    Args:
+        item: converts one value; raises ValueError with the reason for a value it refuses.
+        what: what one value is, for the message when none is given (e.g. "ticker").
+        example: appended to that message, e.g. " (e.g. AAPL,X:BTCUSD)".
+
+    Returns:
+        A function of the flag's text returning the converted values as a tuple. It raises
+        argparse.ArgumentTypeError (which argparse reports as one line) for an empty list, or
+        with `item`'s reason for a refused value.
+    """
+    def parse(text: str) -> tuple[T, ...]:
+        parts = [part.strip() for part in text.split(",") if part.strip()]
+        if not parts:
+            raise argparse.ArgumentTypeError(f"give at least one {what}, comma-separated{example}")
+        try:
+            return tuple(item(part) for part in parts)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse
+
+
+def _ticker(text: str) -> str:
+    if not re.match(TICKER_PATTERN, text):
+        raise ValueError(f"not a ticker: {text} (upper-case, e.g. AAPL, C:EURUSD)")
+    return text
+
+
+# An argparse type: comma-separated tickers, each matching TICKER_PATTERN.
+ticker_list = comma_list(_ticker, what="ticker", example=" (e.g. AAPL,X:BTCUSD)")
+
+
+def choice_list(choices) -> Callable[[str], tuple[str, ...]]:
+    """An argparse type: comma-separated names, at least one, each one of `choices`."""
+    def choice(name: str) -> str:
+        if name not in choices:
+            raise ValueError(f"unknown: {name}; choose from {','.join(choices)}")
+        return name
+    return comma_list(choice, what="name", example=f" (from {','.join(choices)})")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with a bad flag reported as one line (the message and where to look) and exit 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        """Prints `error: <message> (see <prog> --help)` on stderr and exits with code 2 (SystemExit)."""
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr, flush=True)
+        raise SystemExit(USER_ERROR_EXIT)

@@ -1,0 +1,27 @@
+"""One logging format for every entry point (producer, jobs)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+
+def setup_logging(level: str | None = None) -> None:
+    """Configures the root logger with the project's line format, and quiets third-party loggers.
+
+    Args:
+        level: a logging level name, e.g. "DEBUG" (default: LOG_LEVEL, else INFO).
+    """
+    logging.basicConfig(
+        level=(level or os.environ.get("LOG_LEVEL", "INFO")).upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # Chatty third-party loggers; their warnings still show.
+    for name in ("kafka", "py4j", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # kafka-python logs every refused connection attempt at ERROR while it retries, and the
+    # Elasticsearch client each retry with a stack trace at WARNING; what the user needs (a
+    # server unreachable, a send or write that failed) is reported by our own code, once.
+    for name in ("kafka.conn", "kafka.client"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    logging.getLogger("elastic_transport").setLevel(logging.ERROR)

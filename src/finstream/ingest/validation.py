@@ -1,0 +1,387 @@
+"""Kafka records -> validated bars and dead letters. Pure DataFrame -> DataFrame functions.
+
+    records ─▶ decode_records ─▶ parse_messages ─▶ check_messages ─┬─▶ valid_bars
+                                                                   └─▶ dead_letters
+Every input record ends up in exactly one of the two outputs.
+
+One record is one message: one JSON object (RFC 8259, as Python's json.loads reads it, plus
+NaN and Infinity so that the finite-number rule can name them). finstream.ingest.messages applies
+the same rules in plain Python for the producer's own reader, and tests/unit/test_messages.py
+holds the two to the same verdict and reasons on every message of tests/catalogue.py.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from finstream.core import schema as S
+from finstream.ingest.spark_types import CORRUPT_RECORD, message_schema, presence_schema, probe_schema, spark_type
+
+JSON_OPTIONS = {
+    "mode": "PERMISSIVE",
+    "columnNameOfCorruptRecord": CORRUPT_RECORD,
+    # NaN and Infinity parse as numbers so that the finite-number rule can name them.
+    "allowNonNumericNumbers": "true",
+    # Spark's reader takes 'single-quoted' names and strings by default; JSON does not.
+    "allowSingleQuotes": "false",
+}
+# What Spark's reader renders into a string field from a value of another JSON type (its text;
+# NaN and Infinity quoted): a string field whose text looks like one is read again as each of
+# those types.
+_OTHER_JSON_TYPES = (T.DoubleType(), T.BooleanType(), T.MapType(T.StringType(), T.StringType()),
+                     T.ArrayType(T.StringType()))
+_RENDERED_NON_STRING = r'^(-?[0-9]|true$|false$|[{\["])'
+_STRING_FIELDS = tuple(spec.name for spec in S.BAR_FIELDS if spec.python_type == "str")
+
+
+def _not_utf8() -> Column:
+    """The value's bytes do not survive a round trip through text: not valid UTF-8."""
+    return F.encode(F.col("raw"), "UTF-8") != F.col("value_bytes")
+
+
+def now_millis() -> Column:
+    """The wall clock when a row is processed, in epoch ms (long), read per row at run time.
+
+    Not current_timestamp(): the optimizer folds that into a new literal every micro-batch, so
+    each batch's generated code differs from the last one's, misses Spark's code cache and
+    keeps the JVM's JIT compiling (measured: the C2 compiler at a third of a core in a
+    steady 1 000 bars/s stream).
+    """
+    return F.expr("reflect('java.lang.System', 'currentTimeMillis')").cast("long")
+
+
+def epoch_millis(ts: Column) -> Column:
+    """A timestamp column as epoch ms (long), sub-millisecond digits truncated."""
+    return (ts.cast("double") * 1000).cast("long")
+
+
+def decode_records(records: DataFrame) -> DataFrame:
+    """Kafka source rows -> message text plus its Kafka coordinates.
+
+    Args:
+        records: the Kafka source's columns (key, value, topic, partition, offset, timestamp).
+
+    Returns:
+        key (string), value_bytes (binary), raw (the value as text), topic, partition, offset
+        and published_at (the record's timestamp, epoch ms).
+    """
+    value = F.col("value")
+    return records.select(
+        F.col("key").cast("string").alias("key"),
+        value.alias("value_bytes"),
+        value.cast("string").alias("raw"),
+        F.col("topic"),
+        F.col("partition"),
+        F.col("offset"),
+        epoch_millis(F.col("timestamp")).alias("published_at"),
+    )
+
+
+def parse_messages(messages: DataFrame) -> DataFrame:
+    """Parses each message's JSON, adding the columns `bar`, `present` and `probes`.
+
+    Args:
+        messages: decode_records' columns (`raw` at least).
+
+    Returns:
+        The input columns plus `bar` (struct of message_schema: typed fields, null where absent
+        or mistyped, and _corrupt_record), `present` (each field rendered as text, for telling
+        a missing field from a mistyped one; null when the message parsed cleanly with every
+        required field) and `probes` (the string fields read as each other JSON type, for
+        telling "AAPL" from 42; null unless a string field's text looks like another type).
+    """
+    raw = F.col("raw")
+    parsed = F.from_json(raw, message_schema(), JSON_OPTIONS)
+    # Only messages that did not parse cleanly need the second, presence-only parse, and only
+    # those with a string field that reads like another type need the probes.
+    needs_presence = parsed.getField(CORRUPT_RECORD).isNotNull() | _any_required_null(parsed)
+    looks_rendered = F.lit(False)
+    for name in _STRING_FIELDS:
+        looks_rendered = looks_rendered | parsed.getField(name).rlike(_RENDERED_NON_STRING)
+    probes = F.struct(*[F.from_json(raw, probe_schema(t), JSON_OPTIONS).alias(f"as_{i}")
+                        for i, t in enumerate(_OTHER_JSON_TYPES)])
+    return messages.select(
+        "*", parsed.alias("bar"), F.when(needs_presence, F.from_json(raw, presence_schema())).alias("present"),
+        F.when(looks_rendered, probes).alias("probes"))
+
+
+def _any_required_null(parsed: Column) -> Column:
+    cond = F.lit(False)
+    for name in S.REQUIRED_FIELDS:
+        cond = cond | parsed.getField(name).isNull()
+    return cond
+
+
+def _rule(broken: Column, reason: str) -> Column:
+    return F.when(broken, F.lit(reason))
+
+
+def _given_another_type(name: str, probes: Column) -> Column:
+    """A string field that the message gave a number, boolean, object or array."""
+    given = F.lit(False)
+    for i in range(len(_OTHER_JSON_TYPES)):
+        given = given | probes.getField(f"as_{i}").getField(name).isNotNull()
+    return F.coalesce(given, F.lit(False))
+
+
+def _field_rules(bar: Column, present: Column, probes: Column) -> list[Column]:
+    rules = []
+    for spec in S.BAR_FIELDS:
+        value, shown = bar.getField(spec.name), present.getField(spec.name)
+        expected = S.JSON_TYPE_NAMES[spec.python_type]
+        mistyped = value.isNull() & shown.isNotNull()
+        if spec.python_type == "str":
+            mistyped = mistyped | _given_another_type(spec.name, probes)
+        rules.append(_rule(mistyped, f"wrong type: {spec.name} (expected {expected})"))
+        if spec.required:
+            rules.append(_rule(value.isNull() & shown.isNull(), f"missing field: {spec.name}"))
+    return rules
+
+
+def _value_rules(bar: Column, probes: Column, now_ms: Column) -> list[Column]:
+    def raw(name: str) -> Column:
+        # A string field given another JSON type is absent for the value rules.
+        value = bar.getField(name)
+        return F.when(~_given_another_type(name, probes), value) if name in _STRING_FIELDS else value
+
+    def is_nonfinite(name: str) -> Column:
+        return F.isnan(raw(name)) | (F.abs(raw(name)) == float("inf"))
+
+    def f(name: str) -> Column:
+        # Non-finite numbers get their own reason; the other rules see them as absent.
+        return F.when(~is_nonfinite(name), raw(name)) if name in _NUMBER_FIELDS else raw(name)
+
+    rules = [_rule(is_nonfinite(name), f"not a finite number: {name}") for name in _NUMBER_FIELDS]
+    for name, limit in S.INTEGER_LIMITS.items():
+        rules.append(_rule(f(name) % 1 != 0, f"not an integer: {name}"))
+        rules.append(_rule(F.abs(f(name)) > limit, f"absurd magnitude: {name} above {limit}"))
+    for name in (*S.PRICE_FIELDS, "vwap"):
+        rules.append(_rule(f(name) <= 0, f"non-positive price: {name}"))
+        rules.append(_rule(f(name) > S.MAX_PRICE, f"absurd magnitude: {name} above {S.MAX_PRICE:g}"))
+    rules += [
+        _rule(f("high") < f("low"), "high below low"),
+        _rule((f("open") < f("low")) | (f("open") > f("high")), "open outside [low, high]"),
+        _rule((f("close") < f("low")) | (f("close") > f("high")), "close outside [low, high]"),
+        _rule(f("volume") < 0, "negative volume"),
+        _rule(f("volume") > S.MAX_VOLUME, f"absurd magnitude: volume above {S.MAX_VOLUME:g}"),
+        _rule(f("transactions") < 0, "negative transactions"),
+        _rule(f("multiplier") < 1, "multiplier below 1"),
+        _rule(~f("timespan").isin(*S.TIMESPANS), "unknown timespan"),
+        _rule(~f("ticker").rlike(S.TICKER_PATTERN), "invalid ticker (1-32 of A-Z 0-9 . : -)"),
+        _rule(f("timestamp") < S.MIN_TIMESTAMP_MS, "timestamp before 1980 (seconds instead of milliseconds?)"),
+        _rule(f("timestamp") > now_ms + S.MAX_FUTURE_MS, "timestamp in the future"),
+    ]
+    return rules
+
+
+_NUMBER_FIELDS = tuple(spec.name for spec in S.BAR_FIELDS if spec.python_type in ("int", "float"))
+
+
+def check_messages(parsed: DataFrame, now_ms: Column | None = None) -> DataFrame:
+    """Adds `reasons`: every rule the message breaks (empty for a valid bar).
+
+    A message refused before its fields are read (empty, too large, not UTF-8, not an object,
+    malformed, data after the object, duplicate field) gets that one reason, alone; any other,
+    every field and value rule it breaks.
+
+    Args:
+        parsed: parse_messages' columns.
+        now_ms: the clock the future-timestamp rule reads, a long column of epoch ms (default:
+            now_millis()).
+
+    Returns:
+        The input columns plus `reasons` (array of strings).
+    """
+    now_ms = now_millis() if now_ms is None else now_ms
+    bar, present, probes = F.col("bar"), F.col("present"), F.col("probes")
+    is_empty = F.col("value_bytes").isNull() | (F.length(F.col("value_bytes")) == 0)
+    not_utf8 = _not_utf8()
+    whitespace = S.JSON_WHITESPACE.encode("unicode_escape").decode()  # as escapes in the SQL literal
+    not_object = ~F.expr(f"trim(LEADING '{whitespace}' FROM raw)").startswith("{")
+    # A mistyped field also fills the corrupt-record column; malformed = not even a JSON object
+    # of any values could be read (every value reads into a string). The cheap test first: `&`
+    # stops there for the messages that parsed (nearly all).
+    malformed = bar.getField(CORRUPT_RECORD).isNotNull() & F.from_json(
+        F.col("raw"), T.MapType(T.StringType(), T.StringType()), JSON_OPTIONS).isNull()
+    content_rules = F.array(*_field_rules(bar, present, probes), *_value_rules(bar, probes, now_ms))
+    too_large = F.length(F.col("value_bytes")) > S.MAX_MESSAGE_BYTES
+    reasons = (
+        F.when(is_empty, F.array(F.lit(S.EMPTY)))
+        .when(too_large, F.array(F.lit(S.TOO_LARGE)))
+        .when(not_utf8, F.array(F.lit(S.NOT_UTF8)))
+        .when(not_object, F.array(F.lit(S.NOT_OBJECT)))
+        .when(malformed, F.array(F.lit(S.MALFORMED)))
+        .when(~_one_value(F.col("raw")), F.array(F.lit(S.DATA_AFTER_OBJECT)))
+        .when(_duplicate_field(), F.array(F.lit(S.DUPLICATE_FIELD)))
+        .otherwise(F.filter(content_rules, lambda r: r.isNotNull()))
+    )
+    return parsed.withColumn("reasons", reasons)
+
+
+def _duplicate_field() -> Column:
+    """A bar field named twice at the top level of the object."""
+    named = F.filter(F.expr("json_object_keys(raw)"), lambda key: key.isin(*S.BAR_FIELD_NAMES))
+    return F.coalesce(F.size(named) != F.size(F.array_distinct(named)), F.lit(False))
+
+
+def _one_value(raw: Column) -> Column:
+    """True when the text is one JSON value and nothing but whitespace after it. Spark's JSON
+    functions read the first value and ignore the rest (a second bar after a newline would
+    vanish), and none says where the value ended. So the text is read as the first element of
+    an array whose second element is a seal, the text's own hash: the array reads as exactly
+    [text, seal] only when the text is a single value (a text that forged the seal would have
+    to contain its own hash)."""
+    seal = F.xxhash64(raw).cast("string")
+    sealed = F.from_json(F.concat(F.lit("["), raw, F.lit(","), seal, F.lit("]")), T.ArrayType(T.StringType()),
+                         JSON_OPTIONS)
+    return F.coalesce((F.size(sealed) == 2) & (sealed.getItem(1) == seal), F.lit(False))
+
+
+def checked_messages(records: DataFrame, now_ms: Column | None = None) -> DataFrame:
+    """Kafka records -> every message decoded, parsed and checked.
+
+    The one chain the stream job, the replay and the tests use.
+
+    Args:
+        records: the Kafka source's columns (or records shaped like them).
+        now_ms: as for check_messages.
+
+    Returns:
+        decode_records' columns, parse_messages' and `reasons` (empty for a valid bar).
+    """
+    return check_messages(parse_messages(decode_records(records)), now_ms)
+
+
+def doc_id(ticker: Column, timespan: Column, multiplier: Column, timestamp: Column) -> Column:
+    """The same id as finstream.core.schema.bar_doc_id, as a Spark column of those four columns."""
+    parts = {"ticker": ticker, "timespan": timespan, "multiplier": multiplier, "timestamp": timestamp}
+    return F.concat_ws(S.DOC_ID_SEPARATOR, *[parts[name].cast("string") for name in S.DOC_ID_FIELDS])
+
+
+def bar_doc_id_column() -> Column:
+    """The doc id of the bar in the current row's ticker, timespan, multiplier and timestamp."""
+    return doc_id(F.col("ticker"), F.col("timespan"), F.col("multiplier"), F.col("timestamp"))
+
+
+def _bar_values() -> dict[str, Column]:
+    """A bar document's fields: the schema's fields plus id and provenance."""
+    values = {spec.name: F.col("bar").getField(spec.name).cast(spark_type(spec)) for spec in S.BAR_FIELDS}
+    return {**values, "published_at": F.col("published_at"), "kafka_partition": F.col("partition"),
+            "kafka_offset": F.col("offset"),
+            "doc_id": doc_id(values["ticker"], values["timespan"], values["multiplier"], values["timestamp"])}
+
+
+def valid_bars(checked: DataFrame, indexed_at: Column | None = None) -> DataFrame:
+    """Valid messages as bar documents.
+
+    Args:
+        checked: check_messages' columns.
+        indexed_at: the indexing time, a long column of epoch ms (default: now_millis()).
+
+    Returns:
+        One row per message with no reasons: the Bar fields (typed as bar_schema), published_at,
+        kafka_partition, kafka_offset, doc_id and indexed_at.
+    """
+    indexed_at = now_millis() if indexed_at is None else indexed_at
+    return checked.where(F.size(F.col("reasons")) == 0).select(
+        *[value.alias(name) for name, value in _bar_values().items()], indexed_at.alias("indexed_at"))
+
+
+def _dead_letter_values() -> dict[str, Column]:
+    """A dead letter's fields. The id is topic|partition|offset, so reprocessing a batch
+    rewrites the same dead letter."""
+    return {
+        "doc_id": F.concat_ws(S.DOC_ID_SEPARATOR, F.col("topic"), F.col("partition").cast("string"),
+                              F.col("offset").cast("string")),
+        "reason": F.concat_ws("; ", F.col("reasons")),
+        "reasons": F.col("reasons"),
+        "raw": F.coalesce(F.col("raw"), F.lit("")),
+        "raw_base64": F.when(_not_utf8(), F.base64(F.col("value_bytes"))),
+        "key": F.col("key"),
+        "topic": F.col("topic"),
+        "partition": F.col("partition"),
+        "offset": F.col("offset"),
+        "published_at": F.col("published_at"),
+    }
+
+
+def dead_letters(checked: DataFrame, indexed_at: Column | None = None) -> DataFrame:
+    """Refused messages as dead-letter documents: their reasons, raw value and Kafka coordinates.
+
+    Args:
+        checked: check_messages' columns.
+        indexed_at: the indexing time, a long column of epoch ms (default: now_millis()).
+
+    Returns:
+        One row per message with reasons: doc_id (topic|partition|offset), reason (the reasons
+        joined by "; "), reasons, raw, raw_base64 (set when not UTF-8), key, topic, partition,
+        offset, published_at and indexed_at.
+    """
+    indexed_at = now_millis() if indexed_at is None else indexed_at
+    values = _dead_letter_values()
+    return checked.where(F.size(F.col("reasons")) > 0).select(
+        *[value.alias(name) for name, value in values.items()], indexed_at.alias("indexed_at"))
+
+
+def message_counts() -> list[Column]:
+    """Aggregates for DataFrame.observe over checked messages: the valid bars and the dead letters.
+
+    Observed by the query, they are reported in its progress: no extra job.
+
+    Returns:
+        Two long sum columns, named after core.schema.MESSAGE_COUNTS ("bars", "dead_letters").
+    """
+    refused = F.size(F.col("reasons")) > 0
+    bars, dead_letters = S.MESSAGE_COUNTS
+    return [F.sum((~refused).cast("long")).alias(bars), F.sum(refused.cast("long")).alias(dead_letters)]
+
+
+TARGET_INDEX = "target_index"  # which index a document goes to (not written into it)
+
+
+def index_documents(checked: DataFrame, bars_index: str, dead_letters_index: str,
+                    indexed_at: Column | None = None) -> DataFrame:
+    """Every checked message as one document, a bar or a dead letter, with the index it belongs in.
+
+    A bar has valid_bars' fields, a dead letter dead_letters'. The other kind's fields are
+    null, and null fields are not written, so one ES-Hadoop write fills both indices in one
+    pass over the batch (no cache, no second job).
+
+    Args:
+        checked: check_messages' columns.
+        bars_index: the bars index's name.
+        dead_letters_index: the dead-letters index's name.
+        indexed_at: the indexing time, a long column of epoch ms (default: now_millis()).
+
+    Returns:
+        One row per message: TARGET_INDEX (the index's name, not a document field), then the
+        union of valid_bars' and dead_letters' columns.
+    """
+    indexed_at = now_millis() if indexed_at is None else indexed_at
+    is_bar = F.size(F.col("reasons")) == 0
+    bar, letter = _bar_values(), _dead_letter_values()
+
+    def value(name: str) -> Column:
+        if name in bar and name in letter:
+            return F.when(is_bar, bar[name]).otherwise(letter[name])
+        return F.when(is_bar, bar[name]) if name in bar else F.when(~is_bar, letter[name])
+
+    return checked.select(
+        F.when(is_bar, F.lit(bars_index)).otherwise(F.lit(dead_letters_index)).alias(TARGET_INDEX),
+        *[value(name).alias(name) for name in dict.fromkeys([*bar, *letter])], indexed_at.alias("indexed_at"))
+
+
+def latest_per_doc_id(bars: DataFrame, order_col: str = "kafka_offset") -> DataFrame:
+    """One row per bar: where a bar was published more than once, the latest copy wins.
+
+    Args:
+        bars: bar documents (valid_bars' columns, `doc_id` and `order_col` at least).
+        order_col: the column whose highest value marks the latest copy.
+
+    Returns:
+        The same columns, one row per doc_id.
+    """
+    latest_first = Window.partitionBy("doc_id").orderBy(F.col(order_col).desc())
+    return bars.withColumn("_rank", F.row_number().over(latest_first)).where(F.col("_rank") == 1).drop("_rank")

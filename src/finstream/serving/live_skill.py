@@ -1,0 +1,101 @@
+"""The live skill watch, in the stream job's driver: for each served version of the watched
+questions (finstream.core.questions: those with a `live` loss), the loss ratio of its last `window`
+judged predictions against the baseline's, from the sums the predict-bars query observes per
+micro-batch (no extra job). When a full window's ratio leaves the band the holdout promised
+(finstream.core.skill.live_band, stored with the version at training), one WARNING line names the
+version; when it comes back, one INFO line. Each ratio goes with the pipeline metrics to
+Elasticsearch (Kibana charts it) and to MLflow, against the run that trained the version."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from finstream.core import skill
+from finstream.core.questions import Question, watched
+from finstream.core.schema import live_field
+from finstream.serving import installed
+
+log = logging.getLogger(__name__)
+
+
+class LiveSkillWatch:
+    """Per served version, a rolling window of judged predictions' summed losses (see above).
+
+    Args:
+        model_dir: MODEL_DIR, where each installed version's holdout band is read from.
+        log_metric: log_metric(run_id, key, value, step), to MLflow; None logs nothing there.
+        questions: the questions to watch (default: every declared one with a `live` loss).
+    """
+
+    def __init__(self, model_dir: Path, log_metric: Callable[[str, str, float, int], None] | None = None,
+                 questions: Iterable[Question] | None = None) -> None:
+        self.model_dir, self.log_metric = model_dir, log_metric
+        self.questions = tuple(q.name for q in watched(questions))
+        self._windows: dict[str, deque] = {}  # version -> (loss, baseline loss, judged) per batch
+        self._bands: dict[str, tuple[dict | None, str]] = {}  # version -> (band, MLflow run id)
+        self._outside: set[str] = set()
+
+    def update(self, observed: dict[str, Any], batch_id: int) -> dict[str, Any]:
+        """Takes one batch's observed sums (finstream.serving.predictor.live_skill_sums);
+        returns the fields for its pipeline-metrics document (live_<question>_*)."""
+        fields: dict[str, Any] = {}
+        for question in self.questions:
+            def sum_of(name: str, q: str = question) -> Any:
+                return observed.get(live_field(q, name))
+            judged = int(sum_of("judged") or 0)
+            version = sum_of("version")
+            if not judged or not version:
+                continue
+            if sum_of("first_version") != version:
+                continue  # the batch judged two versions' predictions (a switch): not attributable
+            window = self._windows.setdefault(version, deque())
+            window.append((float(sum_of("loss") or 0.0), float(sum_of("baseline") or 0.0), judged))
+            band, run_id = self._band(question, version)
+            size = band["window"] if band else skill.LIVE_WINDOW
+            while len(window) > 1 and sum(n for *_, n in window) - window[0][2] >= size:
+                window.popleft()  # keep the last `size` judged predictions (to a batch)
+            loss, baseline, count = (sum(part) for part in zip(*window, strict=True))
+            if baseline <= 0:
+                continue
+            ratio = loss / baseline
+            fields.update({live_field(question, "loss_ratio"): ratio, live_field(question, "version"): version,
+                           live_field(question, "judged"): count})
+            if band:
+                fields.update({live_field(question, "band_low"): band["low"],
+                               live_field(question, "band_high"): band["high"]})
+                if count >= size:
+                    self._compare(question, version, ratio, count, band)
+            if self.log_metric and run_id:
+                try:
+                    self.log_metric(run_id, f"live.{question}.loss_ratio", ratio, batch_id)
+                except Exception as exc:  # noqa: BLE001 - the tracking store down must not stop the stream
+                    log.debug("could not log the live ratio to MLflow: %s", exc)
+        return fields
+
+    def _compare(self, question: str, version: str, ratio: float, count: int, band: dict) -> None:
+        outside = not band["low"] <= ratio <= band["high"]
+        if outside and version not in self._outside:
+            self._outside.add(version)
+            log.warning("live skill of %s has left its holdout band: loss ratio %.3f against the naive baseline "
+                        "over its last %d judged predictions, outside %.3f-%.3f (holdout %.3f): the market may have "
+                        "changed; retrain, or roll back (python -m finstream.models rollback --question %s)",
+                        version, ratio, count, band["low"], band["high"], band["holdout"], question)
+        elif not outside and version in self._outside:
+            self._outside.discard(version)
+            log.info("live skill of %s is back in its holdout band: loss ratio %.3f", version, ratio)
+
+    def _band(self, question: str, version: str) -> tuple[dict | None, str]:
+        if version not in self._bands:
+            number = version.rsplit("/", 1)[-1]
+            try:
+                metadata = json.loads((installed.version_dir(self.model_dir, question, number)
+                                       / installed.METADATA).read_text())
+                self._bands[version] = (metadata.get("live_band"), metadata.get("mlflow_run_id", ""))
+            except (OSError, ValueError):
+                self._bands[version] = (None, "")
+        return self._bands[version]

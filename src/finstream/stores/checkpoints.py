@@ -1,0 +1,99 @@
+"""The stream job's checkpoints, read as files (no Spark): where each query resumes in the
+topic, and whether the log still holds it.
+
+A Structured Streaming checkpoint keeps, per micro-batch, the planned end offsets
+(`offsets/<batch>`, JSON on the last line) and, once the batch's output is written, a marker
+(`commits/<batch>`). A restart resumes from the end offsets of the last committed batch."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from finstream.core.config import Settings
+from finstream.core.errors import UserError
+from finstream.stores import topics
+
+
+def _batches(folder: Path) -> list[int]:
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.exists() else []
+
+
+def resume_offsets(checkpoint: Path, topic: str) -> dict[int, int]:
+    """Partition -> the offset a restarted query reads first; empty before its first commit.
+
+    Args:
+        checkpoint: the query's checkpoint folder (Settings.query_checkpoint).
+        topic: the Kafka topic whose offsets to read.
+    """
+    committed = _batches(checkpoint / "commits")
+    if not committed:
+        return {}
+    planned = (checkpoint / "offsets" / str(committed[-1])).read_text().strip().splitlines()[-1]
+    return {int(partition): int(offset) for partition, offset in json.loads(planned).get(topic, {}).items()}
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Offsets of one partition that a query still has to read and the log no longer holds.
+
+    Attributes:
+        topic: the Kafka topic.
+        partition: the partition.
+        first_missing: the offset the query resumes from.
+        first_available: the first offset the log still holds; the gap ends just before it.
+    """
+
+    topic: str
+    partition: int
+    first_missing: int
+    first_available: int
+
+    def __str__(self) -> str:
+        return (f"{self.topic} partition {self.partition} offsets {self.first_missing}-{self.first_available - 1} "
+                f"({self.first_available - self.first_missing} records)")
+
+
+class LogGap(UserError):
+    """The log lost records a query has not processed; the message names them and the ways out."""
+
+
+def gaps(settings: Settings, queries: list[str]) -> list[Gap]:
+    """Records a query still has to read that the log no longer holds (deleted or aged out).
+
+    Args:
+        settings: the topic, the cluster and the checkpoints' folder.
+        queries: the streaming queries' names (each has its own checkpoint).
+
+    Returns:
+        The gaps, by partition and first missing offset; empty when nothing is missing.
+    """
+    found = []
+    first = topics.beginning_offsets(settings)
+    for query in queries:
+        for partition, offset in resume_offsets(settings.query_checkpoint(query), settings.kafka_topic).items():
+            if offset < first.get(partition, 0):
+                found.append(Gap(settings.kafka_topic, partition, offset, first[partition]))
+    return sorted(set(found), key=lambda g: (g.partition, g.first_missing))
+
+
+def require_no_gap(settings: Settings, queries: list[str]) -> None:
+    """Raises LogGap if the log lost records a query has not processed yet.
+
+    The stream job checks before it starts and when a query fails (a gap may have opened while
+    it ran): it must not skip records silently, and Spark's own error does not say which.
+
+    Args:
+        settings: as for gaps.
+        queries: as for gaps.
+
+    Raises:
+        LogGap: naming every missing range, and the ways out: re-publish the bars (ids are
+            deterministic), or accept the loss by starting from a new CHECKPOINT_DIR.
+    """
+    missing = gaps(settings, queries)
+    if missing:
+        raise LogGap(f"the log has a gap the stream job cannot skip: {'; '.join(map(str, missing))} are no longer "
+                     f"in Kafka (deleted or past retention) but not yet processed. Restore them (re-publish the "
+                     f"bars: ids are deterministic), or accept the loss by starting from a new CHECKPOINT_DIR")

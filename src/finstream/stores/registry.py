@@ -1,0 +1,188 @@
+"""MLflow: where training runs are tracked and models registered, and how the stream learns
+which version to serve.
+
+- Tracking: `MLFLOW_TRACKING_URI`, or (empty, the default) an embedded store with no server
+  to run: a SQLite file and an artifact folder under `.local/mlflow/`.
+- Registry: one registered model per question, `finstream-<question>`. A version carries the
+  MLlib model (`model/`, the `mlflow.spark` flavour) and what the stream serves
+  (`serving/scorer.json`, `serving/metadata.json`). The alias `champion` is the version the
+  stream serves; `challenger` the newest version that did not take its place.
+- Serving: the stream job's driver follows each champion alias (finstream.serving.champions) and installs
+  the version it names into MODEL_DIR (finstream.serving.installed), where every Python worker reads
+  it: only the driver has to reach the tracking server and the artifact store.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from finstream.core.config import Settings, local_dir
+from finstream.core.errors import UserError
+from finstream.core.questions import registered_model_name as model_name  # the registry's name for it
+from finstream.core.retry import first_line
+
+log = logging.getLogger(__name__)
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+SERVING = "serving"  # the run's artifact folder the stream serves from
+HISTORY_TAG = "finstream.champion_history"  # the versions that were champion, oldest first
+EXPERIMENT = "finstream"
+
+
+def tracking_uri(settings: Settings) -> str:
+    """MLFLOW_TRACKING_URI, or (empty) the embedded SQLite store's URI under .local/mlflow/."""
+    return settings.mlflow_tracking_uri or f"sqlite:///{local_dir() / 'mlflow' / 'mlflow.db'}"
+
+
+def client(settings: Settings):
+    """An MlflowClient on the configured store (created on first use when embedded).
+
+    It has already queried the registry, so an unreachable store fails here, with MLflow's error.
+    """
+    from mlflow import MlflowClient  # a second to import: only the commands that use it pay
+
+    uri = tracking_uri(settings)
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    # Creating a store runs MLflow's schema migrations, whose alembic logging setup replaces the
+    # root logger's handlers and level (our INFO lines would vanish): put them back.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        mlflow_client = MlflowClient(uri, uri)
+        mlflow_client.search_registered_models(max_results=1)  # the registry's store, now
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    return mlflow_client
+
+
+def require_store(settings: Settings) -> None:
+    """Checks that the tracking store can be reached and written, before a command uses it.
+
+    Raises:
+        UserError: one line naming the store and MLflow's error, saying to set MLFLOW_TRACKING_URI
+            to a reachable server or leave it empty for the embedded store.
+    """
+    try:
+        experiment_id(client(settings), settings)
+    except Exception as exc:  # noqa: BLE001 - whatever the store says, the user's line is the same
+        raise UserError(f"cannot use the MLflow tracking store at {tracking_uri(settings)} "
+                        f"({first_line(exc)[:200]}): set MLFLOW_TRACKING_URI to a reachable server, or "
+                        "leave it empty for the embedded store under .local/mlflow") from None
+
+
+def experiment_id(mlflow_client, settings: Settings) -> str:
+    """The id of the project's experiment (EXPERIMENT), created on first use.
+
+    Args:
+        mlflow_client: an MlflowClient (client()).
+        settings: where a new experiment keeps its artifacts (artifact_location).
+    """
+    found = mlflow_client.get_experiment_by_name(EXPERIMENT)
+    if found:
+        return found.experiment_id
+    return mlflow_client.create_experiment(EXPERIMENT, artifact_location=artifact_location(settings))
+
+
+def artifact_location(settings: Settings) -> str | None:
+    """A SQLite store keeps its artifacts in a folder beside it; a server decides its own."""
+    uri = tracking_uri(settings)
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri()
+    return None
+
+
+def champion(mlflow_client, question: str):
+    """The champion ModelVersion of the question, or None (no registered model, or no champion).
+
+    Raises:
+        mlflow.exceptions.MlflowException: any other error of the store, unchanged.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow_client.get_model_version_by_alias(model_name(question), CHAMPION)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+def register(mlflow_client, question: str, run_id: str, source: str, passed: bool) -> tuple[str, str]:
+    """Registers the run's model as a new version of finstream-<question>.
+
+    The version becomes the champion when it passed the selection rules or the question has
+    none yet, else the challenger.
+
+    Args:
+        mlflow_client: an MlflowClient.
+        question: the question's name.
+        run_id: the MLflow run that trained the model.
+        source: the model's artifact URI.
+        passed: whether it passed the selection rules.
+
+    Returns:
+        (the new version, the alias it was given: CHAMPION or CHALLENGER).
+    """
+    from mlflow.exceptions import MlflowException
+
+    name = model_name(question)
+    try:
+        mlflow_client.create_registered_model(name, description=f"finstream forecasts: {question}")
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    version = str(mlflow_client.create_model_version(name, source, run_id=run_id).version)
+    if passed or champion(mlflow_client, question) is None:
+        set_champion(mlflow_client, question, version)
+        return version, CHAMPION
+    mlflow_client.set_registered_model_alias(name, CHALLENGER, version)
+    return version, CHALLENGER
+
+
+def _history(mlflow_client, question: str) -> list[str]:
+    tags = mlflow_client.get_registered_model(model_name(question)).tags
+    return [v for v in tags.get(HISTORY_TAG, "").split(",") if v]
+
+
+def set_champion(mlflow_client, question: str, version: str) -> None:
+    """Points the champion alias at `version`, remembering it for a rollback.
+
+    Raises:
+        mlflow.exceptions.MlflowException: the question's model has no such version.
+    """
+    name, version = model_name(question), str(version)
+    mlflow_client.get_model_version(name, version)  # raises if there is no such version
+    history = [v for v in _history(mlflow_client, question) if v != version] + [version]
+    mlflow_client.set_registered_model_tag(name, HISTORY_TAG, ",".join(history[-50:]))
+    mlflow_client.set_registered_model_alias(name, CHAMPION, version)
+
+
+def rollback(mlflow_client, question: str) -> str:
+    """Moves the champion alias back to the version that held it before; returns that version.
+
+    Raises:
+        LookupError: the question's model has had no earlier champion (the message says so).
+    """
+    history = _history(mlflow_client, question)
+    if len(history) < 2:
+        raise LookupError(f"{model_name(question)} has no earlier champion to roll back to")
+    name = model_name(question)
+    mlflow_client.set_registered_model_tag(name, HISTORY_TAG, ",".join(history[:-1]))
+    mlflow_client.set_registered_model_alias(name, CHAMPION, history[-2])
+    return history[-2]
+
+
+def metric_logger(settings: Settings):
+    """A function log_metric(run_id, key, value, step) on the configured store, connecting on first use."""
+    clients: list = []
+
+    def log_metric(run_id: str, key: str, value: float, step: int) -> None:
+        if not clients:
+            clients.append(client(settings))
+        clients[0].log_metric(run_id, key, value, step=step)
+    return log_metric
