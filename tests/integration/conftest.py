@@ -217,12 +217,12 @@ def wait_for_champions(settings: Settings, timeout: float = 60) -> None:
     every MODEL_POLL_SECONDS): bars published after this are served by them."""
     client = registry.client(settings)
 
-    def installed() -> bool:
+    def all_installed() -> bool:
         champions = {q: registry.champion(client, q) for q in SERVED}
         return all(installed.installed_version(settings.model_path, q) == str(c.version)
                    for q, c in champions.items() if c is not None)
 
-    wait_until(installed, timeout, "the stream job to install the champions", 0.5)
+    wait_until(all_installed, timeout, "the stream job to install the champions", 0.5)
 
 
 def publish_baselines(settings: Settings, timespan: str = "day", multiplier: int = 1) -> None:
