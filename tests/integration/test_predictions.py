@@ -14,7 +14,8 @@ import subprocess
 import pytest
 
 from finstream.core import skill
-from finstream.core.questions import SERVED, served
+from finstream.core.questions import SERVED
+from finstream.core.questions import served as served_questions
 from finstream.features.spec import FORECAST_FEATURES
 from finstream.ops import kibana
 from finstream.stores import registry
@@ -25,7 +26,7 @@ from tests.kibana_vega import chart_values, to_svg, with_values
 GOOG = samples.load_bars("goog-daily")
 FIRST, SECOND, THIRD = GOOG[:1500], GOOG[1500:1700], GOOG[1700:1800]
 QUESTIONS = SERVED  # lags, range, volatility, interval
-MODEL_FIELDS = {q.name: q.model_fields for q in served()}
+MODEL_FIELDS = {q.name: q.model_fields for q in served_questions()}
 TRAIN = ("--questions", ",".join(QUESTIONS), "--models", "linear", "--folds", "0")
 
 
