@@ -6,6 +6,15 @@
 # SPARK_CONF_DIR (spark-defaults.conf, log4j2.properties), and the finstream package as a
 # --py-files zip so executors on a cluster (--master spark://...) have it too. Every other
 # argument goes to spark-submit unchanged; a --master given here overrides conf/.
+#
+# Logs: Spark's and MLlib's routine warnings (no native BLAS, "regParam is zero", the Cholesky
+# fallback, ...) are quiet: conf/log4j2.properties lists each. To see everything Spark warns
+# about, with full logger names, set FINSTREAM_SPARK_VERBOSE=1 (or info/debug for a lower
+# root level) or give spark-submit's own --verbose before the job file:
+#   FINSTREAM_SPARK_VERBOSE=1 ./spark-submit.sh jobs/train.py
+#   ./spark-submit.sh --verbose jobs/train.py
+# The driver then reads conf/log4j2-verbose.properties, and pyspark's routine Python warnings
+# (below) show again too.
 set -euo pipefail
 ROOT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$ROOT_DIR/stack/common.sh"
@@ -41,6 +50,35 @@ export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$VENV/bin/python}"
 export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$VENV/bin/python}"
 export PYTHONPATH="$ROOT_DIR/src${PYTHONPATH:+:$PYTHONPATH}"
+
+# Verbose logs (see the top): FINSTREAM_SPARK_VERBOSE=1 (or info, debug), or --verbose / -v
+# among spark-submit's options, before the job file.
+VERBOSE="${FINSTREAM_SPARK_VERBOSE:-0}"
+case "$VERBOSE" in 0|false|no|off) VERBOSE="" ;; esac
+for arg in "$@"; do
+    case "$arg" in
+        --verbose|-v) VERBOSE="${VERBOSE:-1}" ;;
+        *.py) break ;;  # the job: what follows is its own arguments
+    esac
+done
+if [ -n "$VERBOSE" ]; then
+    case "$VERBOSE" in trace|debug|info|warn|error) export FINSTREAM_SPARK_LOG_LEVEL="$VERBOSE" ;; esac
+    VERBOSE_LOG4J="$SPARK_CONF_DIR/log4j2-verbose.properties"
+    [ -f "$VERBOSE_LOG4J" ] || VERBOSE_LOG4J="$ROOT_DIR/conf/log4j2-verbose.properties"
+    # The driver is spark-submit's own JVM (client mode: local[*], and the driver of a cluster
+    # run), which takes SPARK_SUBMIT_OPTS; log4j2.configurationFile wins over the classpath's
+    # log4j2.properties. Executors on a cluster keep their workers' log4j2.properties.
+    export SPARK_SUBMIT_OPTS="${SPARK_SUBMIT_OPTS:+$SPARK_SUBMIT_OPTS }-Dlog4j2.configurationFile=file:$VERBOSE_LOG4J"
+else
+    # pyspark's own routine Python warning, printed by the stream's Python workers (pandas >=
+    # 2.1 with Spark 3.4's applyInPandasWithState): "pyspark/sql/pandas/serializers.py:652:
+    # FutureWarning: The behavior of DataFrame concatenation with empty or all-NA entries is
+    # deprecated ...". Workers inherit the environment in local mode; spark.executorEnv
+    # carries it to a cluster's.
+    PY_ROUTINE="ignore:The behavior of DataFrame concatenation with empty or all-NA entries:FutureWarning"
+    export PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}$PY_ROUTINE:pyspark.sql.pandas.serializers"
+    set -- --conf "spark.executorEnv.PYTHONWARNINGS=$PYTHONWARNINGS" "$@"
+fi
 
 # Event logs of every run, for a History Server (sbin/start-history-server.sh with
 # spark.history.fs.logDirectory set to the same folder).
