@@ -20,6 +20,7 @@ from finstream.core.config import Settings
 from finstream.core.errors import ArgumentParser, choice_list, exit_on_user_error, ticker_list
 from finstream.core.logs import setup_logging
 from finstream.core.questions import QUESTIONS, SERVED
+from finstream.core.series_sets import SeriesSet
 from finstream.stores import registry
 from finstream.training import selection, steps
 from finstream.training.regressors import REGRESSORS, load_params
@@ -29,6 +30,16 @@ from finstream.training.tracking import new_run_id, track, write_plots
 
 # TrainOptions' fields that are flags of the same name (the question is looped over).
 OPTION_FLAGS = [f.name for f in dataclasses.fields(selection.TrainOptions) if f.name != "question"]
+
+
+def series_set_key(value: str) -> str:
+    """--set: a series set's key (finstream.core.series_sets), checked; empty: none."""
+    if not value:
+        return ""
+    try:
+        return SeriesSet.parse(value).key
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,9 +64,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--promote", action="store_true",
                         help="make each registered version the champion even if its model does not beat the naive "
                              "baseline (it then serves the baseline): for a new series the stream should follow")
+    parser.add_argument("--set", dest="series_set", type=series_set_key, default=defaults.series_set,
+                        help="register for this series set (e.g. hour1-fx, day1-stocks, day1-t-AAPL+GOOG); default: "
+                             "the tickers given, else the asset class of the tickers trained on, else the timespan")
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--report-dir", help="default: .local/reports/<run id>")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.series_set:
+        chosen = SeriesSet.parse(args.series_set)
+        if (chosen.timespan, chosen.multiplier) != (args.timespan, args.multiplier):
+            parser.error(f"--set {args.series_set} is for {chosen.timespan} bars x{chosen.multiplier}: train on them "
+                         f"(--timespan {chosen.timespan} --multiplier {chosen.multiplier})")
+    return args
 
 
 def train_options(args: argparse.Namespace, question: str) -> selection.TrainOptions:

@@ -1,12 +1,18 @@
 """python -m finstream.models {list,promote,rollback,ui}: the registered models and their aliases.
 
-    list      [--questions lags,range]      each version: run, served model, alias
-    promote   --question lags --version 3   version 3 becomes the champion
-    rollback  --question lags               the champion before the current one takes it back
-    ui        [--port 5000]                 MLflow's UI on the tracking store, on 127.0.0.1 (make mlflow-ui)
+    list      [--questions lags,range]                      per question, each series set: its
+                                                            versions, champion, challenger, live skill
+    promote   --question lags --set day1-stocks --version 3 version 3 becomes that set's champion
+    rollback  --question lags --set day1-stocks             that set's champion before the current one
+                                                            takes it back
+    ui        [--port 5000]                                 MLflow's UI on the tracking store, on
+                                                            127.0.0.1 (make mlflow-ui)
 
-A running stream job serves the new champion from its next micro-batch (no restart). MLflow's
-own client and UI move the same alias (`champion`) and the stream follows them just the same.
+Each question has one registered model per series set (finstream-<question>-<set key>,
+finstream.core.series_sets); promoting or rolling back one set never changes what another set
+is served. A running stream job serves the new champion from its next micro-batch (no
+restart). MLflow's own client and UI move the same alias (`champion`) and the stream follows
+them just the same.
 """
 
 from __future__ import annotations
@@ -21,9 +27,18 @@ from finstream.core.errors import ArgumentParser, UserError, choice_list, exit_o
 from finstream.core.logs import setup_logging
 from finstream.core.questions import SERVED
 from finstream.core.retry import first_line
+from finstream.core.series_sets import SeriesSet
 from finstream.stores import registry
 
-QUESTIONS = SERVED  # the questions the stream serves, each with its registered model
+QUESTIONS = SERVED  # the questions the stream serves, each with a registered model per series set
+
+
+def series_set(value: str) -> SeriesSet:
+    """--set: a series set's key, checked."""
+    try:
+        return SeriesSet.parse(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -39,9 +54,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     listing.add_argument("--questions", type=choice_list(QUESTIONS), default=QUESTIONS)
     promote = commands.add_parser("promote", help="make a version the champion")
     promote.add_argument("--question", choices=QUESTIONS, required=True)
+    promote.add_argument("--set", dest="series_set", type=series_set, required=True,
+                         help="the series set's key, as `list` shows it (e.g. day1-stocks)")
     promote.add_argument("--version", required=True)
     rollback = commands.add_parser("rollback", help="give the champion alias back to the previous champion")
     rollback.add_argument("--question", choices=QUESTIONS, required=True)
+    rollback.add_argument("--set", dest="series_set", type=series_set, required=True)
     ui = commands.add_parser("ui", help="MLflow's UI on the tracking store (loopback only)")
     ui.add_argument("--port", type=int, default=5000)
     return parser.parse_args(argv)
@@ -74,24 +92,29 @@ def main(argv: list[str] | None = None) -> None:
         for question in args.questions:
             print(describe(client, question))
         return
-    name = registry.model_name(args.question)
+    try:
+        name = registry.resolve(client, args.question, args.series_set)
+    except LookupError as exc:
+        raise UserError(f"{exc}: see `python -m finstream.models list --questions {args.question}`") from None
     if args.command == "promote":
         try:
-            registry.set_champion(client, args.question, args.version)
+            registry.set_champion(client, name, args.version)
         except Exception as exc:  # noqa: BLE001 - MLflow's RESOURCE_DOES_NOT_EXIST and kin: one line
             raise UserError(f"cannot promote {name} version {args.version} ({first_line(exc)[:200]}): "
                             f"see `python -m finstream.models list --questions {args.question}`") from None
-        print(f"{name}: version {args.version} is the champion")
+        print(f"{name}: version {args.version} is the champion of {args.series_set.key}")
     else:
         try:
-            version = registry.rollback(client, args.question)
+            version = registry.rollback(client, name)
         except LookupError as exc:
             raise UserError(str(exc)) from None
-        print(f"{name}: rolled back, version {version} is the champion")
+        print(f"{name}: rolled back, version {version} is the champion of {args.series_set.key}")
 
 
 def describe(client, question: str) -> str:
-    """A question's registered versions, one line each: version, run, served model, aliases.
+    """A question's series sets, each with its registered versions, one line each: version,
+    run, served model, aliases and, for a champion the stream has judged, its last live loss
+    ratio against the reference baseline (the live skill watch's MLflow metric).
 
     Args:
         client: an MlflowClient (finstream.stores.registry.client).
@@ -100,19 +123,29 @@ def describe(client, question: str) -> str:
     Returns:
         Lines of text; a single line saying how to train the question when it has no version.
     """
-    name = registry.model_name(question)
-    versions = sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version))
-    if not versions:
-        return f"{name}: no version registered (train it: ./spark-submit.sh jobs/train.py --questions {question})"
-    aliases_of: dict[str, list[str]] = {}
-    for alias, version in client.get_registered_model(name).aliases.items():
-        aliases_of.setdefault(str(version), []).append(alias)
-    lines = [f"{name}:"]
-    for version in versions:
-        aliases = ",".join(sorted(aliases_of.get(str(version.version), [])))
-        served = client.get_run(version.run_id).data.params.get("served", "?") if version.run_id else "?"
-        lines.append(f"  version {version.version}  run {version.run_id}  serves {served}"
-                     f"{'  [' + aliases + ']' if aliases else ''}")
+    names = registry.registered_models(client, question)
+    if not names:
+        return (f"{question}: no version registered (train it: ./spark-submit.sh jobs/train.py --questions {question});"
+                f" its reference baseline serves every series")
+    lines = [f"{question}:"]
+    for name in names:
+        versions = sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version))
+        aliases_of: dict[str, list[str]] = {}
+        for alias, version in client.get_registered_model(name).aliases.items():
+            aliases_of.setdefault(str(version), []).append(alias)
+        current = registry.champion(client, name)
+        served_set = registry.series_set_of(client, name, current or versions[-1]) if versions else None
+        lines.append(f"  {served_set.key if served_set else '?'}: {name}")
+        for version in versions:
+            aliases = sorted(aliases_of.get(str(version.version), []))
+            served = client.get_run(version.run_id).data.params.get("served", "?") if version.run_id else "?"
+            live = ""
+            if registry.CHAMPION in aliases and version.run_id:
+                history = client.get_metric_history(version.run_id, f"live.{question}.loss_ratio")
+                if history:
+                    live = f"  live loss ratio {history[-1].value:.3f}"
+            lines.append(f"    version {version.version}  run {version.run_id}  serves {served}"
+                         f"{'  [' + ','.join(aliases) + ']' if aliases else ''}{live}")
     return "\n".join(lines)
 
 

@@ -21,6 +21,7 @@ from bench.cleanup import drop_run_data
 from finstream.core.config import Settings, local_dir
 from finstream.core.questions import QUESTIONS, SERVED
 from finstream.core.schema import INDEX_MAPPINGS, Bar
+from finstream.core.series_sets import SeriesSet
 from finstream.serving import installed
 from finstream.stores import checkpoints, elastic, registry, topics
 from producer.publisher import BarPublisher
@@ -191,23 +192,35 @@ def drive_stack(command: str, *args: str, **env: str) -> None:
 
 
 def register_version(settings: Settings, question: str, scorer: dict | bytes, metadata: dict | bytes,
-                     champion: bool = True) -> str:
-    """Registers a version of finstream-<question> as train.py does, with the given serving
-    files (bytes: written as they are, for broken ones), and makes it the champion. Returns it."""
+                     champion: bool = True, series_set: SeriesSet | None = None, name: str | None = None) -> str:
+    """Registers a version of finstream-<question>-<set> as train.py does, with the given
+    serving files (bytes: written as they are, for broken ones), and makes it the champion
+    (`champion`: unless it has one). The set: `series_set`, else the metadata's `series`, else
+    daily bars; `name` overrides the registered model's name (a registry made before sets:
+    finstream-<question>). Returns the version."""
     client = registry.client(settings)
     run = client.create_run(registry.experiment_id(client, settings), run_name=f"test-{question}")
+    if series_set is None:
+        series_set = installed.series_set(metadata) if isinstance(metadata, dict) else SeriesSet("day")
+    if name is None:
+        client.log_param(run.info.run_id, "series_set", series_set.key)
+    else:  # as a run made before series sets recorded its series
+        for key, value in (("timespan", series_set.timespan), ("multiplier", series_set.multiplier),
+                           ("tickers", ",".join(sorted(series_set.tickers)) or "all")):
+            client.log_param(run.info.run_id, key, value)
     if isinstance(metadata, dict):
         metadata = {**metadata, "mlflow_run_id": run.info.run_id}
         client.log_param(run.info.run_id, "served", metadata.get("model", "?"))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / registry.SERVING
         folder.mkdir()
-        for name, content in ((installed.SCORER, scorer), (installed.METADATA, metadata)):
+        for filename, content in ((installed.SCORER, scorer), (installed.METADATA, metadata)):
             data = content if isinstance(content, bytes) else json.dumps(content).encode()
-            (folder / name).write_bytes(data)
+            (folder / filename).write_bytes(data)
         client.log_artifacts(run.info.run_id, str(folder), registry.SERVING)
     client.set_terminated(run.info.run_id)
-    version, _ = registry.register(client, question, run.info.run_id, f"runs:/{run.info.run_id}/{registry.SERVING}",
+    name = name or registry.model_name(question, series_set)
+    version, _ = registry.register(client, name, run.info.run_id, f"runs:/{run.info.run_id}/{registry.SERVING}",
                                    passed=champion)
     return version
 
@@ -218,19 +231,25 @@ def wait_for_champions(settings: Settings, timeout: float = 60) -> None:
     client = registry.client(settings)
 
     def all_installed() -> bool:
-        champions = {q: registry.champion(client, q) for q in SERVED}
-        return all(installed.installed_version(settings.model_path, q) == str(c.version)
-                   for q, c in champions.items() if c is not None)
+        for question in SERVED:
+            for name in registry.registered_models(client, question):
+                current = registry.champion(client, name)
+                if current is None or name == registry.model_name(question):
+                    continue  # none, or a registry made before sets (its set may have a model of its own)
+                served_set = registry.series_set_of(client, name, current)
+                if installed.installed_version(settings.model_path, question, served_set.key) != str(current.version):
+                    return False
+        return True
 
     wait_until(all_installed, timeout, "the stream job to install the champions", 0.5)
 
 
 def publish_baselines(settings: Settings, timespan: str = "day", multiplier: int = 1) -> None:
     """What train.py registers for a question whose models do not beat its naive baseline:
-    the baseline serves. Every question is then forecast, without a training run."""
+    the baseline serves, as a registered version of the set (timespan, multiplier)."""
     for question in SERVED:
         baseline = QUESTIONS[question].reference
-        series = {"timespan": timespan, "multiplier": multiplier, "tickers": []}
+        series = SeriesSet(timespan, multiplier).as_dict()
         register_version(settings, question, {"question": question, "served": baseline},
                          {"model": baseline, "series": series})
 

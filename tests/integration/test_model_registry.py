@@ -12,13 +12,16 @@ import numpy as np
 
 from finstream.core import skill
 from finstream.core.schema import Bar
+from finstream.core.series_sets import SeriesSet
 from finstream.features.spec import LAG_FEATURES
 from finstream.stores import registry
 from tests.integration.conftest import publish_baselines, register_version, wait_for_champions, wait_until
 from tests.integration.test_reliability import DAY, START_MS
 
 MODELS = (".venv/bin/python", "-m", "finstream.models")
-SERIES = {"timespan": "day", "multiplier": 1, "tickers": []}
+DAILY = SeriesSet("day")
+SERIES = DAILY.as_dict()
+LAGS = registry.model_name("lags", DAILY)  # finstream-lags-day1
 
 
 def drifting_lags(intercept: float, band: dict | None = None) -> tuple[dict, dict]:
@@ -68,33 +71,32 @@ def test_the_stream_follows_the_champion_and_warns_when_live_skill_drifts(pipeli
         wait_until(lambda: pipeline.es().indices.exists(index=settings.es_index_predictions), 120, "the job to start")
         pipeline.publish([(b.key, b.to_json()) for b in bars[:60]])
         through(60)
-        assert versions_of(pipeline, bars[20:60]) == {"finstream-lags/1"}
+        assert versions_of(pipeline, bars[20:60]) == {f"{LAGS}/1"}
 
-        pipeline.run(*MODELS, "promote", "--question", "lags", "--version", "2")
+        pipeline.run(*MODELS, "promote", "--question", "lags", "--set", "day1", "--version", "2")
         wait_for_champions(settings)                              # the running job installs it
-        # One bar first: it judges version 1's last prediction, so that no later batch judges
-        # both versions' (the watch does not attribute such a batch).
+        # One bar first: it judges version 1's last prediction (the watch follows each version on its own).
         pipeline.publish([(bars[60].key, bars[60].to_json())])
         through(61)
         pipeline.publish([(b.key, b.to_json()) for b in bars[61:120]])
         through(120)
-        assert versions_of(pipeline, bars[60:120]) == {"finstream-lags/2"}
-        wait_until(lambda: "live skill of finstream-lags/2 has left its holdout band" in log.read_text(), 60,
+        assert versions_of(pipeline, bars[60:120]) == {f"{LAGS}/2"}
+        wait_until(lambda: f"live skill of {LAGS}/2 has left its holdout band" in log.read_text(), 60,
                    "the drift warning", 1.0)
 
-        pipeline.run(*MODELS, "rollback", "--question", "lags")
+        pipeline.run(*MODELS, "rollback", "--question", "lags", "--set", "day1")
         wait_for_champions(settings)
         pipeline.publish([(b.key, b.to_json()) for b in bars[120:160]])
         through(160)
-        assert versions_of(pipeline, bars[120:160]) == {"finstream-lags/1"}
+        assert versions_of(pipeline, bars[120:160]) == {f"{LAGS}/1"}
 
         incompatible = drifting_lags(0.0)[0]
         incompatible["regressor"]["features"] = ["volume"] * len(LAG_FEATURES)  # not what this code computes
         register_version(settings, "lags", incompatible, drifting_lags(0.0)[1])  # version 3, made champion
-        wait_until(lambda: "cannot serve finstream-lags version 3" in log.read_text(), 60, "the refusal", 0.5)
+        wait_until(lambda: f"cannot serve {LAGS} version 3" in log.read_text(), 60, "the refusal", 0.5)
         pipeline.publish([(b.key, b.to_json()) for b in bars[160:]])
         through(200)
-        assert versions_of(pipeline, bars[160:]) == {"finstream-lags/1"}
+        assert versions_of(pipeline, bars[160:]) == {f"{LAGS}/1"}
         assert job.poll() is None
     finally:
         os.killpg(job.pid, signal.SIGTERM)
@@ -104,12 +106,14 @@ def test_the_stream_follows_the_champion_and_warns_when_live_skill_drifts(pipeli
     assert said.count("has left its holdout band") == 1  # once, naming the version
     # The watch's ratios: in the pipeline metrics (Kibana) and in MLflow, against version 2's run.
     metrics = pipeline.documents(settings.es_index_pipeline_metrics)
-    ratios = [d["live_lags_loss_ratio"] for d in metrics.values() if d.get("live_lags_version") == "finstream-lags/2"]
+    ratios = [d["live_loss_ratio"] for d in metrics.values() if d.get("live_version") == f"{LAGS}/2"]
+    assert {d["live_set"] for d in metrics.values() if d.get("live_version") == f"{LAGS}/2"} == {"day1"}
     assert ratios and max(ratios) > band["high"]
     client = registry.client(settings)
-    second = client.get_model_version(registry.model_name("lags"), "2")
+    second = client.get_model_version(LAGS, "2")
     history = client.get_metric_history(second.run_id, "live.lags.loss_ratio")
     assert sorted(m.value for m in history) == sorted(ratios)
     listing = pipeline.run(*MODELS, "list", "--questions", "lags").stdout
     assert "version 1" in listing and "[champion]" in listing and "version 3" in listing
-    assert str(registry.champion(client, "lags").version) == "3"  # the registry says 3; the stream refuses it
+    assert "day1: finstream-lags-day1" in listing
+    assert str(registry.champion(client, LAGS).version) == "3"  # the registry says 3; the stream refuses it

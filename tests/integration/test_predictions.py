@@ -16,6 +16,7 @@ import pytest
 from finstream.core import skill
 from finstream.core.questions import SERVED
 from finstream.core.questions import served as served_questions
+from finstream.core.series_sets import SeriesSet
 from finstream.features.spec import FORECAST_FEATURES
 from finstream.ops import kibana
 from finstream.stores import registry
@@ -28,15 +29,17 @@ FIRST, SECOND, THIRD = GOOG[:1500], GOOG[1500:1700], GOOG[1700:1800]
 QUESTIONS = SERVED  # lags, range, volatility, interval
 MODEL_FIELDS = {q.name: q.model_fields for q in served_questions()}
 TRAIN = ("--questions", ",".join(QUESTIONS), "--models", "linear", "--folds", "0")
+GOOG_SET = SeriesSet("day", 1, "stocks")  # what training on GOOG's daily bars registers for
 
 
 def served(settings) -> dict[str, tuple[str, str]]:
     """What each question's champion serves: (model or baseline, registered model/version)."""
     client, result = registry.client(settings), {}
     for question in QUESTIONS:
-        champion = registry.champion(client, question)
+        name = registry.model_name(question, GOOG_SET)
+        champion = registry.champion(client, name)
         kind = client.get_run(champion.run_id).data.params["served"]
-        result[question] = (kind, f"{registry.model_name(question)}/{champion.version}")
+        result[question] = (kind, f"{name}/{champion.version}")
     return result
 
 
@@ -58,13 +61,17 @@ def test_every_new_bar_is_predicted_judged_and_served_by_the_champion(pipeline, 
     settings = pipeline.settings
     index = settings.es_index_predictions
 
-    # No model yet: the bars are indexed, the predictor only remembers them, and says so once.
+    # No model yet: the bars are indexed, and each question's reference baseline forecasts every
+    # bar with 20 before it, labelled as such; the job says once that no champion exists.
     publish(pipeline, FIRST)
     pipeline.publish([(b"GOOG", b'{"ticker": "GOOG"')])  # one dead letter, for the dashboard
     first_run = pipeline.run("./spark-submit.sh", "jobs/stream_index.py", "--available-now",
                              env={"STREAM_MAX_OFFSETS_PER_TRIGGER": "500"})
     assert pipeline.count(settings.es_index_bars) == len(FIRST)
-    assert pipeline.count(index) == 0
+    baseline_docs = pipeline.documents(index)
+    assert set(baseline_docs) == {b.doc_id for b in FIRST[20:]}
+    assert {(d["model"], d["model_version"], d["interval_model"], d["interval_version"])
+            for d in baseline_docs.values()} == {("persistence", "baseline", "rolling_std_normal", "baseline")}
     assert first_run.stdout.count("no champion model for") == 1, first_run.stdout[-3000:]
 
     pipeline.train(*TRAIN)
@@ -77,25 +84,25 @@ def test_every_new_bar_is_predicted_judged_and_served_by_the_champion(pipeline, 
     stream = pipeline.start_stream(log_path, STREAM_TRIGGER_INTERVAL="1 second")
     try:
         publish(pipeline, SECOND)
-        wait_until(lambda: pipeline.count(index) == len(SECOND), 240, "the second slice's predictions",
-                   interval=2)
+        wait_until(lambda: pipeline.count(index) == len(FIRST) - 20 + len(SECOND), 240,
+                   "the second slice's predictions", interval=2)
         trained = pipeline.train(*TRAIN)
         v2 = served(settings)
         # Each question's new version took the champion alias if its model beat the baseline
         # (the selection rules), else it is the challenger and the champion stays.
         client = registry.client(settings)
         for question in QUESTIONS:
-            newest = max(int(v.version) for v in client.search_model_versions(
-                f"name='{registry.model_name(question)}'"))
-            moved = f"{registry.model_name(question)} version {newest} as champion" in trained.stdout + trained.stderr
-            assert v2[question][1] == (f"{registry.model_name(question)}/{newest}" if moved else v1[question][1])
+            name = registry.model_name(question, GOOG_SET)
+            newest = max(int(v.version) for v in client.search_model_versions(f"name='{name}'"))
+            moved = f"{name} version {newest} as champion" in trained.stdout + trained.stderr
+            assert v2[question][1] == (f"{name}/{newest}" if moved else v1[question][1])
         wait_for_champions(settings)  # the running job installs them: no restart
         publish(pipeline, THIRD)
         last_of_second = SECOND[-1].doc_id
 
         def judged_through_third() -> bool:
             docs = pipeline.documents(index)
-            return (len(docs) == len(SECOND) + len(THIRD)
+            return (len(docs) == len(FIRST) - 20 + len(SECOND) + len(THIRD)
                     and "actual_close" in docs.get(last_of_second, {})
                     and sum("actual_close" in d for d in docs.values()) == len(docs) - 1)
 
@@ -105,7 +112,7 @@ def test_every_new_bar_is_predicted_judged_and_served_by_the_champion(pipeline, 
         output = log_path.read_text()
 
     docs = pipeline.documents(index)
-    assert set(docs) == {b.doc_id for b in SECOND + THIRD}  # one per eligible bar, none for FIRST
+    assert set(docs) == {b.doc_id for b in GOOG[20:1800]}  # one per bar with 20 before it
     for bars, versions in ((SECOND, v1), (THIRD, v2)):
         for question, (name, version) in versions.items():
             name_field, version_field, run_field = MODEL_FIELDS[question]
@@ -133,7 +140,8 @@ def test_every_new_bar_is_predicted_judged_and_served_by_the_champion(pipeline, 
         assert sorted(doc["features"]) == sorted(FORECAST_FEATURES)
         assert doc["latency_ms"] == doc["predicted_at"] - doc["published_at"] >= 0
     assert "actual_close" not in docs[THIRD[-1].doc_id]  # its next bar has not arrived
-    coverage = sum(d["inside_interval"] for d in docs.values() if "inside_interval" in d) / (len(docs) - 1)
+    served_docs = [docs[b.doc_id] for b in streamed[:-1]]
+    coverage = sum(d["inside_interval"] for d in served_docs) / len(served_docs)
     assert 0.7 < coverage <= 1.0  # a 90 % interval, on 299 days
 
     check_dashboards(pipeline)

@@ -204,7 +204,7 @@ def test_a_corrupt_model_leaves_the_previous_one_serving(pipeline, tmp_path):
     def publish_broken_lags() -> None:  # registered, and made the champion
         register_version(settings, "lags", b"\x00\x13garbage", b'{"model": "linear", "series": {"timesp')
 
-    publish_broken_lags()  # and no earlier model: bars are indexed, nothing is predicted
+    publish_broken_lags()  # and no earlier model: the reference baselines forecast
     log = tmp_path / "stream.log"
     job = pipeline.start_stream(log, STREAM_TRIGGER_INTERVAL="1 second")
     predictions = settings.es_index_predictions
@@ -212,23 +212,24 @@ def test_a_corrupt_model_leaves_the_previous_one_serving(pipeline, tmp_path):
         pipeline.publish([(b.key, b.to_json()) for b in bars[:100]])
         wait_until(lambda: sum(pipeline.checkpoint_offsets("predict-bars").values()) == 100, 180,
                    "the predictor to take the first bars", 1.0)
-        assert pipeline.count(predictions) == 0
+        wait_until(lambda: pipeline.count(predictions) == 80, 60, "the baselines' predictions", 1.0)  # from bar 21
 
-        publish_baselines(settings)  # a good version: predictions start
+        publish_baselines(settings)  # a good version: it serves
         wait_for_champions(settings)
         pipeline.publish([(b.key, b.to_json()) for b in bars[100:200]])
-        wait_until(lambda: pipeline.count(predictions) == 100, 180, "predictions by the good version", 1.0)
+        wait_until(lambda: pipeline.count(predictions) == 180, 180, "predictions by the good version", 1.0)
 
         publish_broken_lags()  # a bad version after a good one: the good one keeps serving
         pipeline.publish([(b.key, b.to_json()) for b in bars[200:]])
-        wait_until(lambda: pipeline.count(predictions) == 200, 180, "predictions after the bad version", 1.0)
+        wait_until(lambda: pipeline.count(predictions) == 280, 180, "predictions after the bad version", 1.0)
         assert job.poll() is None
     finally:
         os.killpg(job.pid, signal.SIGTERM)
         job.wait(60)
     said = log.read_text()
-    assert "cannot serve finstream-lags version 1" in said and "no predictions for it until one loads" in said
-    assert "cannot serve finstream-lags version 3" in said and "still serving version 2" in said
+    assert "cannot serve finstream-lags-day1 version 1" in said and "served as before until one loads" in said
+    assert "cannot serve finstream-lags-day1 version 3" in said and "still serving version 2" in said
     docs = pipeline.documents(predictions)
-    assert {doc["model_version"] for doc in docs.values()} == {"finstream-lags/2"}
+    versions = [doc["model_version"] for doc in sorted(docs.values(), key=lambda d: d["timestamp"])]
+    assert versions == ["baseline"] * 80 + ["finstream-lags-day1/2"] * 200
     assert pipeline.count(settings.es_index_bars) == 300

@@ -16,6 +16,7 @@ from pyspark.ml.feature import VectorAssembler
 from pyspark.ml.regression import RandomForestRegressor
 
 from finstream.core.config import local_dir
+from finstream.core.series_sets import SeriesSet
 from finstream.stores import elastic, registry
 from producer import samples
 from tests.integration.mlflow_ui import assert_visible_in_mlflow_ui
@@ -108,9 +109,11 @@ def test_kafka_and_es_replays_train_the_same_models_tracked_in_mlflow(pipeline, 
         "linear"]["holdout"]["rmse"]
     artifacts = {a.path for a in client.list_artifacts(kafka_lags.info.run_id)}
     assert {"model", "serving", "report.json", "plots"} <= artifacts
-    versions = client.search_model_versions(f"name='{registry.model_name('lags')}'")
+    assert kafka_lags.data.params["series_set"] == "day1-stocks"  # GOOG's daily bars: a US stock
+    lags_model = registry.model_name("lags", SeriesSet("day", 1, "stocks"))  # finstream-lags-day1-stocks
+    versions = client.search_model_versions(f"name='{lags_model}'")
     assert sorted(str(v.version) for v in versions) == ["1", "2"]  # volume is not served: not registered
-    champion = registry.champion(client, "lags")
+    champion = registry.champion(client, lags_model)
     # Both runs made the same choice: if the model beat the baseline, the second took the alias.
     lags = report(pipeline, "from-es", "lags")
     expected = ("2", runs["es/lags"]) if lags["served"] == lags["chosen"] else ("1", runs["kafka/lags"])
@@ -119,17 +122,17 @@ def test_kafka_and_es_replays_train_the_same_models_tracked_in_mlflow(pipeline, 
                                                          str(tmp_path))).read_text())
     assert metadata["chosen"] == "linear" and metadata["data"]["bars"] == len(bars)
     assert metadata["model"] in ("linear", "persistence") and metadata["served_reason"]
-    assert metadata["mlflow_run_id"] == champion.run_id
+    assert metadata["mlflow_run_id"] == champion.run_id and metadata["series"]["key"] == "day1-stocks"
     # The ES metric documents carry the run id.
     metric_hits = helpers.scan(es_client, index=settings.es_index_model_metrics)
     run_ids = {hit["_source"]["mlflow_run_id"] for hit in metric_hits}
     assert run_ids == {r.info.run_id for r in runs.values()}
 
     mlflow.set_tracking_uri(registry.tracking_uri(settings))
-    model = mlflow.spark.load_model(f"models:/{registry.model_name('lags')}@champion")
+    model = mlflow.spark.load_model(f"models:/{lags_model}@champion")
     features = {name: 0.001 for name in metadata["features"]}
     predicted = model.transform(spark.createDataFrame([features])).first().prediction
     assert isinstance(predicted, float) and abs(predicted) < 1  # a next return, not a price
 
     # A person can open it: the run and the champion in MLflow's UI, in a real browser.
-    assert_visible_in_mlflow_ui(pipeline, tmp_path, expected[1], registry.model_name("lags"))
+    assert_visible_in_mlflow_ui(pipeline, tmp_path, expected[1], lags_model)

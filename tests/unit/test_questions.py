@@ -11,6 +11,7 @@ import pytest
 
 from finstream.core import schema as S
 from finstream.core.questions import QUESTIONS, LiveSkill, Question, registered_model_name, served, watched
+from finstream.core.series_sets import SeriesSet
 from finstream.features.spec import FORECAST_FEATURES
 from finstream.ops import kibana
 from finstream.serving import forecasters
@@ -63,23 +64,20 @@ def test_a_toy_question_flows_into_the_mappings(toy):
         "predicted_toy": "double", "baseline_toy": "double", "toy_error": "double", "toy_model": "keyword",
         "toy_version": "keyword", "toy_run_id": "keyword"}
     assert "predicted_toy" not in S.prediction_mapping()["properties"]  # declared in this test only
-    metrics = S.pipeline_metrics_mapping([toy])["properties"]
-    assert {"live_toy_loss_ratio", "live_toy_version", "live_toy_judged", "live_toy_band_low",
-            "live_toy_band_high"} <= set(metrics)
 
 
 def test_a_toy_question_is_forecast_and_judged_by_the_state_step(toy):
-    model = ServedModel("finstream-toy/1", "last_range", forecaster({"question": "toy", "served": "last_range"}),
-                        "day", 1, frozenset())
+    model = ServedModel("finstream-toy-day1/1", "last_range",
+                        forecaster({"question": "toy", "served": "last_range"}), SeriesSet("day"))
     day = 86_400_000
     bars = {"timestamp": [i * day + 10**12 for i in range(22)], "open": [100.0 + i for i in range(22)],
             "high": [103.0 + i * 1.1 for i in range(22)], "low": [99.0 + i for i in range(22)],
             "close": [101.0 + i for i in range(22)], "volume": [1e6] * 22, "vwap": [None] * 22,
             "published_at": list(range(22)), "kafka_offset": list(range(22))}
-    step = transition(("AAA", "day", 1), empty_window(), None, bars, {"toy": model}, 10**13)
+    step = transition(("AAA", "day", 1), empty_window(), None, bars, {"toy": (model,)}, 10**13, {})
     first, second = [row for row in step.rows if row["status"] == "predicted"]
     assert first["predicted_toy"] == math.log(bars["high"][20] / bars["low"][20])
-    assert (first["toy_model"], first["toy_version"]) == ("last_range", "finstream-toy/1")
+    assert (first["toy_model"], first["toy_version"]) == ("last_range", "finstream-toy-day1/1")
     assert first["toy_error"] == first["predicted_toy"] - math.log(bars["high"][21] / bars["low"][21])
     assert "toy_error" not in second  # judged by the next bar, in a later batch
     assert set(first) - {"status"} <= set(S.prediction_properties([toy])) | {f"feature_{f}" for f in FORECAST_FEATURES}
@@ -88,13 +86,20 @@ def test_a_toy_question_is_forecast_and_judged_by_the_state_step(toy):
 def test_a_toy_questions_live_skill_is_summed_and_watched(toy, spark, tmp_path):
     from finstream.serving import predictor
 
-    rows = pd.DataFrame({"status": ["predicted", "judged", "unscored"], "toy_error": [0.5, -1.0, None],
-                         "toy_baseline_error": [1.0, 2.0, None], "toy_version": ["finstream-toy/1"] * 3})
-    observed = spark.createDataFrame(rows).agg(*predictor.live_skill_sums([toy])).first().asDict()
-    assert observed == {"live_toy_loss": 1.25, "live_toy_baseline": 5.0, "live_toy_judged": 2,
-                        "live_toy_version": "finstream-toy/1", "live_toy_first_version": "finstream-toy/1"}
-    fields = LiveSkillWatch(tmp_path, questions=[toy]).update(observed, batch_id=1)
-    assert fields == {"live_toy_loss_ratio": 0.25, "live_toy_version": "finstream-toy/1", "live_toy_judged": 2}
+    rows = pd.DataFrame({"status": ["predicted", "judged", "unscored", "predicted", "judged"],
+                         "toy_error": [0.5, -1.0, None, 3.0, 1.0], "toy_baseline_error": [1.0, 2.0, None, 1.0, 1.0],
+                         "toy_version": ["finstream-toy-day1/1"] * 3 + ["finstream-toy-hour1-fx/2", "baseline"]})
+    observed = spark.createDataFrame(rows).agg(*predictor.live_skill_sums([toy])).first().asDict(recursive=True)
+    assert observed == {"live_toy_judged_rows": [
+        {"version": "finstream-toy-day1/1", "loss": 0.25, "baseline": 1.0},
+        {"version": "finstream-toy-day1/1", "loss": 1.0, "baseline": 4.0},
+        {"version": "finstream-toy-hour1-fx/2", "loss": 9.0, "baseline": 1.0}]}  # the baseline: not watched
+    entries = LiveSkillWatch(tmp_path, questions=[toy]).update(observed, batch_id=1)
+    assert entries == [  # each set's champion on its own
+        {"live_question": "toy", "live_version": "finstream-toy-day1/1", "live_set": "", "live_loss_ratio": 0.25,
+         "live_judged": 2},
+        {"live_question": "toy", "live_version": "finstream-toy-hour1-fx/2", "live_set": "", "live_loss_ratio": 9.0,
+         "live_judged": 1}]
 
 
 def test_a_toy_question_gets_its_kibana_charts(toy):
@@ -104,4 +109,5 @@ def test_a_toy_question_gets_its_kibana_charts(toy):
         ("served", "extended_stats", "toy_error"), ("last_range", "extended_stats", "toy_baseline_error")]
     fields = S.prediction_properties([toy])
     assert all(fields[m.field]["type"] == "double" for m in chart.metrics)
-    assert [m.field for m in kibana.live_skill_chart([toy]).metrics] == ["live_toy_loss_ratio"]
+    assert [m.field for m in kibana.live_skill_chart().metrics] == ["live_loss_ratio"]
+    assert kibana.live_skill_chart().split == "live_version"  # one line per series set's champion

@@ -86,11 +86,12 @@ def remembered(state: FakeState) -> list[int]:
 def test_new_bars_are_sorted_and_remembered_up_to_the_history_length():
     state = FakeState()
     rows = run(state, incoming(*reversed(range(30))))
-    assert list(rows["status"]) == ["unscored"] * 30  # no model: nothing predicted, history kept
+    # no champion: the reference baselines forecast each bar with 20 before it; history kept
+    assert list(rows["status"]) == ["unscored"] * 20 + ["predicted"] * 10
     assert list(rows["doc_id"]) == [f"AAA|1|day|{T0 + s * DAY}" for s in range(30)]
     assert remembered(state) == [T0 + s * DAY for s in range(30 - STATE_BARS, 30)]
     assert state.value[6] == [None] * STATE_BARS  # vwap absent stays null, not NaN
-    assert state.value[-1] is None  # no prediction made at the newest bar
+    assert json.loads(state.value[-1])["model_version"] == "baseline"  # the prediction at the newest bar
 
 
 def test_late_and_duplicate_bars_are_marked_and_not_remembered():
@@ -157,7 +158,7 @@ def trained_forecasts(spark, bars, kind: str, model_dir) -> dict[str, dict]:
         rows = with_features(frame, question)
         train_rows = rows.where(F.col("labelled") & (F.col("timestamp") < T0 + 60 * DAY))
         model = fit(train_rows, question, kind, params)
-        saved = installed.version_dir(model_dir, name, "v-test") / "model"
+        saved = installed.version_dir(model_dir, name, "day1", "v-test") / "model"
         model.write().save(str(saved))
         spec = {"question": name, "served": kind, "regressor": scoring_spec(model, kind, question.features, saved)}
         quantiles = {kind: E.model_quantiles(model, question, train_rows)} if name == "interval" else {}
@@ -252,8 +253,8 @@ def test_stream_features_and_forecasts_equal_the_trainers(equality_run):
         assert doc["lower"] < doc["last_close"] < doc["upper"]
         for question in ("model", "interval_model", "range_model", "volatility_model"):
             assert doc[question] == kind
-        assert doc["model_version"] == "finstream-lags/v-test"
-        assert doc["interval_version"] == "finstream-interval/v-test"
+        assert doc["model_version"] == "finstream-lags-day1/v-test"
+        assert doc["interval_version"] == "finstream-interval-day1/v-test"
         assert doc["target"] == "next_close"
 
 
@@ -302,15 +303,15 @@ def publish_model(model_dir, version, features=LAG_FEATURES, spec=LINEAR_SPEC):
 
 def point_at(model_dir, version, scorer: str, metadata: str = '{"series": {"timespan": "day", "multiplier": 1}}'):
     """CHAMPION naming files that do not serve (damaged after their install)."""
-    folder = installed.version_dir(model_dir, "lags", version)
+    folder = installed.version_dir(model_dir, "lags", "day1", version)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / installed.SCORER).write_text(scorer)
     (folder / installed.METADATA).write_text(metadata)
-    (model_dir / "lags" / installed.POINTER).write_text(version + "\n")
+    (model_dir / "lags" / "day1" / installed.POINTER).write_text(version + "\n")
 
 
 def test_served_models_without_a_model_then_hot_reload(tmp_path, caplog):
-    models = ServedModels(tmp_path, "lags")
+    models = ServedModels(tmp_path, "lags", "day1")
     assert models.current() is None and models.current() is None
     with caplog.at_level(logging.WARNING, logger="finstream.serving.installed"):
         forecasts = ServedForecasts(tmp_path, ("lags",))
@@ -318,23 +319,23 @@ def test_served_models_without_a_model_then_hot_reload(tmp_path, caplog):
     assert sum("no champion model for lags yet" in r.message for r in caplog.records) == 1  # said once
     publish_model(tmp_path, "v1")
     first = models.current()
-    assert first.version == "finstream-lags/v1" and models.current() is first  # loaded once per version
+    assert first.version == "finstream-lags-day1/v1" and models.current() is first  # loaded once per version
     publish_model(tmp_path, "v2")
-    assert models.current().version == "finstream-lags/v2"
+    assert models.current().version == "finstream-lags-day1/v2"
 
 
 def test_a_model_that_cannot_serve_is_not_installed_and_the_installed_one_keeps_serving(tmp_path, caplog):
-    models = ServedModels(tmp_path, "lags")
+    models = ServedModels(tmp_path, "lags", "day1")
     publish_model(tmp_path, "v1")
-    assert models.current().version == "finstream-lags/v1"
+    assert models.current().version == "finstream-lags-day1/v1"
     with pytest.raises(ValueError, match="retrain it"):
         publish_model(tmp_path, "v2", features=("volume",))  # other features than this code computes
-    assert installed.installed_version(tmp_path, "lags") == "v1"
+    assert installed.installed_version(tmp_path, "lags", "day1") == "v1"
     point_at(tmp_path, "v3", "{truncated")  # damaged on disk after its install
     with caplog.at_level(logging.ERROR, logger="finstream.serving.installed"):
-        assert models.current().version == "finstream-lags/v1"
-    assert "cannot serve lags model v3" in caplog.text and "still serving finstream-lags/v1" in caplog.text
-    assert ServedModels(tmp_path, "lags").current() is None  # a new worker: nothing that loads
+        assert models.current().version == "finstream-lags-day1/v1"
+    assert "cannot serve lags model v3" in caplog.text and "still serving finstream-lags-day1/v1" in caplog.text
+    assert ServedModels(tmp_path, "lags", "day1").current() is None  # a new worker: nothing that loads
 
 
 def test_the_state_step_scores_with_the_published_model_and_judges_it_later(tmp_path):
@@ -343,7 +344,7 @@ def test_the_state_step_scores_with_the_published_model_and_judges_it_later(tmp_
     first = run(state, incoming(*range(21)), model_dir=tmp_path)
     assert list(first["status"]) == ["unscored"] * 20 + ["predicted"]
     predicted = first.iloc[-1]
-    assert predicted["predicted_return"] == 0.001 and predicted["model_version"] == "finstream-lags/v1"
+    assert predicted["predicted_return"] == 0.001 and predicted["model_version"] == "finstream-lags-day1/v1"
     assert json.loads(state.value[-1])["predicted_close"] == predicted["predicted_close"]
     second = run(state, incoming(21, offset0=30), model_dir=tmp_path)
     judged = second[second["status"] == "judged"].iloc[0]

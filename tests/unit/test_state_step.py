@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import math
 
+from finstream.core.series_sets import SeriesSet
 from finstream.serving.forecasters import forecaster
 from finstream.serving.installed import ServedModel
 from finstream.serving.state_step import (
@@ -32,13 +33,17 @@ def bars(*steps: int, offset0: int = 0, vwap=None, volume=1e6) -> dict[str, list
     }
 
 
-def baseline(question: str, served: str, timespan: str = "day", tickers=()) -> ServedModel:
-    """A question's naive baseline as the stream serves it (no regressor, no disk)."""
-    return ServedModel(f"finstream-{question}/1", served, forecaster({"question": question, "served": served}),
-                       timespan, 1, frozenset(tickers))
+DAILY = SeriesSet("day")
 
 
-SERVED = {"lags": baseline("lags", "persistence"), "range": baseline("range", "mean_range_5")}
+def champion(question: str, served: str, series_set: SeriesSet = DAILY, version: int = 1) -> ServedModel:
+    """A champion serving a naive baseline (no regressor, no disk) for a series set."""
+    return ServedModel(f"finstream-{question}-{series_set.key}/{version}", served,
+                       forecaster({"question": question, "served": served}), series_set)
+
+
+SERVED = {"lags": (champion("lags", "persistence"),), "range": (champion("range", "mean_range_5"),)}
+NO_BASELINES: dict = {}
 
 
 def statuses(step) -> list[tuple[int, str]]:
@@ -46,10 +51,35 @@ def statuses(step) -> list[tuple[int, str]]:
 
 
 def test_bars_are_taken_in_time_order_and_the_window_keeps_the_last_state_bars():
-    step = transition(SERIES, empty_window(), None, bars(*reversed(range(30))), {}, NOW)
-    assert statuses(step) == [(T0 + s * DAY, "unscored") for s in range(30)]  # no model: none predicted
+    step = transition(SERIES, empty_window(), None, bars(*reversed(range(30))), {}, NOW, NO_BASELINES)
+    assert statuses(step) == [(T0 + s * DAY, "unscored") for s in range(30)]  # nothing serves: none predicted
     assert step.window["timestamp"] == [T0 + s * DAY for s in range(30 - STATE_BARS, 30)]
     assert step.pending is None
+
+
+def test_without_a_champion_the_reference_baselines_forecast_every_bar_with_enough_history():
+    step = transition(SERIES, empty_window(), None, bars(*range(30)), {}, NOW)
+    assert [s for _, s in statuses(step)] == ["unscored"] * 20 + ["predicted"] * 10  # unscored: too little history
+    first = next(row for row in step.rows if row["status"] == "predicted")
+    assert (first["model"], first["model_version"], first["model_run_id"]) == ("persistence", "baseline", None)
+    assert (first["range_model"], first["volatility_model"], first["interval_model"]) == (
+        "mean_range_5", "ewma", "rolling_std_normal")
+    assert {first[f] for f in ("range_version", "volatility_version", "interval_version")} == {"baseline"}
+    assert first["predicted_close"] == first["last_close"] and first["lower"] < first["last_close"] < first["upper"]
+
+
+def test_each_question_is_served_by_the_most_specific_champion_that_covers_the_series():
+    day, stocks, listed = SeriesSet("day"), SeriesSet("day", 1, "stocks"), SeriesSet("day", tickers=frozenset({"AAA"}))
+    champions = {"lags": (champion("lags", "persistence", listed, 3), champion("lags", "persistence", stocks, 2),
+                          champion("lags", "persistence", day, 1)),
+                 "range": (champion("range", "last_range", SeriesSet("hour", 1, "fx"), 7),)}
+    def served_by(ticker):
+        step = transition((ticker, "day", 1), empty_window(), None, bars(*range(22)), champions, NOW)
+        row = next(row for row in step.rows if row["status"] == "predicted")
+        return row["model_version"], row["range_version"]
+    assert served_by("AAA") == ("finstream-lags-day1-t-AAA/3", "baseline")  # no range champion covers day bars
+    assert served_by("BBB") == ("finstream-lags-day1-stocks/2", "baseline")
+    assert served_by("X:BTCUSD") == ("finstream-lags-day1/1", "baseline")
 
 
 def test_late_and_duplicate_bars_get_a_row_and_change_nothing():
@@ -74,7 +104,7 @@ def test_every_bar_with_enough_history_is_forecast_and_judged_by_the_next_one():
         assert made["range_error"] == made["predicted_range"] - made["actual_range"]
     first = predicted[0]
     assert (first["model"], first["model_version"], first["range_model"]) == (
-        "persistence", "finstream-lags/1", "mean_range_5")
+        "persistence", "finstream-lags-day1/1", "mean_range_5")
     assert first["predicted_at"] == NOW and first["latency_ms"] == NOW - first["published_at"]
     assert sorted(k for k in first if k.startswith(FEATURE_PREFIX))  # its features travel with it
     # the last one waits for the next bar, in the state, and is written whole when judged
@@ -96,11 +126,12 @@ def test_absent_values_are_remembered_as_absent_and_still_forecast():
 
 
 def test_only_models_that_cover_the_series_forecast_it():
-    hourly = {"lags": baseline("lags", "persistence", timespan="hour")}
-    step = transition(SERIES, empty_window(), None, bars(*range(25)), hourly, NOW)
+    hourly = {"lags": (champion("lags", "persistence", SeriesSet("hour")),)}
+    step = transition(SERIES, empty_window(), None, bars(*range(25)), hourly, NOW, NO_BASELINES)
     assert {s for _, s in statuses(step)} == {"unscored"}
-    other = {"lags": baseline("lags", "persistence", tickers=("BBB",)), "range": SERVED["range"]}
-    step = transition(SERIES, empty_window(), None, bars(*range(25)), other, NOW)
+    other = {"lags": (champion("lags", "persistence", SeriesSet("day", tickers=frozenset({"BBB"}))),),
+             "range": SERVED["range"]}
+    step = transition(SERIES, empty_window(), None, bars(*range(25)), other, NOW, NO_BASELINES)
     predicted = [row for row in step.rows if row["status"] == "predicted"]
     assert predicted and all("predicted_close" not in row and "predicted_range" in row for row in predicted)
 

@@ -213,11 +213,11 @@ def test_install_points_at_a_version_only_once_it_loads(tmp_path):
     series = {"series": {"timespan": "day", "multiplier": 1, "tickers": []}}
     for version in ("1", "2"):
         installed.install(tmp_path, "lags", version, {"question": "lags", "served": "persistence"}, series)
-    assert installed.installed_version(tmp_path, "lags") == "2"
+    assert installed.installed_version(tmp_path, "lags", "day1") == "2"
     with pytest.raises(ValueError, match="serves 'range', not 'lags'"):
         installed.install(tmp_path, "lags", "3", {"question": "range", "served": "rolling_20"}, series)
-    assert installed.installed_version(tmp_path, "lags") == "2"
-    assert installed.installed_version(tmp_path, "volume") is None
+    assert installed.installed_version(tmp_path, "lags", "day1") == "2"
+    assert installed.installed_version(tmp_path, "volume", "day1") is None
 
 
 def test_table_shows_every_candidate_with_its_dm_test_and_what_is_served():
@@ -292,7 +292,7 @@ def test_the_report_dataclass_writes_the_json_the_dict_did(served, version, alia
     now = datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
     report = TrainingReport.from_run(run, "20240102T030405000006Z", "kafka", now=now)
     assert report.mlflow_run_id is None and report.model_version is None  # not tracked yet
-    written = report.registered_as(Registered("abc123", version, alias)).as_dict()
+    written = report.registered_as(Registered("abc123", version, alias, "finstream-lags")).as_dict()
     expected = legacy_report(run, "20240102T030405000006Z", "kafka", now.isoformat(), "abc123", version, alias)
     assert list(written) == ["run_id", "created_at", "source", "model_version", "question", "options", "data",
                              "chosen", "selection", "served", "served_reason", "models", "mlflow_run_id",
@@ -307,7 +307,7 @@ def test_the_report_dataclass_writes_the_json_the_dict_did(served, version, alia
 
 def test_the_functions_reading_the_report_see_its_figures():
     report = TrainingReport.from_run(fake_run("linear"), "r1", "es")
-    report = report.registered_as(Registered("abc123", "3", "champion"))
+    report = report.registered_as(Registered("abc123", "3", "champion", "finstream-lags"))
     written = report.as_dict()
     metrics = tracking.run_metrics(report)
     assert metrics["linear.holdout.loss"] == written["models"]["linear"]["holdout"]["loss"] == 1.0

@@ -21,8 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from finstream.features.spec import FORECAST_FEATURES, LAG_FEATURES
+
+if TYPE_CHECKING:  # series_sets reads the bar schema, which reads these declarations
+    from finstream.core.series_sets import SeriesSet
 
 # How a question's forecasts are judged in training, by kind (finstream.core.skill.row_loss).
 TRAINING_LOSSES = {"price": "MSE", "range": "MSE", "volatility": "QLIKE", "interval": "interval score"}
@@ -174,9 +178,11 @@ QUESTIONS = {
 }
 
 
-def registered_model_name(question: str) -> str:
-    """The MLflow registered model of a question's versions: finstream-<question>."""
-    return f"finstream-{question}"
+def registered_model_name(question: str, series_set: SeriesSet | None = None) -> str:
+    """The MLflow registered model of a question's versions for a series set:
+    finstream-<question>-<set key> (finstream-range-hour1-fx). Without a set: finstream-<question>,
+    the one registered model per question of a registry made before series sets."""
+    return f"finstream-{question}" + (f"-{series_set.key}" if series_set is not None else "")
 
 
 def served(questions: Iterable[Question] | None = None) -> tuple[Question, ...]:

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from finstream.core.questions import Question, served, watched
+from finstream.core.questions import Question, served
 from finstream.features.spec import FORECAST_FEATURES
 
 TIMESPANS = ("second", "minute", "hour", "day", "week", "month", "quarter", "year")
@@ -372,36 +372,32 @@ PIPELINE_METRICS_MAPPING = {
     # finstream.serving.predictor.status_counts).
     **{name: {"type": "long"} for name in (*MESSAGE_COUNTS, *PREDICTION_STATUSES)},
 }
-# The live skill watch's fields (finstream.serving.live_skill), per watched question.
-LIVE_SKILL_FIELDS = {"loss_ratio": "double", "version": "keyword", "judged": "long", "band_low": "double",
-                     "band_high": "double"}
+# The live skill watch's documents (finstream.serving.live_skill): one per batch and watched
+# version (each question's champion of each series set), beside the batch's own document.
+LIVE_SKILL_MAPPING = {
+    "live_question": {"type": "keyword"},
+    "live_version": {"type": "keyword"},  # finstream-range-hour1-fx/3
+    "live_set": {"type": "keyword"},  # the series set's key: hour1-fx
+    "live_loss_ratio": {"type": "double"},  # its loss over its reference baseline's, last window
+    "live_judged": {"type": "long"},  # the judged predictions in that window
+    "live_band_low": {"type": "double"},  # the holdout's band (finstream.core.skill.live_band)
+    "live_band_high": {"type": "double"},
+}
 
 
 def live_field(question: str, name: str) -> str:
-    """A pipeline-metrics field of a question's live skill: live_<question>_<name>."""
+    """An observed metric of a question's live skill: live_<question>_<name>."""
     return f"live_{question}_{name}"
 
 
-def pipeline_metrics_properties(questions: Iterable[Question] | None = None) -> dict[str, Any]:
-    """The pipeline-metrics index's fields, with the live skill fields of each watched question.
-
-    Args:
-        questions: the questions to include (default: every declared one; unwatched ones add nothing).
-
-    Returns:
-        field name -> its mapping property, e.g. {"type": "long"}.
-    """
-    return {**PIPELINE_METRICS_MAPPING, **{live_field(q.name, name): {"type": kind} for q in watched(questions)
-                                           for name, kind in LIVE_SKILL_FIELDS.items()}}
+def pipeline_metrics_properties() -> dict[str, Any]:
+    """The pipeline-metrics index's fields: the batches' and the live skill watch's."""
+    return {**PIPELINE_METRICS_MAPPING, **LIVE_SKILL_MAPPING}
 
 
-def pipeline_metrics_mapping(questions: Iterable[Question] | None = None) -> dict[str, Any]:
-    """The pipeline-metrics index's mapping: pipeline_metrics_properties, strict, keywords bounded.
-
-    Args:
-        questions: as for pipeline_metrics_properties (default: every declared one).
-    """
-    return strict_mapping(bounded_keywords(pipeline_metrics_properties(questions)))
+def pipeline_metrics_mapping() -> dict[str, Any]:
+    """The pipeline-metrics index's mapping: pipeline_metrics_properties, strict, keywords bounded."""
+    return strict_mapping(bounded_keywords(pipeline_metrics_properties()))
 
 
 # --- the indices ---------------------------------------------------------------------------------

@@ -288,15 +288,15 @@ def skill_charts(questions: Iterable[Question] | None = None) -> tuple[Chart, ..
     return tuple(result)
 
 
-def live_skill_chart(questions: Iterable[Question] | None = None) -> Chart:
-    """The live skill watch's ratios of every watched question, from the pipeline metrics."""
+def live_skill_chart() -> Chart:
+    """The live skill watch's ratio of every served champion, one line per version (its name
+    holds the question and the series set), from the watch's pipeline-metrics documents."""
     return Chart(
-        "finstream-live-skill", "Live skill of the served models", "Each served forecast's loss over its last "
-        "judged predictions divided by its naive baseline's (finstream.serving.live_skill): below 1 it beats the "
-        "baseline. The stream logs a WARNING naming the version when a ratio leaves the band its holdout promised "
-        "(the band's limits are in the same documents, live_<question>_band_low/high).",
-        "es_index_pipeline_metrics", "timestamp", None,
-        tuple(_metric(q.name, "avg", schema.live_field(q.name, "loss_ratio")) for q in watched(questions)),
+        "finstream-live-skill", "Live skill of the served models", "Each served champion's loss over its last "
+        "judged predictions divided by its naive baseline's (finstream.serving.live_skill), one line per version "
+        "(finstream-<question>-<series set>/<n>): below 1 it beats the baseline. The stream logs a WARNING naming "
+        "the version when a ratio leaves the band its holdout promised (live_band_low/high in the same documents).",
+        "es_index_pipeline_metrics", "timestamp", "live_version", (_metric("loss ratio", "avg", "live_loss_ratio"),),
         "loss / baseline loss", reference_line=1.0)
 
 

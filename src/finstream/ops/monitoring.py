@@ -121,16 +121,20 @@ class ProgressListener(StreamingQueryListener):
         log.info(json.dumps({"event": "started", "query": event.name, "query_id": str(event.id)}))
 
     def onQueryProgress(self, event) -> None:  # noqa: N802
-        """Logs a micro-batch's progress as one JSON line and indexes it (with the live skill watch's fields)."""
+        """Logs a micro-batch's progress as one JSON line and indexes it, and one document per
+        version the live skill watch followed in it."""
         try:
             progress = json.loads(event.progress.json)
             doc = progress_document(progress)
             observed = (progress.get("observedMetrics") or {}).get("predictions")
-            if self._watch and observed:
-                doc.update(self._watch.update(observed, doc["batch_id"]))
+            live = self._watch.update(observed, doc["batch_id"]) if self._watch and observed else []
             log.info(json.dumps({"event": "progress", **doc}))
             log.debug("durations %s %s", doc["query"], progress.get("durationMs"))
             self._index_document(f"{doc['run_id']}|{doc['batch_id']}", doc)
+            for entry in live:  # one document per watched version, beside the batch's
+                self._index_document(f"{doc['run_id']}|{doc['batch_id']}|{entry['live_version']}",
+                                     {key: doc[key] for key in ("query", "query_id", "run_id", "batch_id", "timestamp")}
+                                     | entry)
         except Exception as exc:  # noqa: BLE001
             log.warning("could not record streaming progress: %s", exc)
 

@@ -18,17 +18,21 @@ log = logging.getLogger(__name__)
 
 
 class ChampionMirror:
-    """Runs in the stream job's driver: installs each question's champion into MODEL_DIR when
-    the alias moves (checked every `poll_seconds`), so the next micro-batch serves it without a
-    restart. A version that cannot serve (unreadable, other features than this code computes)
-    is refused once, with an error naming it, and the one installed before keeps serving. A
-    registry that cannot be reached is said once and retried; serving goes on meanwhile."""
+    """Runs in the stream job's driver: installs the champion of every registered model of each
+    question (one per series set, finstream.stores.registry) into MODEL_DIR when its alias
+    moves (checked every `poll_seconds`), so the next micro-batch serves it without a restart.
+    A version that cannot serve (unreadable, other features than this code computes) is
+    refused once, with an error naming it, and the one installed before keeps serving. A
+    registry that cannot be reached is said once and retried; serving goes on meanwhile. A
+    registry made before series sets (finstream-<question>) is served as the set its champion
+    was trained for, unless a model registered for that set exists."""
 
     def __init__(self, settings: Settings, questions: tuple[str, ...], poll_seconds: float | None = None) -> None:
         self.settings, self.questions = settings, questions
         self.poll_seconds = settings.model_poll_seconds if poll_seconds is None else poll_seconds
-        self.installed: dict[str, str] = {}
-        self.refused: dict[str, str] = {}
+        self.installed: dict[str, str] = {}  # registered model -> the version installed
+        self.refused: dict[str, str] = {}  # registered model -> the version refused
+        self.superseded: dict[str, str] = {}  # a registry made before sets -> the version a set's model replaces
         self._client = None
         self._unreachable = False
         self._stop = threading.Event()
@@ -39,7 +43,10 @@ class ChampionMirror:
         try:
             self._client = self._client or registry.client(self.settings)
             for question in self.questions:
-                self._follow(question)
+                names = registry.registered_models(self._client, question)
+                legacy = registry.model_name(question)
+                for name in sorted(names, key=lambda n: n == legacy, reverse=True):  # legacy first: sets win
+                    self._follow(question, name)
         except Exception as exc:  # noqa: BLE001 - the registry down must not stop the stream
             if not self._unreachable:
                 log.warning("cannot read the model registry at %s (%s): serving what is installed; retrying every "
@@ -50,29 +57,35 @@ class ChampionMirror:
             log.info("the model registry answers again")
         self._unreachable = False
 
-    def _follow(self, question: str) -> None:
-        current = registry.champion(self._client, question)
+    def _follow(self, question: str, name: str) -> None:
+        current = registry.champion(self._client, name)
         version = str(current.version) if current else None
-        if version is None or version in (self.installed.get(question), self.refused.get(question)):
+        if version is None or version in (self.installed.get(name), self.refused.get(name),
+                                          self.superseded.get(name)):
             return
         model_dir = self.settings.model_path
         model_dir.mkdir(parents=True, exist_ok=True)
-        name = f"{registry.model_name(question)} version {version}"
+        label = f"{name} version {version}"
         with tempfile.TemporaryDirectory(dir=model_dir) as tmp:
             try:
                 files = Path(self._client.download_artifacts(current.run_id, registry.SERVING, tmp))
+                metadata = {**json.loads((files / installed.METADATA).read_text()), "registered_model": name}
+                served_set = installed.series_set(metadata)
+                if name == registry.model_name(question) and registry.model_name(question, served_set) in \
+                        registry.registered_models(self._client, question):
+                    self.superseded[name] = version  # a registry made before sets: its set has its own model
+                    return
                 served = installed.install(model_dir, question, version,
-                                            json.loads((files / installed.SCORER).read_text()),
-                                            json.loads((files / installed.METADATA).read_text()))
+                                           json.loads((files / installed.SCORER).read_text()), metadata)
             except Exception as exc:  # noqa: BLE001 - a bad version must not stop the stream
-                self.refused[question] = version
-                before = self.installed.get(question) or installed.installed_version(model_dir, question)
-                log.error("cannot serve %s (%s); %s", name, first_line(exc),
-                          f"still serving version {before}" if before else "no predictions for it until one loads")
+                self.refused[name] = version
+                log.error("cannot serve %s (%s); %s", label, first_line(exc),
+                          f"still serving version {self.installed[name]}" if name in self.installed
+                          else "its series set is served as before until one loads")
                 return
-        self.installed[question] = version
-        log.info("champion %s (run %s) installed: %s serves %s from the next micro-batch", name, current.run_id,
-                 question, served.kind)
+        self.installed[name] = version
+        log.info("champion %s (run %s) installed: %s for the series set %s serves %s from the next micro-batch",
+                 label, current.run_id, question, served_set.key, served.kind)
 
     def start(self) -> "ChampionMirror":
         """One sync now, then one every poll_seconds in a daemon thread."""

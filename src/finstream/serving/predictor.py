@@ -57,6 +57,7 @@ from finstream.ingest.validation import now_millis
 from finstream.serving import worker
 from finstream.serving.installed import ServedForecasts
 from finstream.serving.state_step import (
+    BASELINE_VERSION,
     FEATURE_PREFIX,
     HISTORY_COLUMNS,
     STATUSES,
@@ -125,7 +126,7 @@ def predict_series(key: tuple, frames: Iterator[pd.DataFrame], state: GroupState
     incoming = pd.concat(list(frames), ignore_index=True)
     if incoming.empty:
         return
-    served = worker.served_models(model_dir).current()
+    champions = worker.served_models(model_dir).current()
     if state.exists:
         stored = state.get
         window = {name: list(values) for name, values in zip(HISTORY_COLUMNS, stored[:-1], strict=True)}
@@ -135,7 +136,7 @@ def predict_series(key: tuple, frames: Iterator[pd.DataFrame], state: GroupState
     # Plain Python values (tolist), not numpy scalars: the state and the scorer take floats.
     bars = {name: incoming[name].tolist() for name in (*HISTORY_COLUMNS, "published_at", "kafka_offset")}
     now_ms = int(clock() * 1000)
-    step = transition(key, window, pending, bars, served, now_ms)
+    step = transition(key, window, pending, bars, champions, now_ms)
     kept = json.dumps(step.pending) if step.pending is not None else None
     state.update(tuple(step.window[name] for name in HISTORY_COLUMNS) + (kept,))
     timeout = now_ms + idle_timeout_ms(key[1], int(key[2]), idle_hours)
@@ -167,24 +168,26 @@ def status_counts() -> list[Column]:
 
 
 def live_skill_sums(questions: Iterable[Question] | None = None) -> list[Column]:
-    """Per watched question (finstream.core.questions: its `live` loss), over the predictions
-    judged in the batch: the served forecast's summed loss, its baseline's, how many, and the
-    versions that made them, as live_<question>_{loss,baseline,judged,version,first_version}
-    (observed by the query, so no extra job)."""
+    """Per watched question (finstream.core.questions: its `live` loss), the predictions judged
+    in the batch as live_<question>_judged_rows: a list of (version, loss, baseline), the served
+    forecast's loss term and its reference baseline's, for the watch to sum per version, so
+    that every series set's champion is watched on its own (observed by the query, so no
+    extra job).
+
+    Columns in: OUTPUT_SCHEMA. Out: one array<struct<version, loss, baseline>> per question.
+    """
     columns = []
     for question in watched(questions):
         live = question.live
+        version = F.col(question.model_fields[1])
         # A prediction is judged once: in its own batch when the next bar came with it, else as
-        # the `judged` rewrite when the next bar arrives. Only then has it a loss.
-        scored = F.col("status").isin(*WRITTEN) & F.col(live.loss).isNotNull() & F.col(live.baseline).isNotNull()
-        summed = [F.sum(F.when(scored, F.col(name) * F.col(name) if live.squared else F.col(name)))
-                  for name in (live.loss, live.baseline)]
-        version = F.when(scored, F.col(question.model_fields[1]))
-        columns += [summed[0].alias(S.live_field(question.name, "loss")),
-                    summed[1].alias(S.live_field(question.name, "baseline")),
-                    F.sum(scored.cast("long")).alias(S.live_field(question.name, "judged")),
-                    F.max(version).alias(S.live_field(question.name, "version")),
-                    F.min(version).alias(S.live_field(question.name, "first_version"))]
+        # the `judged` rewrite when the next bar arrives. Only then has it a loss. The reference
+        # baseline serving a series no champion covers is its own baseline: nothing to watch.
+        scored = (F.col("status").isin(*WRITTEN) & F.col(live.loss).isNotNull() & F.col(live.baseline).isNotNull()
+                  & (version != BASELINE_VERSION))
+        terms = [F.col(name) * F.col(name) if live.squared else F.col(name) for name in (live.loss, live.baseline)]
+        judged = F.struct(version.alias("version"), terms[0].alias("loss"), terms[1].alias("baseline"))
+        columns.append(F.collect_list(F.when(scored, judged)).alias(S.live_field(question.name, "judged_rows")))
     return columns
 
 

@@ -12,21 +12,24 @@ the time.
   `duplicate` (the last published copy wins, as in the bars index): both get a row and
   change nothing;
 - each new bar judges the pending prediction (its actual and errors, finstream.serving
-  .forecasters.judged), joins the window, and is forecast by each served question whose model
-  covers the series, once the window holds enough bars for its features (else `unscored`).
+  .forecasters.judged), joins the window, and is forecast for each question by the most
+  specific champion whose series set covers the series, or by the question's reference
+  baseline when none does (labelled `model: <baseline>`, version `baseline`), once the window
+  holds enough bars for its features (else `unscored`: too little history).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from finstream.core import schema as S
 from finstream.core import skill
+from finstream.core.questions import served
 from finstream.features.scalar import forecast_features
 from finstream.features.spec import HISTORY_BARS
 from finstream.serving.forecasters import judged
-from finstream.serving.installed import ServedModel
+from finstream.serving.installed import ServedModel, reference_baseline
 
 HISTORY_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume", "vwap")
 # Bars remembered per series: what the features and the baselines look back over.
@@ -39,6 +42,9 @@ PREDICTED, JUDGED, UNSCORED, LATE, DUPLICATE = STATUSES
 NEW = "new"  # an incoming bar before it is scored
 WRITTEN = (PREDICTED, JUDGED)
 FEATURE_PREFIX = "feature_"  # a feature's column in the output rows (documents nest them under `features`)
+BASELINE_VERSION = "baseline"  # the version field of a forecast by a question's reference baseline
+# Each served question's reference baseline: what serves a series no champion covers.
+REFERENCE_BASELINES = {question.name: reference_baseline(question) for question in served()}
 
 
 @dataclass(frozen=True)
@@ -87,11 +93,24 @@ def idle_timeout_ms(timespan: str, multiplier: int, idle_hours: float) -> int:
     return int(max(idle_hours * 3_600_000, 3 * S.TIMESPAN_SECONDS[timespan] * int(multiplier) * 1000))
 
 
-def forecasts_of(served: Mapping[str, ServedModel], window: dict[str, list], features: dict[str, float]) -> dict:
+def serving(champions: Mapping[str, Sequence[ServedModel]], baselines: Mapping[str, ServedModel],
+            ticker: str, timespan: str, multiplier: int) -> dict[str, ServedModel]:
+    """Per question, what serves the series: the first champion (most specific first) whose
+    series set covers it, else the question's reference baseline."""
+    chosen = dict(baselines)
+    for question, models in champions.items():
+        for model in models:
+            if model.covers(ticker, timespan, multiplier):
+                chosen[question] = model
+                break
+    return chosen
+
+
+def forecasts_of(models: Mapping[str, ServedModel], window: dict[str, list], features: dict[str, float]) -> dict:
     """Every served question's forecast fields for the window's newest bar, each with the
     fields naming what served it; a question whose forecast is undefined adds nothing."""
     fields: dict = {}
-    for model in served.values():
+    for model in models.values():
         forecast = model.forecaster.forecast(window, features)
         if forecast is not None:
             name_field, version_field, run_field = model.question.model_fields
@@ -100,7 +119,8 @@ def forecasts_of(served: Mapping[str, ServedModel], window: dict[str, list], fea
 
 
 def transition(series: tuple[str, str, int], window: dict[str, list], pending: dict | None,
-               bars: dict[str, list], served: Mapping[str, ServedModel], now_ms: int) -> Transition:
+               bars: dict[str, list], champions: Mapping[str, Sequence[ServedModel]], now_ms: int,
+               baselines: Mapping[str, ServedModel] = REFERENCE_BASELINES) -> Transition:
     """One series' micro-batch.
 
     Args:
@@ -110,9 +130,11 @@ def transition(series: tuple[str, str, int], window: dict[str, list], pending: d
         pending: the prediction document made at the window's newest bar, or None; not modified.
         bars: the batch's bars of the series, in any order: HISTORY_COLUMNS plus published_at
             (epoch ms, the Kafka record's time) and kafka_offset, each a list; NaN is absent.
-        served: question -> the model serving it now (those that do not cover the series are
-            ignored).
+        champions: question -> its installed champions, most specific first (those that do not
+            cover the series are ignored).
         now_ms: the time the step runs at (epoch ms): predicted_at of its predictions.
+        baselines: question -> what serves a series no champion covers (default: each served
+            question's reference baseline; empty: such a series is not forecast).
 
     Returns:
         The rows, the new window and the new pending prediction (Transition).
@@ -122,7 +144,7 @@ def transition(series: tuple[str, str, int], window: dict[str, list], pending: d
     earlier = dict(pending) if pending is not None else None
     bars = dict(bars)
     order = mark_incoming(bars, window["timestamp"])
-    covering = {q: model for q, model in served.items() if model.covers(ticker, timespan, multiplier)}
+    covering = serving(champions, baselines, ticker, timespan, multiplier)
     rows: list[dict] = []
     for i in order:
         bar = {name: values[i] for name, values in bars.items()}

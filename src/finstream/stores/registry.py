@@ -3,7 +3,11 @@ which version to serve.
 
 - Tracking: `MLFLOW_TRACKING_URI`, or (empty, the default) an embedded store with no server
   to run: a SQLite file and an artifact folder under `.local/mlflow/`.
-- Registry: one registered model per question, `finstream-<question>`. A version carries the
+- Registry: one registered model per question and series set, `finstream-<question>-<set key>`
+  (finstream.core.series_sets): MLflow's aliases are per registered model, so each set has its
+  own `champion` and `challenger`, and promoting one set's version cannot change what another
+  set is served. A registry made before sets has one model per question, `finstream-<question>`;
+  its champion is read as the set its run trained on. A version carries the
   MLlib model (`model/`, the `mlflow.spark` flavour) and what the stream serves
   (`serving/scorer.json`, `serving/metadata.json`). The alias `champion` is the version the
   stream serves; `challenger` the newest version that did not take its place.
@@ -21,6 +25,7 @@ from finstream.core.config import Settings, local_dir
 from finstream.core.errors import UserError
 from finstream.core.questions import registered_model_name as model_name  # the registry's name for it
 from finstream.core.retry import first_line
+from finstream.core.series_sets import SeriesSet
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +101,28 @@ def artifact_location(settings: Settings) -> str | None:
     return None
 
 
-def champion(mlflow_client, question: str):
-    """The champion ModelVersion of the question, or None (no registered model, or no champion).
+def registered_models(mlflow_client, question: str) -> list[str]:
+    """The names of every registered model of a question, sorted: one per series set
+    (finstream-<question>-<set key>), and finstream-<question> if the registry was made
+    before series sets."""
+    legacy = model_name(question)
+    found = mlflow_client.search_registered_models(filter_string=f"name LIKE '{legacy}%'")
+    return sorted(m.name for m in found if m.name == legacy or m.name.startswith(f"{legacy}-"))
+
+
+def series_set_of(mlflow_client, name: str, version) -> SeriesSet:
+    """The series set a registered version was trained for, from its run's parameters (a
+    version registered before series sets: its timespan, multiplier and listed tickers)."""
+    params = mlflow_client.get_run(version.run_id).data.params if version.run_id else {}
+    if params.get("series_set"):
+        return SeriesSet.parse(params["series_set"])
+    tickers = params.get("tickers", "all")
+    return SeriesSet(params.get("timespan", "day"), int(params.get("multiplier", 1)),
+                     tickers=frozenset() if tickers == "all" else frozenset(tickers.split(",")))
+
+
+def champion(mlflow_client, name: str):
+    """The champion ModelVersion of a registered model, or None (no such model, or no champion).
 
     Raises:
         mlflow.exceptions.MlflowException: any other error of the store, unchanged.
@@ -105,22 +130,43 @@ def champion(mlflow_client, question: str):
     from mlflow.exceptions import MlflowException
 
     try:
-        return mlflow_client.get_model_version_by_alias(model_name(question), CHAMPION)
+        return mlflow_client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException as exc:
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None
         raise
 
 
-def register(mlflow_client, question: str, run_id: str, source: str, passed: bool) -> tuple[str, str]:
-    """Registers the run's model as a new version of finstream-<question>.
+def resolve(mlflow_client, question: str, series_set: SeriesSet) -> str:
+    """The registered model serving a question for a set: finstream-<question>-<set key>, or
+    the question's one model of a registry made before sets, if its champion is for that set.
 
-    The version becomes the champion when it passed the selection rules or the question has
-    none yet, else the challenger.
+    Raises:
+        LookupError: neither exists (the message names the sets there are).
+    """
+    names = registered_models(mlflow_client, question)
+    wanted = model_name(question, series_set)
+    if wanted in names:
+        return wanted
+    legacy = model_name(question)
+    if legacy in names:
+        current = champion(mlflow_client, legacy)
+        if current is not None and series_set_of(mlflow_client, legacy, current) == series_set:
+            return legacy
+    there = ", ".join(names) or "none"
+    raise LookupError(f"no registered model of {question} for the series set {series_set.key} (there are: {there})")
+
+
+def register(mlflow_client, name: str, run_id: str, source: str, passed: bool) -> tuple[str, str]:
+    """Registers the run's model as a new version of the registered model `name`
+    (finstream-<question>-<set key>).
+
+    The version becomes the champion when it passed the selection rules or the model has
+    none yet, else the challenger. Another set's model is never touched.
 
     Args:
         mlflow_client: an MlflowClient.
-        question: the question's name.
+        name: the registered model (finstream.core.questions.registered_model_name).
         run_id: the MLflow run that trained the model.
         source: the model's artifact URI.
         passed: whether it passed the selection rules.
@@ -130,48 +176,47 @@ def register(mlflow_client, question: str, run_id: str, source: str, passed: boo
     """
     from mlflow.exceptions import MlflowException
 
-    name = model_name(question)
     try:
-        mlflow_client.create_registered_model(name, description=f"finstream forecasts: {question}")
+        mlflow_client.create_registered_model(name, description=f"finstream forecasts: {name}")
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
     version = str(mlflow_client.create_model_version(name, source, run_id=run_id).version)
-    if passed or champion(mlflow_client, question) is None:
-        set_champion(mlflow_client, question, version)
+    if passed or champion(mlflow_client, name) is None:
+        set_champion(mlflow_client, name, version)
         return version, CHAMPION
     mlflow_client.set_registered_model_alias(name, CHALLENGER, version)
     return version, CHALLENGER
 
 
-def _history(mlflow_client, question: str) -> list[str]:
-    tags = mlflow_client.get_registered_model(model_name(question)).tags
+def _history(mlflow_client, name: str) -> list[str]:
+    tags = mlflow_client.get_registered_model(name).tags
     return [v for v in tags.get(HISTORY_TAG, "").split(",") if v]
 
 
-def set_champion(mlflow_client, question: str, version: str) -> None:
-    """Points the champion alias at `version`, remembering it for a rollback.
+def set_champion(mlflow_client, name: str, version: str) -> None:
+    """Points the registered model's champion alias at `version`, remembering it for a rollback.
 
     Raises:
-        mlflow.exceptions.MlflowException: the question's model has no such version.
+        mlflow.exceptions.MlflowException: the model has no such version.
     """
-    name, version = model_name(question), str(version)
+    version = str(version)
     mlflow_client.get_model_version(name, version)  # raises if there is no such version
-    history = [v for v in _history(mlflow_client, question) if v != version] + [version]
+    history = [v for v in _history(mlflow_client, name) if v != version] + [version]
     mlflow_client.set_registered_model_tag(name, HISTORY_TAG, ",".join(history[-50:]))
     mlflow_client.set_registered_model_alias(name, CHAMPION, version)
 
 
-def rollback(mlflow_client, question: str) -> str:
-    """Moves the champion alias back to the version that held it before; returns that version.
+def rollback(mlflow_client, name: str) -> str:
+    """Moves the registered model's champion alias back to the version that held it before;
+    returns that version.
 
     Raises:
-        LookupError: the question's model has had no earlier champion (the message says so).
+        LookupError: the model has had no earlier champion (the message says so).
     """
-    history = _history(mlflow_client, question)
+    history = _history(mlflow_client, name)
     if len(history) < 2:
-        raise LookupError(f"{model_name(question)} has no earlier champion to roll back to")
-    name = model_name(question)
+        raise LookupError(f"{name} has no earlier champion to roll back to")
     mlflow_client.set_registered_model_tag(name, HISTORY_TAG, ",".join(history[:-1]))
     mlflow_client.set_registered_model_alias(name, CHAMPION, history[-2])
     return history[-2]

@@ -16,7 +16,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 from finstream.core.questions import Question
-from finstream.stores import registry
 from finstream.training.selection import (
     VALIDATION_FRACTION,
     CandidateResult,
@@ -41,6 +40,7 @@ class Registered:
     mlflow_run_id: str
     version: str | None = None
     alias: str | None = None
+    name: str | None = None  # the registered model: finstream-<question>-<series set>
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ class TrainingReport:
             A copy with mlflow_run_id, registered_alias and model_version set (model_version
             "finstream-<question>/<version>", None when nothing was registered).
         """
-        model_version = registered.version and f"{registry.model_name(self.question.name)}/{registered.version}"
+        model_version = registered.version and f"{registered.name}/{registered.version}"
         return dataclasses.replace(self, mlflow_run_id=registered.mlflow_run_id, registered_alias=registered.alias,
                                    model_version=model_version)
 

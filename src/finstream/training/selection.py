@@ -25,6 +25,7 @@ from finstream.core import skill
 from finstream.core.errors import UserError
 from finstream.core.questions import QUESTIONS, Question
 from finstream.core.schema import SERIES
+from finstream.core.series_sets import SeriesSet
 from finstream.features.columns import training_rows
 from finstream.features.spec import HISTORY_BARS
 from finstream.training import evaluation as E
@@ -48,6 +49,8 @@ class TrainOptions:
         folds: walk-forward folds (expanding window) over the period's second half; 0: none.
         tune: choose each model's hyper-parameters from conf/models.toml's grid.
         models: the regressors to fit (finstream.training.regressors.REGRESSORS).
+        series_set: the series set the model is registered for (`--set`, a key such as
+            hour1-fx); empty: the set it trains on (TrainingRun.series_set).
     """
 
     question: str = "lags"
@@ -58,6 +61,20 @@ class TrainOptions:
     folds: int = 3
     tune: bool = False
     models: tuple[str, ...] = tuple(REGRESSORS)
+    series_set: str = ""
+
+
+def series_set_for(options: TrainOptions, tickers: list[str]) -> SeriesSet:
+    """The series set a run is registered for: `--set` if given, else the tickers it was asked
+    for, else the asset class the tickers it read share, else the bare timespan.
+
+    Args:
+        options: the run's options.
+        tickers: the tickers it read.
+    """
+    if options.series_set:
+        return SeriesSet.parse(options.series_set)
+    return SeriesSet.trained_on(options.timespan, options.multiplier, tickers, listed=bool(options.tickers))
 
 
 class Fingerprint(TypedDict):
@@ -190,6 +207,12 @@ class TrainingRun:
     def chosen(self) -> str:
         """The model chosen on the validation slice."""
         return self.selection.chosen
+
+    @property
+    def series_set(self) -> SeriesSet:
+        """The series set the model is for: `--set` if given, else the tickers it was asked
+        for, else their common asset class, else the bare timespan (SeriesSet.trained_on)."""
+        return series_set_for(self.options, self.data["tickers"])
 
     @property
     def model(self) -> PipelineModel:

@@ -29,7 +29,7 @@ from finstream.serving import installed
 from finstream.stores import registry
 from finstream.training import export, reporting
 from finstream.training.results import Registered, TrainingReport
-from finstream.training.selection import TrainingRun
+from finstream.training.selection import TrainingRun, series_set_for
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,8 @@ def champion_by_rules(run: TrainingRun, promote: bool = False) -> bool:
 
 def register(client, run: TrainingRun, mlflow_run_id: str, promote: bool = False) -> Registered:
     """Registers the run's model (its MLflow `model` artifact) as a new version of
-    finstream-<question>, champion or challenger (champion_by_rules, registry.register).
+    finstream-<question>-<series set>, champion or challenger of that set (champion_by_rules,
+    registry.register); another set's champion never changes.
 
     Args:
         client: an MlflowClient on the store.
@@ -170,11 +171,11 @@ def register(client, run: TrainingRun, mlflow_run_id: str, promote: bool = False
     Returns:
         The run id, the new version and its alias.
     """
-    q = run.question
-    version, alias = registry.register(client, q.name, mlflow_run_id, f"runs:/{mlflow_run_id}/model",
+    name = registry.model_name(run.question.name, run.series_set)
+    version, alias = registry.register(client, name, mlflow_run_id, f"runs:/{mlflow_run_id}/model",
                                        passed=champion_by_rules(run, promote))
-    log.info("%s: registered %s version %s as %s", q.name, registry.model_name(q.name), version, alias)
-    return Registered(mlflow_run_id, version, alias)
+    log.info("%s: registered %s version %s as %s", run.question.name, name, version, alias)
+    return Registered(mlflow_run_id, version, alias, name)
 
 
 def track(run: TrainingRun, report: TrainingReport, settings: Settings, plots: list[Path],
@@ -237,8 +238,8 @@ def serving_metadata(run: TrainingRun, report: TrainingReport, mlflow_run_id: st
         "params": report.models[run.chosen].params, "features": list(run.question.features),
         "training_range": report.data["train_period"],
         # The series the model answers for: the stream serves it to these bars only.
-        "series": {"timespan": run.options.timespan, "multiplier": run.options.multiplier,
-                   "tickers": list(run.options.tickers)}, "data": report.data,
+        "series": run.series_set.as_dict(), "data": report.data,
+        "registered_model": registry.model_name(run.question.name, run.series_set),
         "metrics": report.models[run.served].holdout, "run_id": report.run_id, "source": report.source,
         "mlflow_run_id": mlflow_run_id, "live_band": holdout_band(run),
     }
@@ -280,7 +281,8 @@ def run_params(report: TrainingReport, data_source: dict[str, str]) -> dict[str,
               "multiplier": options.multiplier, "test_fraction": options.test_fraction, "folds": options.folds,
               "models": ",".join(options.models), "tune": options.tune, "source": report.source,
               "fingerprint": data["fingerprint"], "bars": data["bars"], "first_bar": data["first_bar"],
-              "last_bar": data["last_bar"], "chosen": report.chosen, "served": report.served, **data_source}
+              "last_bar": data["last_bar"], "chosen": report.chosen, "served": report.served,
+              "series_set": series_set_for(options, data["tickers"]).key, **data_source}
     for name, result in report.models.items():
         params.update({f"{name}.{key}": value for key, value in result.params.items()})
     return {key: str(value)[:6000] for key, value in params.items()}
