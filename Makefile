@@ -1,6 +1,7 @@
 # make demo   - install everything, start Kafka + Elasticsearch, replay the sample bars,
-#               index them with the Spark stream job, train, then stream the last bars
-#               and print the live predictions beside the actual closes
+#               run the Spark stream job (it indexes them) while the questions it serves are
+#               trained, stream the last bars and print the live predictions beside the actual
+#               closes, then the full training report (scripts/demo.sh: each step's duration)
 # make test   - the linter, then unit and integration tests (starts the local stack)
 # make lint   - ruff (pyproject.toml [tool.ruff])
 # make bench   - throughput of the stream job beside the alternatives (1M bars), then latency

@@ -1,6 +1,7 @@
-"""Waits for the stream job's predictions of the last bars of a sample dataset, then prints
-them beside the actual next close: the point forecast and its 90 % interval, the range and
-variance forecasts, and the live skill of each against its naive baseline."""
+"""Waits for the stream job's predictions of the last bars of a sample dataset: prints the
+first one as soon as it is in the index, then, once all are, the last ten beside the actual
+next close (the point forecast and its 90 % interval, the range and variance forecasts) and
+the live skill of each against its naive baseline."""
 
 from __future__ import annotations
 
@@ -20,15 +21,21 @@ def main() -> int:
     parser.add_argument("--dataset", default="goog-daily")
     parser.add_argument("--last", type=int, default=60)
     parser.add_argument("--timeout", type=float, default=180)
+    parser.add_argument("--demo-start", type=float,
+                        help="epoch seconds the demo started at: the first forecast says how long after it came")
     args = parser.parse_args()
     settings = Settings.load()
     es = elastic.client(settings)
     bars = samples.load_bars(args.dataset)[-args.last:]
     ids = [b.doc_id for b in bars]
     deadline = time.monotonic() + args.timeout
+    first_shown = False
     while True:
         found = es.mget(index=settings.es_index_predictions, ids=ids)["docs"]
         docs = [d["_source"] for d in found if d.get("found")]
+        if docs and not first_shown:
+            print_first(docs[0], args.demo_start)
+            first_shown = True
         # Every bar predicted, and every prediction but the last one judged.
         if len(docs) == len(ids) and sum("actual_close" in d for d in docs) == len(ids) - 1:
             break
@@ -40,9 +47,10 @@ def main() -> int:
         time.sleep(1)
 
     last = docs[-1]
-    print(f"live forecasts in {settings.es_index_predictions}, the last 10 of {len(docs)}: next close by "
-          f"{last['model']}, 90 % interval by {last['interval_model']}, range by {last['range_model']}, "
-          f"variance by {last['volatility_model']}")
+    print(f"\nlive forecasts of {bars[-1].ticker} {bars[-1].timespan} bars in {settings.es_index_predictions}, the "
+          f"last 10 of {len(docs)}: next close by {last['model']} ({last['model_version']}), 90 % interval by "
+          f"{last['interval_model']} ({last['interval_version']}), range by {last['range_model']} "
+          f"({last['range_version']}), variance by {last['volatility_model']} ({last['volatility_version']})")
     print(f"{'bar':<12}{'close':>9}{'next close':>11}{'90 % interval':>18}{'actual':>10}{'inside':>7}"
           f"{'range %':>9}{'actual':>8}{'vol %':>7}{'actual':>8}{'latency ms':>11}")
     for d in docs[-10:]:
@@ -75,6 +83,27 @@ def main() -> int:
     print(f"  variance QLIKE {qlike:.3f}, EWMA {qlike_base:.3f} (ratio {qlike / qlike_base:.3f}, "
           f"{len(moved)} bars that moved)")
     return 0
+
+
+def print_first(d: dict, demo_start: float | None) -> None:
+    """The first forecast of the slice in the index, in a line."""
+    day = datetime.fromtimestamp(d["timestamp"] / 1000, timezone.utc).strftime("%Y-%m-%d")
+    parts = [f"first live forecast: {d['ticker']} {day} close {d['last_close']:.2f}"]
+    if "predicted_close" in d:
+        parts.append(f"next close {d['predicted_close']:.2f} ({d.get('model', '?')})")
+    if "lower" in d:
+        parts.append(f"90 % interval {d['lower']:.2f}-{d['upper']:.2f}")
+    if "predicted_range" in d:
+        parts.append(f"range {100 * d['predicted_range']:.2f} %")
+    if "predicted_variance" in d:
+        parts.append(f"vol {100 * math.sqrt(d['predicted_variance']):.2f} %")
+    when = ""
+    if demo_start and d["predicted_at"] < demo_start * 1000:
+        # A replay of bars the stream has seen: it keeps their first predictions (idempotent).
+        when = "; made by an earlier run, these bars are duplicates to the stream now"
+    elif demo_start:
+        when = f"; {time.time() - demo_start:.0f} s into the demo"
+    print(", ".join(parts) + f" (latency {d['latency_ms']} ms{when})", flush=True)
 
 
 if __name__ == "__main__":
