@@ -153,6 +153,8 @@ launch_node() {
     as_es_user env ES_JAVA_HOME="$java_home" ES_PATH_CONF="$dir/config" ES_TMPDIR="$dir/tmp" \
         bash -c 'mkdir -p "$ES_TMPDIR" && exec "$0"/bin/elasticsearch -d -p "$1"' "$ES_HOME" "$dir/es.pid" \
         >"$out" 2>&1 || die "Elasticsearch node $i failed to start: see $out and $(node_log_dir "$i")/"
+    # -d returns once the node runs; on a loaded machine its pid file can land a moment later.
+    for _ in $(seq 60); do [ -s "$dir/es.pid" ] && break; sleep 0.5; done
     cp "$dir/es.pid" "$(pidfile "$i")"
     echo "$ES_HOST:$(http_port "$i")" >"$(pidfile "$i" | sed 's/\.pid$/.addr/')"
 }
