@@ -25,3 +25,6 @@ def setup_logging(level: str | None = None) -> None:
     for name in ("kafka.conn", "kafka.client"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     logging.getLogger("elastic_transport").setLevel(logging.ERROR)
+    # Our readers of the topic commit nothing on purpose (the replay and the checks); kafka-python
+    # says "group_id is None: disabling auto-commit" at WARNING for each.
+    logging.getLogger("kafka.coordinator.consumer").setLevel(logging.ERROR)
