@@ -4,12 +4,11 @@
 #       60 EURUSD hours)
 #   2/6 start the stream job (continuous): it indexes the backlog and keeps each series'
 #       last bars while the next step trains
-#   3/6 train the questions the stream serves, for the series it follows (GOOG daily and
-#       EURUSD hourly, each its own series set), in a
-#       short form (random forests only, no walk-forward) and --promote: the running stream
-#       installs each champion from its next micro-batch
-#   4/6 replay the live slice through the running stream; print its first live forecast as it
-#       lands, then the last 10 beside what followed, and the live skill; stop the stream
+#   3/6 GOOG daily live: a short training run of the questions the stream serves (random
+#       forests only, no walk-forward, --promote: the running stream installs each champion at
+#       its next micro-batch), then the live slice replayed through the running stream, its first
+#       live forecast printed as it lands, then the last 10 beside what followed, and the live skill
+#   4/6 EURUSD hourly live, the same (its own series set); then the stream stops
 #   5/6 the full training report, as before: EURUSD hourly (range, volatility, interval), then
 #       GOOG daily (the report's volume question and the four served ones, all three
 #       regressors, a walk-forward fold, --promote: its versions are the champions a stream
@@ -37,9 +36,9 @@ declare -A LIVE_BARS=([goog-daily]=60 [eurusd-hourly]=60)
 # jobs/train.py runs before the live slice: what the stream needs to forecast it, quickly.
 # --promote: the stream follows these series, so their versions take the champion alias even
 # where a model does not beat its baseline (the version then serves that baseline).
-QUICK_RUNS=(
-    "--timespan day --questions lags,range,volatility,interval --models random_forest --folds 0 --no-plots --promote"
-    "--timespan hour --questions lags,range,volatility,interval --models random_forest --folds 0 --no-plots --promote"
+declare -A QUICK_RUNS=(
+    [goog-daily]="--timespan day --questions lags,range,volatility,interval --models random_forest --folds 0 --no-plots --promote"
+    [eurusd-hourly]="--timespan hour --questions lags,range,volatility,interval --models random_forest --folds 0 --no-plots --promote"
 )
 # Random forests alone serve what step 5's full run serves (each question's forest or its
 # baseline) in a third of the time: measured on these four questions, no stream running,
@@ -149,32 +148,37 @@ STREAM_TRIGGER_INTERVAL="1 second" setsid ./spark-submit.sh jobs/stream_index.py
 STREAM_PID=$!
 step_done
 
-step 3/6 "training what the stream serves (MLflow runs, registered versions), short form:"
-echo "        random forests only, no walk-forward fold; the full report follows in step 5"
-QUICK_LOGS=()
-for args in "${QUICK_RUNS[@]}"; do
-    # shellcheck disable=SC2086 # the runs' options, word by word
-    train --brief $args
-    QUICK_LOGS+=("$TRAIN_LOG")
-done
-# The champions this step registered, as the running stream installs them.
-CHAMPIONS=$(grep -ohE "^model finstream-[a-z0-9+._-]+/[0-9]+ \(champion\)" "${QUICK_LOGS[@]}" \
-    | sed -E 's/^model (finstream-[a-z0-9+._-]+)\/([0-9]+).*/\1 version \2 /' | sort -u)
-await_stream '"query": "predict-bars"' 300  # the backlog's first batch: each series' last bars
-while read -r name _ version; do
-    [ -n "$name" ] && await_stream "champion $name version $version \(run" 60
-done <<<"$CHAMPIONS"
-# What the stream did meanwhile: the backlog's batch of each query, then the champions.
-{ grep -m1 -E "index-bars batch [0-9]+ written" "$STREAM_LOG"; grep -m1 -E "predict-bars batch [0-9]+ written" "$STREAM_LOG"
-  grep -E "champion .* installed" "$STREAM_LOG"; } | sed -E 's/^[0-9-]+ [0-9:,]+ INFO [a-z_.]+: /stream: /' || true
-step_done
-
-step 4/6 "the stream job running; the live slice arrives one bar at a time"
-for dataset in "${!LIVE_BARS[@]}"; do
+# One live dataset: its short training run (--promote), the champions installed by the running
+# stream, then its live slice replayed one bar at a time and its forecasts printed.
+serve_live() {
+    local dataset=$1
+    # shellcheck disable=SC2086 # the run's options, word by word
+    train --brief ${QUICK_RUNS[$dataset]}
+    # The champions this run registered, as the running stream installs them.
+    local champions
+    champions=$(grep -ohE "^model finstream-[a-z0-9+._-]+/[0-9]+ \(champion\)" "$TRAIN_LOG" \
+        | sed -E 's/^model (finstream-[a-z0-9+._-]+)\/([0-9]+).*/\1 version \2 /' | sort -u)
+    await_stream '"query": "predict-bars"' 300  # the backlog's first batch: each series' last bars
+    while read -r name _ version; do
+        [ -n "$name" ] || continue
+        await_stream "champion $name version $version \(run" 60
+        grep -m1 -E "champion $name version $version \(run" "$STREAM_LOG" \
+            | sed -E 's/^[0-9-]+ [0-9:,]+ INFO [a-z_.]+: /stream: /' || true
+    done <<<"$champions"
+    echo "the live slice of $dataset: its last ${LIVE_BARS[$dataset]} bars, one at a time"
     $PY -m producer replay --dataset "$dataset" --skip "${HELD_BACK[$dataset]}" --speed 10
     $PY scripts/demo_predictions.py --dataset "$dataset" --last "${LIVE_BARS[$dataset]}" \
         --demo-start "$DEMO_START" || stream_failed
-done
+}
+
+step 3/6 "GOOG daily, live: a short training run of what the stream serves (MLflow run, registered"
+echo "        versions: random forests only, no walk-forward fold; the full report is step 5), then"
+echo "        the live slice through the running stream"
+serve_live goog-daily
+step_done
+
+step 4/6 "EURUSD hourly, live: its short training run, then its live slice (its own series set)"
+serve_live eurusd-hourly
 stop_stream
 grep -E "live skill" "$STREAM_LOG" || true
 step_done

@@ -12,6 +12,7 @@ import time
 from datetime import datetime, timezone
 
 from finstream.core.config import Settings
+from finstream.core.schema import TIMESPANS
 from finstream.stores import elastic
 from producer import samples
 
@@ -51,12 +52,12 @@ def main() -> int:
           f"last 10 of {len(docs)}: next close by {last['model']} ({last['model_version']}), 90 % interval by "
           f"{last['interval_model']} ({last['interval_version']}), range by {last['range_model']} "
           f"({last['range_version']}), variance by {last['volatility_model']} ({last['volatility_version']})")
-    print(f"{'bar':<12}{'close':>9}{'next close':>11}{'90 % interval':>18}{'actual':>10}{'inside':>7}"
+    print(f"{'bar':<17}{'close':>9}{'next close':>11}{'90 % interval':>18}{'actual':>10}{'inside':>7}"
           f"{'range %':>9}{'actual':>8}{'vol %':>7}{'actual':>8}{'latency ms':>11}")
     for d in docs[-10:]:
-        day = datetime.fromtimestamp(d["timestamp"] / 1000, timezone.utc).strftime("%Y-%m-%d")
+        day = bar_time(d)
         interval = f"{d['lower']:.2f}-{d['upper']:.2f}"
-        forecast = (f"{day:<12}{d['last_close']:>9.2f}{d['predicted_close']:>11.2f}{interval:>18}")
+        forecast = (f"{day:<17}{d['last_close']:>9.2f}{d['predicted_close']:>11.2f}{interval:>18}")
         if "actual_close" in d:
             judged = (f"{d['actual_close']:>10.2f}{'yes' if d['inside_interval'] else 'no':>7}"
                       f"{100 * d['predicted_range']:>9.2f}{100 * d['actual_range']:>8.2f}"
@@ -85,9 +86,16 @@ def main() -> int:
     return 0
 
 
+def bar_time(d: dict) -> str:
+    """The bar's start as the reader knows it: the day for daily and longer bars, else to the minute (UTC)."""
+    started = datetime.fromtimestamp(d["timestamp"] / 1000, timezone.utc)
+    daily = TIMESPANS.index(d["timespan"]) >= TIMESPANS.index("day")
+    return started.strftime("%Y-%m-%d" if daily else "%Y-%m-%d %H:%M")
+
+
 def print_first(d: dict, demo_start: float | None) -> None:
     """The first forecast of the slice in the index, in a line."""
-    day = datetime.fromtimestamp(d["timestamp"] / 1000, timezone.utc).strftime("%Y-%m-%d")
+    day = bar_time(d)
     parts = [f"first live forecast: {d['ticker']} {day} close {d['last_close']:.2f}"]
     if "predicted_close" in d:
         parts.append(f"next close {d['predicted_close']:.2f} ({d.get('model', '?')})")
