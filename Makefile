@@ -57,7 +57,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 test: lint up browser
-	$(VENV)/bin/pytest --durations=10 tests
+	$(VENV)/bin/pytest --durations=30 tests
 
 bench: up
 	$(VENV)/bin/python -m bench.compare $(BENCH_ARGS)

@@ -17,13 +17,14 @@
 # Run it twice: the second replay publishes every bar again, and the indices still hold
 # each bar and each prediction once (deterministic document ids).
 #
-# Measured (2 cores, downloads cached, stack already up; scripts/demo.sh, 2026-12-03):
-#   1/6 13 s; 2/6 0 s; 3/6 579 s (two short training runs beside the stream's backlog); first live
-#   forecast at 603 s; 4/6 33 s (both live slices judged at 625 s); 5/6 and 6/6: the full report.
+# Measured (2 cores, a fresh clone, downloads cached; make demo, 2026-12-03): make install 70 s
+# and make up 20 s, then 1/6 6 s; 2/6 0 s; 3/6 154 s (the first live forecast at 158 s, 4 min 9 s
+# after make demo started); 4/6 149 s (EURUSD's first at 306 s); 5/6 558 s; 6/6 6 s; 874 s in all.
 #
 # GOOG daily and EURUSD hourly are served live at once, each by the champion of its own series
-# set (day1-stocks, hour1-fx). To serve more series live, add the dataset to LIVE_BARS and its
-# short training run to QUICK_RUNS.
+# set (day1-stocks, hour1-fx), one after the other: the first live forecast waits for one short
+# training run, not both. To serve more series live, add the dataset to LIVE_BARS, its short
+# training run to QUICK_RUNS, and a serve_live step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python

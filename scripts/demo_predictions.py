@@ -56,10 +56,11 @@ def main() -> int:
           f"{'range %':>9}{'actual':>8}{'vol %':>7}{'actual':>8}{'latency ms':>11}")
     for d in docs[-10:]:
         day = bar_time(d)
-        interval = f"{d['lower']:.2f}-{d['upper']:.2f}"
-        forecast = (f"{day:<17}{d['last_close']:>9.2f}{d['predicted_close']:>11.2f}{interval:>18}")
+        p = price_decimals(d)
+        interval = f"{d['lower']:.{p}f}-{d['upper']:.{p}f}"
+        forecast = (f"{day:<17}{d['last_close']:>9.{p}f}{d['predicted_close']:>11.{p}f}{interval:>18}")
         if "actual_close" in d:
-            judged = (f"{d['actual_close']:>10.2f}{'yes' if d['inside_interval'] else 'no':>7}"
+            judged = (f"{d['actual_close']:>10.{p}f}{'yes' if d['inside_interval'] else 'no':>7}"
                       f"{100 * d['predicted_range']:>9.2f}{100 * d['actual_range']:>8.2f}"
                       f"{100 * math.sqrt(d['predicted_variance']):>7.2f}{100 * math.sqrt(d['actual_variance']):>8.2f}")
         else:
@@ -77,13 +78,18 @@ def main() -> int:
     qlike_base = sum(d["variance_baseline_loss"] for d in moved) / len(moved)
     print(f"live, over {n} judged forecasts (range: log(high/low); vol: the square root of the variance of "
           "the log return; both in %):")
-    print(f"  next close RMSE {rmse:.3f}, persistence {persistence:.3f} (ratio {rmse / persistence:.3f})")
+    print(f"  next close RMSE {rmse:.4g}, persistence {persistence:.4g} (ratio {rmse / persistence:.3f})")
     print(f"  90 % interval: {sum(d['inside_interval'] for d in judged):.0f} of {n} closes inside "
           f"({sum(d['inside_interval'] for d in judged) / n:.0%})")
     print(f"  range RMSE {range_rmse:.5f}, 5-bar mean {range_base:.5f} (ratio {range_rmse / range_base:.3f})")
     print(f"  variance QLIKE {qlike:.3f}, EWMA {qlike_base:.3f} (ratio {qlike / qlike_base:.3f}, "
           f"{len(moved)} bars that moved)")
     return 0
+
+
+def price_decimals(d: dict) -> int:
+    """Decimals that show a price's moves: cents for most stocks, five for FX rates near 1."""
+    return 2 if d["last_close"] >= 10 else 5
 
 
 def bar_time(d: dict) -> str:
@@ -96,11 +102,12 @@ def bar_time(d: dict) -> str:
 def print_first(d: dict, demo_start: float | None) -> None:
     """The first forecast of the slice in the index, in a line."""
     day = bar_time(d)
-    parts = [f"first live forecast: {d['ticker']} {day} close {d['last_close']:.2f}"]
+    p = price_decimals(d)
+    parts = [f"first live forecast: {d['ticker']} {day} close {d['last_close']:.{p}f}"]
     if "predicted_close" in d:
-        parts.append(f"next close {d['predicted_close']:.2f} ({d.get('model', '?')})")
+        parts.append(f"next close {d['predicted_close']:.{p}f} ({d.get('model', '?')})")
     if "lower" in d:
-        parts.append(f"90 % interval {d['lower']:.2f}-{d['upper']:.2f}")
+        parts.append(f"90 % interval {d['lower']:.{p}f}-{d['upper']:.{p}f}")
     if "predicted_range" in d:
         parts.append(f"range {100 * d['predicted_range']:.2f} %")
     if "predicted_variance" in d:

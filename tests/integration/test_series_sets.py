@@ -3,7 +3,8 @@ and daily equities are trained as two sets of one question and streamed together
 served by its own set's champion; promoting and rolling back one set changes that set's
 documents only, from the next batch, without a restart; a series no model covers gets each
 question's reference baseline, labelled as such. A registry made before series sets (one
-model per question) keeps serving."""
+model per question) keeps serving the set its run trained on. One stream job serves it all:
+the scenario shares its set-up."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ EURUSD = samples.load_bars("eurusd-hourly")[:660]
 BTC = samples.load_bars("btcusd-monthly")[:60]  # monthly bars: no model is trained for them
 FX, STOCKS = SeriesSet("hour", 1, "fx"), SeriesSet("day", 1, "stocks")
 RANGE_FX, RANGE_STOCKS = registry.model_name("range", FX), registry.model_name("range", STOCKS)
+LEGACY = registry.model_name("range")  # finstream-range: a registry made before series sets
 
 
 def publish(pipeline, bars) -> None:
@@ -51,6 +53,11 @@ def test_each_series_is_served_by_its_own_sets_champion_and_the_rest_by_the_base
     assert f"registered {RANGE_STOCKS} version 1 as champion" in daily.stdout + daily.stderr
 
     fx_v1, stocks_v1 = champion_of(pipeline, RANGE_FX), champion_of(pipeline, RANGE_STOCKS)
+    # One model per question, as registries were before series sets: its champion serves the set
+    # its run trained on (monthly bars here), read from the version's own metadata.
+    metadata = {"model": "last_range", "series": {"timespan": "month", "multiplier": 1, "tickers": []}}
+    register_version(settings, "range", {"question": "range", "served": "last_range"}, metadata, name=LEGACY,
+                     series_set=SeriesSet("month"))
     log = tmp_path / "stream.log"
     job = pipeline.start_stream(log, STREAM_TRIGGER_INTERVAL="1 second", MODEL_POLL_SECONDS="0.5")
 
@@ -63,10 +70,11 @@ def test_each_series_is_served_by_its_own_sets_champion_and_the_rest_by_the_base
         predicted(2 * 540 + 40)
         assert range_versions(pipeline, GOOG[500:560]) == {stocks_v1}
         assert range_versions(pipeline, EURUSD[500:560]) == {fx_v1}
+        assert range_versions(pipeline, BTC[20:]) == {("last_range", f"{LEGACY}/1")}  # the old registry's set
         docs = pipeline.documents(index)
-        for bar in BTC[20:]:  # no set covers monthly crypto: every question's reference baseline
+        for bar in BTC[20:]:  # no set covers monthly crypto for the rest: each one's reference baseline
             doc = docs[bar.doc_id]
-            for question in SERVED:
+            for question in set(SERVED) - {"range"}:
                 name_field, version_field, run_field = QUESTIONS[question].model_fields
                 assert (doc[name_field], doc[version_field]) == (QUESTIONS[question].reference, "baseline")
                 assert run_field not in doc
@@ -97,34 +105,14 @@ def test_each_series_is_served_by_its_own_sets_champion_and_the_rest_by_the_base
         job.wait(60)
     said = log.read_text()
     assert f"champion {RANGE_FX} version 2" in said and f"champion {RANGE_STOCKS} version 1" in said
+    assert f"champion {LEGACY} version 1" in said
     listing = pipeline.run(*MODELS, "list", "--questions", "range").stdout
     assert f"  hour1-fx: {RANGE_FX}" in listing and f"  day1-stocks: {RANGE_STOCKS}" in listing
-    # One live-skill document per batch and watched version: each set's champion on its own.
+    assert f"  month1: {LEGACY}" in listing
+    refused = pipeline.mistake(*MODELS, "rollback", "--question", "range", "--set", "month1")
+    assert refused == f"error: {LEGACY} has no earlier champion to roll back to"
+    # One live-skill document per batch and watched version: each set's champion on its own,
+    # the old registry's too.
     live = [d for d in pipeline.documents(settings.es_index_pipeline_metrics).values() if d.get("live_version")]
-    assert {d["live_set"] for d in live if d["live_question"] == "range"} == {"hour1-fx", "day1-stocks"}
+    assert {d["live_set"] for d in live if d["live_question"] == "range"} == {"hour1-fx", "day1-stocks", "month1"}
 
-
-def test_a_registry_made_before_series_sets_keeps_serving(pipeline, tmp_path):
-    """One registered model per question, finstream-<question>: its champion serves the set
-    its run trained on (daily bars here), read from the version's own metadata."""
-    settings = pipeline.settings
-    legacy = registry.model_name("range")
-    metadata = {"model": "last_range", "series": {"timespan": "day", "multiplier": 1, "tickers": []}}
-    register_version(settings, "range", {"question": "range", "served": "last_range"}, metadata, name=legacy,
-                     series_set=SeriesSet("day"))
-    log = tmp_path / "stream.log"
-    job = pipeline.start_stream(log, STREAM_TRIGGER_INTERVAL="1 second", MODEL_POLL_SECONDS="0.5")
-    try:
-        wait_until(lambda: f"champion {legacy} version 1" in log.read_text() if log.exists() else False, 120,
-                   "the old registry's champion installed", 1.0)
-        publish(pipeline, GOOG[:40] + EURUSD[:40])
-        wait_until(lambda: pipeline.count(settings.es_index_predictions) >= 40, 180, "predictions", 1.0)
-        assert range_versions(pipeline, GOOG[20:40]) == {("last_range", f"{legacy}/1")}
-        assert range_versions(pipeline, EURUSD[20:40]) == {("mean_range_5", "baseline")}  # not its set
-    finally:
-        os.killpg(job.pid, signal.SIGTERM)
-        job.wait(60)
-    listing = pipeline.run(*MODELS, "list", "--questions", "range").stdout
-    assert f"  day1: {legacy}" in listing
-    refused = pipeline.mistake(*MODELS, "rollback", "--question", "range", "--set", "day1")
-    assert refused == f"error: {legacy} has no earlier champion to roll back to"
