@@ -35,6 +35,7 @@ class BatchWriter:
     settings: Settings
     es_options: dict[str, str]
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    _columns: list | None = field(default=None, init=False, repr=False)  # built at the first batch
 
     def __call__(self, messages: DataFrame, batch_id: int) -> None:
         """Writes one micro-batch.
@@ -44,8 +45,9 @@ class BatchWriter:
             batch_id: Spark's micro-batch id, for the log line.
         """
         started = time.perf_counter()
-        documents = B.index_documents(messages, self.settings.es_index_bars,
-                                      self.settings.es_index_dead_letters)
+        if self._columns is None:
+            self._columns = B.index_document_columns(self.settings.es_index_bars, self.settings.es_index_dead_letters)
+        documents = messages.select(*self._columns)
         # "{field}": ES-Hadoop's multi-resource write takes each document's index from the field.
         options = {**self.es_options, "es.mapping.exclude": B.TARGET_INDEX}
         write_documents(documents, f"{{{B.TARGET_INDEX}}}", options, self.settings, self.sleep)

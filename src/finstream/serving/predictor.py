@@ -191,15 +191,21 @@ def live_skill_sums(questions: Iterable[Question] | None = None) -> list[Column]
     return columns
 
 
-def documents(rows: DataFrame) -> DataFrame:
+def document_columns() -> list[Column]:
+    """The columns of documents(), over OUTPUT_SCHEMA: built once, they can be selected batch
+    after batch (a micro-batch then pays no Python-to-JVM calls to build them)."""
+    features = F.struct(*[F.col(FEATURE_PREFIX + name).alias(name) for name in FORECAST_FEATURES])
+    return [features.alias(name) if name == "features" else F.col(name) for name in S.PREDICTION_MAPPING]
+
+
+def documents(rows: DataFrame, columns: list[Column] | None = None) -> DataFrame:
     """The writes to the predictions index, whole documents: new predictions, and earlier
     ones again with their actual close and errors (null fields are not written).
 
     Columns in: OUTPUT_SCHEMA. Out: the predictions mapping's fields, features nested.
+    `columns`: document_columns(), when the caller keeps them between batches.
     """
-    features = F.struct(*[F.col(FEATURE_PREFIX + name).alias(name) for name in FORECAST_FEATURES])
-    return rows.where(F.col("status").isin(*WRITTEN)).select(
-        *[features.alias(name) if name == "features" else F.col(name) for name in S.PREDICTION_MAPPING])
+    return rows.where(F.col("status").isin(*WRITTEN)).select(*(columns or document_columns()))
 
 
 @dataclass
@@ -212,10 +218,13 @@ class PredictionWriter:
     es_options: dict[str, str]
     models: ServedForecasts  # the driver's view of the served models, for the log only
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    _columns: list[Column] | None = field(default=None, init=False, repr=False)  # built at the first batch
 
     def __call__(self, rows: DataFrame, batch_id: int) -> None:
         started = time.perf_counter()
         self.models.current()  # logs a new or refused version once
-        write_documents(documents(rows), self.settings.es_index_predictions, self.es_options,
+        if self._columns is None:
+            self._columns = document_columns()
+        write_documents(documents(rows, self._columns), self.settings.es_index_predictions, self.es_options,
                         self.settings, self.sleep)
         log.info("predict-bars batch %d written (%.2f s)", batch_id, time.perf_counter() - started)
