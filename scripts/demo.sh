@@ -9,7 +9,7 @@
 #       its next micro-batch), then the live slice replayed through the running stream, its first
 #       live forecast printed as it lands, then the last 10 beside what followed, and the live skill
 #   4/6 EURUSD hourly live, the same (its own series set); then the stream stops
-#   5/6 the full training report, as before: EURUSD hourly (range, volatility, interval), then
+#   5/6 the full training report: EURUSD hourly (range, volatility, interval), then
 #       GOOG daily (the report's volume question and the four served ones, all three
 #       regressors, a walk-forward fold, --promote: its versions are the champions a stream
 #       started afterwards serves)
@@ -32,7 +32,7 @@ LOG_DIR=.local/logs
 mkdir -p "$LOG_DIR"
 
 DATASETS=(goog-daily eurusd-hourly btcusd-monthly)
-# The bars of each dataset held back from the first replay and replayed live (step 4).
+# The bars of each dataset held back from the first replay and replayed live (steps 3 and 4).
 declare -A LIVE_BARS=([goog-daily]=60 [eurusd-hourly]=60)
 # jobs/train.py runs before the live slice: what the stream needs to forecast it, quickly.
 # --promote: the stream follows these series, so their versions take the champion alias even
