@@ -41,7 +41,7 @@ from finstream.stores import elastic, topics
 # The trigger's parts, in the order Spark runs them (StreamingQueryProgress.durationMs).
 TRIGGER_PARTS = ("latestOffset", "getBatch", "queryPlanning", "walCommit", "addBatch", "commitOffsets",
                  "triggerExecution")
-# The state operator's timers and what the Python workers returned (SQL metrics, ms and bytes).
+# The state operator's timers (SQL metrics, ms): the Python round trip, the state store's commit, removals.
 STATE_METRICS = ("time to update", "time to commit changes", "time to remove")
 
 
