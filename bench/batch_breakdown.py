@@ -20,6 +20,7 @@ batch is left out. Writes bench/results/batch_breakdown.{json,md}.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -80,7 +81,9 @@ def run_variant(name: str, overrides: dict[str, str], rate: float, seconds: floa
             else:
                 os.environ[key] = value
     event_log = next(Path(env["SPARK_EVENT_LOG_DIR"]).iterdir())
-    result = {"variant": name, "overrides": overrides, **breakdown(event_log, max_rows=int(10 * rate))}
+    result = {"variant": name, "overrides": overrides, **breakdown(event_log, max_rows=max(1, int(10 * rate)))}
+    if not result["queries"]:
+        raise SystemExit(f"{name}: no micro-batch of 1 to {10 * rate:g} rows in {event_log} (log: {log_path})")
     shutil.rmtree(local_dir() / "bench" / run_id, ignore_errors=True)
     return result
 
@@ -94,6 +97,8 @@ def breakdown(event_log: Path, max_rows: int) -> dict:
     stages: dict[int, dict] = {}
     with event_log.open() as lines:
         for line in lines:
+            if not line.endswith("\n"):
+                break  # the last line of a job that was stopped while writing it
             event = json.loads(line)
             kind = event["Event"]
             if kind.endswith("QueryStartedEvent"):
@@ -164,19 +169,50 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# What every variant sets itself: its own topic, indices, folders and the 1 s trigger. A variant
+# naming one of these could point the run, and its clean-up, at a real pipeline's data.
+RESERVED = frozenset([*isolated_env("x"), "STREAM_TRIGGER_INTERVAL"])
+
+
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
-    """`default`, or KEY=VALUE[,KEY=VALUE...] (the stream job's environment)."""
+    """`default`, or KEY=VALUE[,KEY=VALUE...]: settings of conf/pipeline.toml for the stream job.
+
+    Raises:
+        argparse.ArgumentTypeError: not a setting, one the benchmark sets itself (RESERVED), or a
+            value of the wrong type (argparse prints it on one line and exits 2).
+    """
     if text == "default":
         return text, {}
-    overrides = dict(part.split("=", 1) for part in text.split(","))
+    known = {field.name.upper() for field in dataclasses.fields(Settings)}
+    overrides = {}
+    for part in text.split(","):
+        key, equals, value = part.partition("=")
+        if not equals or key not in known:
+            raise argparse.ArgumentTypeError(f"{part!r} is not KEY=VALUE with KEY a setting of conf/pipeline.toml")
+        if key in RESERVED:
+            raise argparse.ArgumentTypeError(f"{key} is set by the benchmark itself (its own topic, indices, "
+                                             "folders and trigger)")
+        overrides[key] = value
+    try:
+        Settings.load(environ=overrides)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text, overrides
+
+
+def positive(text: str) -> float:
+    """An argparse type: a number above 0."""
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not above 0")
+    return value
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rate", type=float, default=10.0, help="bars per second")
-    parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--tickers", type=int, default=100)
+    parser.add_argument("--rate", type=positive, default=10.0, help="bars per second")
+    parser.add_argument("--seconds", type=positive, default=60)
+    parser.add_argument("--tickers", type=lambda text: int(positive(text)), default=100)
     parser.add_argument("--variant", action="append", type=parse_variant,
                         help="`default` or KEY=VALUE,... for the stream job (repeat to compare; default: default)")
     parser.add_argument("--out", default=str(RESULTS / "batch_breakdown"))

@@ -54,9 +54,9 @@ def main() -> int:
           f"({last['range_version']}), variance by {last['volatility_model']} ({last['volatility_version']})")
     print(f"{'bar':<17}{'close':>9}{'next close':>11}{'90 % interval':>18}{'actual':>10}{'inside':>7}"
           f"{'range %':>9}{'actual':>8}{'vol %':>7}{'actual':>8}{'latency ms':>11}")
+    p = price_decimals(last)  # one precision for the whole table
     for d in docs[-10:]:
         day = bar_time(d)
-        p = price_decimals(d)
         interval = f"{d['lower']:.{p}f}-{d['upper']:.{p}f}"
         forecast = (f"{day:<17}{d['last_close']:>9.{p}f}{d['predicted_close']:>11.{p}f}{interval:>18}")
         if "actual_close" in d:
@@ -95,8 +95,9 @@ def price_decimals(d: dict) -> int:
 def bar_time(d: dict) -> str:
     """The bar's start as the reader knows it: the day for daily and longer bars, else to the minute (UTC)."""
     started = datetime.fromtimestamp(d["timestamp"] / 1000, timezone.utc)
-    daily = TIMESPANS.index(d["timespan"]) >= TIMESPANS.index("day")
-    return started.strftime("%Y-%m-%d" if daily else "%Y-%m-%d %H:%M")
+    span = TIMESPANS.index(d["timespan"])
+    shown = "%Y-%m-%d" if span >= TIMESPANS.index("day") else "%Y-%m-%d %H:%M" if span else "%Y-%m-%d %H:%M:%S"
+    return started.strftime(shown)
 
 
 def print_first(d: dict, demo_start: float | None) -> None:

@@ -3,7 +3,10 @@ its stages' times, per query; the backlog's batch and empty batches are left out
 
 from __future__ import annotations
 
+import argparse
 import json
+
+import pytest
 
 from bench.batch_breakdown import breakdown, parse_variant, table
 
@@ -45,11 +48,11 @@ def test_the_small_batches_are_summed_up_per_query_and_stage(tmp_path):
             stage(10 * n, 3, 200, 250), stage(10 * n + 1, 4, 1500 + n, 2800, 2000 + n))],
     ]
     log = tmp_path / "events"
-    log.write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    log.write_text("\n".join(json.dumps(e) for e in events) + "\n" + json.dumps(progress(5, 30, 99))[:40])
 
     result = breakdown(log, max_rows=100)["queries"]["predict-bars"]
 
-    assert result["batches"] == 3 and result["median_rows"] == 30
+    assert result["batches"] == 3 and result["median_rows"] == 30  # the cut-off last line is left out
     assert result["trigger_ms"]["addBatch"] == 3000 and result["trigger_ms"]["walCommit"] == 100
     assert result["trigger_ms"]["latestOffset"] == 0  # a part Spark did not report counts as 0
     read, state = result["stages"]
@@ -64,3 +67,14 @@ def test_variants_are_the_defaults_or_environment_settings():
     assert parse_variant("STREAM_STATE_PARTITIONS=2,KAFKA_FETCH_MAX_WAIT_MS=5") == (
         "STREAM_STATE_PARTITIONS=2,KAFKA_FETCH_MAX_WAIT_MS=5",
         {"STREAM_STATE_PARTITIONS": "2", "KAFKA_FETCH_MAX_WAIT_MS": "5"})
+
+
+@pytest.mark.parametrize("text, said", [
+    ("FOO", "is not KEY=VALUE"), ("=1", "is not KEY=VALUE"), ("STREAM_STATE_PARTITIONS=2, KAFKA_TOPIC=x", "is not KEY"),
+    ("KAFKA_TOPIC=finance-data", "set by the benchmark itself"), ("ES_INDEX_BARS=finance-bars", "set by the benchmark"),
+    ("STREAM_TRIGGER_INTERVAL=0 seconds", "set by the benchmark"),
+    ("STREAM_STATE_PARTITIONS=abc", "STREAM_STATE_PARTITIONS"),
+])
+def test_a_variant_that_could_touch_real_data_or_means_nothing_is_refused(text, said):
+    with pytest.raises(argparse.ArgumentTypeError, match=said):
+        parse_variant(text)
