@@ -51,10 +51,12 @@ MINUTE_MS = 60_000
 
 @dataclass
 class Series:
-    """Random-walk minute bars, one series per ticker, continuing from phase to phase."""
+    """Random-walk minute bars, one series per ticker (`<prefix>0000`, ...), continuing from
+    phase to phase."""
 
     tickers: int
     start_ms: int
+    prefix: str = "LAT"
     rng: random.Random = field(default_factory=lambda: random.Random(7))
     steps: list[int] = field(default_factory=list)
     closes: list[float] = field(default_factory=list)
@@ -64,17 +66,29 @@ class Series:
         self.closes = [50.0 + i for i in range(self.tickers)]
 
     def bars(self, count: int):
+        """`count` bars, the tickers in turn, each series one minute on from its last bar."""
         for n in range(count):
-            i = n % self.tickers
-            previous = self.closes[i]
-            close = previous * math.exp(self.rng.gauss(0.0, 0.002))
-            high, low = max(previous, close) * 1.001, min(previous, close) * 0.999
-            yield Bar(ticker=f"LAT{i:04d}", timespan="minute", multiplier=1,
-                      timestamp=self.start_ms + self.steps[i] * MINUTE_MS, open=previous, high=high, low=low,
-                      close=close, volume=float(self.rng.randint(1_000, 50_000)), vwap=None, transactions=None,
-                      source="bench")
-            self.closes[i] = close
-            self.steps[i] += 1
+            yield self._next(n % self.tickers)
+
+    def minute(self, count: int):
+        """One bar for each of the first `count` tickers, all closing at the same minute: the
+        one after the latest bar of any ticker (a series that skipped minutes has a gap)."""
+        step = max(self.steps)
+        for i in range(count):
+            self.steps[i] = step
+            yield self._next(i)
+
+    def _next(self, i: int) -> Bar:
+        previous = self.closes[i]
+        close = previous * math.exp(self.rng.gauss(0.0, 0.002))
+        high, low = max(previous, close) * 1.001, min(previous, close) * 0.999
+        bar = Bar(ticker=f"{self.prefix}{i:04d}", timespan="minute", multiplier=1,
+                  timestamp=self.start_ms + self.steps[i] * MINUTE_MS, open=previous, high=high, low=low,
+                  close=close, volume=float(self.rng.randint(1_000, 50_000)), vwap=None, transactions=None,
+                  source="bench")
+        self.closes[i] = close
+        self.steps[i] += 1
+        return bar
 
 
 def percentile(values: list[float], q: float) -> float:

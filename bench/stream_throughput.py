@@ -31,6 +31,7 @@ def main() -> int:
     parser.add_argument("--bars", type=int, default=200_000)
     parser.add_argument("--tickers", type=int, default=200)
     parser.add_argument("--predict", action="store_true", help="with the predict-bars query and a trained model")
+    parser.add_argument("--out", help="the JSON file (default bench/results/stream_throughput[-predict].json)")
     args = parser.parse_args()
 
     run_id = uuid.uuid4().hex[:8]
@@ -71,7 +72,8 @@ def main() -> int:
               "job_wall_s": round(wall_s, 1),
               "batch_s": {q: round(s, 1) for q, s in busy.items()},
               "bars_per_s": {q: round(args.bars / s) for q, s in busy.items()}}
-    out = BENCH / "results" / ("stream_throughput-predict.json" if args.predict else "stream_throughput.json")
+    out = Path(args.out) if args.out else BENCH / "results" / (
+        "stream_throughput-predict.json" if args.predict else "stream_throughput.json")
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     return 0
