@@ -128,12 +128,12 @@ def main() -> int:
             L.wait_for(lambda: all(watcher.last(i) >= base[i] + size for i in base), 300,  # noqa: B023
                      f"{size} bars and predictions to be searchable (log: {stream_log})")
             watcher.stop()
+            time.sleep(3)  # the burst's last progress documents indexed; the next minute starts on a quiet job
             found = {i: first_time_at(watcher.timelines[i], base[i] + size) for i in base}
             burst = burst_result(size, sends, found[bars_index], found[predictions_index],
                                  L.batch_durations(es, settings, sends[0]))
             bursts.append(burst)
             print(burst, flush=True)
-            time.sleep(3)  # the next minute starts on a quiet job
     finally:
         if stream is not None and stream.poll() is None:
             os.killpg(stream.pid, signal.SIGTERM)

@@ -73,13 +73,16 @@ def await_all(spark: SparkSession, queries: list[StreamingQuery]) -> None:
 
 
 def prepare_servers(settings: Settings, names: list[str]) -> tuple[Elasticsearch, dict[str, str]]:
-    """The cluster, the indices and the topic ready, and no gap in the log since the checkpoints;
-    returns the Elasticsearch client and ES-Hadoop's options."""
+    """The cluster, the indices and the topic ready, no gap in the log since the checkpoints and
+    the predictor's state in this version's layout; returns the Elasticsearch client and
+    ES-Hadoop's options."""
     es = elastic.client(settings)
     elastic.require_cluster(es, settings)
     elastic.ensure_indices(es, settings)
     topics.ensure_topic(settings)
     checkpoints.require_no_gap(settings, names)  # Spark would only say "data may have been lost"
+    if "predict-bars" in names:  # Spark would fail at the first batch, or look in the wrong buckets
+        checkpoints.require_state_layout(settings, "predict-bars", predictor.BUCKET)
     return es, elastic.es_hadoop_options(settings, elastic.cluster_info(es))
 
 

@@ -3,6 +3,7 @@ that says what to do, exit code 2, and no traceback."""
 
 from __future__ import annotations
 
+from finstream.stores import checkpoints
 from producer import samples
 
 GOOG = samples.load_bars("goog-daily")
@@ -61,6 +62,21 @@ def test_a_model_directory_that_cannot_be_written_and_an_unusable_tracking_store
     nowhere = "http://127.0.0.1:1"
     line = pipeline.mistake(*TRAIN, env={"MLFLOW_TRACKING_URI": nowhere, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
     assert f"cannot use the MLflow tracking store at {nowhere}" in line and "MLFLOW_TRACKING_URI" in line
+
+
+def test_a_predictor_checkpoint_in_another_state_layout(pipeline):
+    """An older version's per-series state, or another STREAM_STATE_BUCKETS: refused before Spark
+    starts (the unit tests in test_state_layout.py cover the files)."""
+    checkpoint = pipeline.settings.query_checkpoint("predict-bars")
+    schema = checkpoint / "state" / "0" / "0" / "_metadata" / "schema"
+    schema.parent.mkdir(parents=True)
+    schema.write_bytes(b'v2 {"type":"struct","fields":[{"name":"ticker","type":"string"}]}')
+    line = pipeline.mistake(*STREAM)
+    assert f"predict-bars's checkpoint ({checkpoint}) keeps one state per series" in line
+    schema.unlink()
+    (checkpoint / checkpoints.STATE_LAYOUT_FILE).write_text('{"state_buckets": 64}\n')
+    line = pipeline.mistake(*STREAM)
+    assert "STREAM_STATE_BUCKETS is 256, but predict-bars's checkpoint" in line and "set it back to 64" in line
 
 
 def test_elasticsearch_unreachable(pipeline):

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pyspark.sql import types as T
+
 from finstream.core import schema as S
+from finstream.ingest.spark_types import bar_schema
+from finstream.serving import predictor
 from finstream.stores import elastic, topics
 from producer import samples
 from tests.catalogue import REFUSED
@@ -71,7 +75,7 @@ def test_restart_resumes_where_it_stopped_and_processes_nothing_twice(pipeline):
     assert min(after[bar.doc_id]["indexed_at"] for bar in later) > max(before.values())
 
 
-def test_progress_of_every_batch_is_logged_and_indexed(pipeline):
+def test_progress_of_every_batch_is_logged_and_indexed(pipeline, spark):
     pipeline.publish(as_messages(SAMPLE))
     result = pipeline.stream_index()
     assert '"event": "progress"' in result.stdout + result.stderr
@@ -83,8 +87,11 @@ def test_progress_of_every_batch_is_logged_and_indexed(pipeline):
     for query in ("index-bars", "predict-bars"):  # each query reads every message once
         assert sum(d["input_rows"] for d in docs if d["query"] == query) == len(SAMPLE)
         assert min(d["offsets_behind_latest"] for d in docs if d["query"] == query) == 0
-    series = {(b.ticker, b.timespan, b.multiplier) for b in SAMPLE}
-    assert max(d["state_rows"] for d in docs if d["query"] == "predict-bars") == len(series)
+    # The predictor's state: one row per bucket of series in use (predictor.state_buckets).
+    series = sorted({(b.ticker, b.timespan, b.multiplier) for b in SAMPLE})
+    schema = T.StructType([bar_schema()[name] for name in S.SERIES])
+    buckets = spark.createDataFrame(series, schema).select(predictor.state_buckets(settings)).distinct().count()
+    assert max(d["state_rows"] for d in docs if d["query"] == "predict-bars") == buckets
     event_logs = list(Path(pipeline.env["SPARK_EVENT_LOG_DIR"]).iterdir())
     assert len(event_logs) == 1 and event_logs[0].stat().st_size > 0
 

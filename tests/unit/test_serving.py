@@ -63,8 +63,10 @@ class FakeState:
         return self.watermark
 
 
-def incoming(*steps: int, offset0: int = 0, vwap=None) -> pd.DataFrame:
+def incoming(*steps: int, offset0: int = 0, vwap=None, series=("AAA", "day", 1)) -> pd.DataFrame:
+    ticker, timespan, multiplier = series
     return pd.DataFrame({
+        "ticker": [ticker] * len(steps), "timespan": [timespan] * len(steps), "multiplier": [multiplier] * len(steps),
         "timestamp": [T0 + s * DAY for s in steps], "open": [100.0 + s for s in steps],
         "high": [102.0 + s for s in steps], "low": [99.0 + s for s in steps], "close": [101.0 + s for s in steps],
         "volume": [1e6] * len(steps), "vwap": [vwap] * len(steps),
@@ -73,14 +75,15 @@ def incoming(*steps: int, offset0: int = 0, vwap=None) -> pd.DataFrame:
     })
 
 
-def run(state: FakeState, frame: pd.DataFrame, key=("AAA", "day", 1), model_dir="/nonexistent") -> pd.DataFrame:
-    out = list(predictor.predict_series(key, iter([frame]), state, model_dir=str(model_dir), idle_hours=24,
-                                      clock=lambda: NOW / 1000))
+def run(state: FakeState, *frames: pd.DataFrame, model_dir="/nonexistent", now=NOW) -> pd.DataFrame:
+    out = list(predictor.predict_bucket((7,), iter(frames), state, model_dir=str(model_dir), idle_hours=24,
+                                        clock=lambda: now / 1000))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
-def remembered(state: FakeState) -> list[int]:
-    return state.value[0]
+def remembered(state: FakeState, series=("AAA", "day", 1)) -> dict:
+    """The series' entry in the bucket's state: its window and pending prediction."""
+    return json.loads(state.value[0][predictor.series_key(series)])
 
 
 def test_new_bars_are_sorted_and_remembered_up_to_the_history_length():
@@ -89,22 +92,44 @@ def test_new_bars_are_sorted_and_remembered_up_to_the_history_length():
     # no champion: the reference baselines forecast each bar with 20 before it; history kept
     assert list(rows["status"]) == ["unscored"] * 20 + ["predicted"] * 10
     assert list(rows["doc_id"]) == [f"AAA|1|day|{T0 + s * DAY}" for s in range(30)]
-    assert remembered(state) == [T0 + s * DAY for s in range(30 - STATE_BARS, 30)]
-    assert state.value[6] == [None] * STATE_BARS  # vwap absent stays null, not NaN
-    assert json.loads(state.value[-1])["model_version"] == "baseline"  # the prediction at the newest bar
+    entry = remembered(state)
+    assert entry["window"]["timestamp"] == [T0 + s * DAY for s in range(30 - STATE_BARS, 30)]
+    assert entry["window"]["vwap"] == [None] * STATE_BARS  # vwap absent stays null, not NaN
+    assert entry["pending"]["model_version"] == "baseline"  # the prediction at the newest bar
+
+
+def test_a_bucket_keeps_each_series_apart_and_rewrites_only_those_with_bars():
+    state = FakeState()
+    other = ("C:EURUSD", "hour", 1)
+    rows = run(state, incoming(*range(25)), incoming(*range(3), series=other))  # two frames, two series
+    assert sorted(set(rows["ticker"].dropna())) == ["AAA"]  # EURUSD: 3 bars, unscored
+    assert (rows["doc_id"].str.startswith("C:EURUSD").sum(), len(rows)) == (3, 28)
+    untouched = state.value[0][predictor.series_key(other)]
+    rows = run(state, incoming(25))
+    assert list(rows["status"]) == ["judged", "predicted"]  # AAA's bar 24 judged by bar 25
+    assert state.value[0][predictor.series_key(other)] == untouched
+    assert remembered(state)["window"]["close"][-1] == 126.0
+
+
+def test_a_window_survives_the_state_float_for_float():
+    state = FakeState()
+    frame = incoming(*range(21))
+    frame["close"] = [100.0 + 1 / 3 * s for s in range(21)]
+    run(state, frame)
+    assert remembered(state)["window"]["close"] == [100.0 + 1 / 3 * s for s in range(21 - STATE_BARS, 21)]
 
 
 def test_late_and_duplicate_bars_are_marked_and_not_remembered():
     state = FakeState()
     run(state, incoming(*range(0, 10, 2)))  # bars 0, 2, 4, 6, 8
-    before = remembered(state)
+    before = remembered(state)["window"]["timestamp"]
     rows = run(state, incoming(3, 8, 10, 10, offset0=50))
     marked = list(zip(rows["doc_id"], rows["status"], strict=False))
     assert marked == [(f"AAA|1|day|{T0 + 3 * DAY}", "late"), (f"AAA|1|day|{T0 + 8 * DAY}", "duplicate"),
                       (f"AAA|1|day|{T0 + 10 * DAY}", "duplicate"), (f"AAA|1|day|{T0 + 10 * DAY}", "unscored")]
-    assert remembered(state) == before + [T0 + 10 * DAY]
+    assert remembered(state)["window"]["timestamp"] == before + [T0 + 10 * DAY]
     # the last published copy of bar 10 (offset 53) is the one remembered
-    assert state.value[1][-1] == 110.0
+    assert remembered(state)["window"]["open"][-1] == 110.0
 
 
 def test_idle_series_time_out_and_are_forgotten():
@@ -112,14 +137,21 @@ def test_idle_series_time_out_and_are_forgotten():
     run(state, incoming(0, 1))
     assert state.timeout == NOW + 3 * DAY  # on the job's clock: three daily bars, longer than 24 h
     monthly = FakeState()
-    run(monthly, incoming(0), key=("X:BTCUSD", "month", 1))
+    run(monthly, incoming(0, series=("X:BTCUSD", "month", 1)))
     assert monthly.timeout == NOW + 3 * 31 * DAY  # three bars, longer than a day
     behind = FakeState(watermark=NOW + 10 * DAY)  # never at or below the watermark
     run(behind, incoming(0))
     assert behind.timeout == NOW + 10 * DAY + 1
-    timed_out = FakeState(value=state.value, timed_out=True)
-    assert list(predictor.predict_series(("AAA", "day", 1), iter([]), timed_out, model_dir="/x", idle_hours=24)) == []
-    assert timed_out.removed
+    # Two series in one bucket: the bucket times out at the earlier one, which alone is forgotten.
+    run(state, incoming(0, series=("X:BTCUSD", "month", 1)), now=NOW + DAY)
+    assert state.timeout == NOW + 3 * DAY
+    timed_out = FakeState(value=state.value, timed_out=True, watermark=NOW + 3 * DAY + 1)
+    assert run(timed_out).empty
+    assert list(timed_out.value[0]) == [predictor.series_key(("X:BTCUSD", "month", 1))]
+    assert timed_out.timeout == NOW + DAY + 3 * 31 * DAY and not timed_out.removed
+    last = FakeState(value=timed_out.value, timed_out=True, watermark=NOW + 100 * DAY)
+    assert run(last).empty
+    assert last.removed and last.value is None
 
 
 # --- training/serving equality ----------------------------------------------------------------
@@ -345,7 +377,7 @@ def test_the_state_step_scores_with_the_published_model_and_judges_it_later(tmp_
     assert list(first["status"]) == ["unscored"] * 20 + ["predicted"]
     predicted = first.iloc[-1]
     assert predicted["predicted_return"] == 0.001 and predicted["model_version"] == "finstream-lags-day1/v1"
-    assert json.loads(state.value[-1])["predicted_close"] == predicted["predicted_close"]
+    assert remembered(state)["pending"]["predicted_close"] == predicted["predicted_close"]
     second = run(state, incoming(21, offset0=30), model_dir=tmp_path)
     judged = second[second["status"] == "judged"].iloc[0]
     assert judged["doc_id"] == predicted["doc_id"] and judged["actual_close"] == 101.0 + 21

@@ -106,6 +106,7 @@ class Settings:
     stream_min_partitions: int
     kafka_fetch_max_wait_ms: int
     stream_state_partitions: int
+    stream_state_buckets: int
     stream_series_idle_hours: float
     polygon_base_url: str
     polygon_max_requests_per_minute: int

@@ -97,3 +97,40 @@ def require_no_gap(settings: Settings, queries: list[str]) -> None:
         raise LogGap(f"the log has a gap the stream job cannot skip: {'; '.join(map(str, missing))} are no longer "
                      f"in Kafka (deleted or past retention) but not yet processed. Restore them (re-publish the "
                      f"bars: ids are deterministic), or accept the loss by starting from a new CHECKPOINT_DIR")
+
+
+# The stream job's own record of how predict-bars keeps its state, beside Spark's files.
+STATE_LAYOUT_FILE = "finstream-state.json"
+
+
+def require_state_layout(settings: Settings, query: str, key_column: str) -> None:
+    """Raises UserError if a query's checkpoint keeps its state in another layout than this
+    job's: per series (an older version), or in another number of buckets. Spark would fail
+    at the first micro-batch (an incompatible state schema), or, for a new bucket count,
+    silently look each series up in the wrong bucket. Records the bucket count on a first start.
+
+    Args:
+        settings: the checkpoints' folder and STREAM_STATE_BUCKETS.
+        query: the stateful query's name (predict-bars).
+        key_column: the name of the state's key column (a bucket).
+    """
+    if settings.stream_state_buckets < 1:
+        raise UserError(f"STREAM_STATE_BUCKETS is {settings.stream_state_buckets}: set it to 1 or more")
+    checkpoint = settings.query_checkpoint(query)
+    # Spark's record of operator 0's state schema (key, then value), written at its first batch.
+    schema = checkpoint / "state" / "0" / "0" / "_metadata" / "schema"
+    if schema.exists() and f'"name":"{key_column}"'.encode() not in schema.read_bytes():
+        raise UserError(f"{query}'s checkpoint ({checkpoint}) keeps one state per series, a layout this version "
+                        f"cannot read. Move that folder aside and start again: {query} then reads the topic "
+                        f"from its start, rebuilds each series' state and rewrites its predictions under the "
+                        f"same ids (index-bars keeps its own checkpoint)")
+    recorded = checkpoint / STATE_LAYOUT_FILE
+    if recorded.exists():
+        buckets = json.loads(recorded.read_text())["state_buckets"]
+        if buckets != settings.stream_state_buckets:
+            raise UserError(f"STREAM_STATE_BUCKETS is {settings.stream_state_buckets}, but {query}'s checkpoint "
+                            f"({checkpoint}) keeps its state in {buckets} buckets: set it back to {buckets}, or "
+                            f"move that folder aside to start {query} again from the topic's start")
+    else:
+        checkpoint.mkdir(parents=True, exist_ok=True)
+        recorded.write_text(json.dumps({"state_buckets": settings.stream_state_buckets}) + "\n")
