@@ -82,7 +82,7 @@ def prepare_servers(settings: Settings, names: list[str]) -> tuple[Elasticsearch
     topics.ensure_topic(settings)
     checkpoints.require_no_gap(settings, names)  # Spark would only say "data may have been lost"
     if "predict-bars" in names:  # Spark would fail at the first batch, or look in the wrong buckets
-        checkpoints.require_state_layout(settings, "predict-bars", predictor.BUCKET)
+        checkpoints.require_state_layout(settings, "predict-bars", predictor.BUCKET, predictor.BUCKET_HASH)
     return es, elastic.es_hadoop_options(settings, elastic.cluster_info(es))
 
 

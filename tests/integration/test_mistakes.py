@@ -3,6 +3,9 @@ that says what to do, exit code 2, and no traceback."""
 
 from __future__ import annotations
 
+import json
+
+from finstream.serving import predictor
 from finstream.stores import checkpoints
 from producer import samples
 
@@ -73,8 +76,9 @@ def test_a_predictor_checkpoint_in_another_state_layout(pipeline):
     schema.write_bytes(b'v2 {"type":"struct","fields":[{"name":"ticker","type":"string"}]}')
     line = pipeline.mistake(*STREAM)
     assert f"predict-bars's checkpoint ({checkpoint}) keeps one state per series" in line
-    schema.unlink()
-    (checkpoint / checkpoints.STATE_LAYOUT_FILE).write_text('{"state_buckets": 64}\n')
+    schema.write_bytes(b'v2 {"type":"struct","fields":[{"name":"state_bucket","type":"long"}]}')
+    layout = {"state_buckets": 64, "bucket_hash": predictor.BUCKET_HASH}
+    (checkpoint / checkpoints.STATE_LAYOUT_FILE).write_text(json.dumps(layout))
     line = pipeline.mistake(*STREAM)
     assert "STREAM_STATE_BUCKETS is 256, but predict-bars's checkpoint" in line and "set it back to 64" in line
 

@@ -12,6 +12,8 @@ from finstream.core.errors import UserError
 from finstream.stores import checkpoints
 
 KEY = "state_bucket"
+HASH = "xxhash64(ticker string, timespan string, multiplier int)"
+BUCKET_KEY = '{"name":"state_bucket","type":"long","nullable":true,"metadata":{}}'
 
 
 @pytest.fixture
@@ -28,24 +30,47 @@ def spark_schema(settings, key_fields: str) -> None:
     (folder / "schema").write_bytes(b"\x00\x02v2\x00\x00" + len(key).to_bytes(2, "big") + key.encode())
 
 
-def test_a_first_start_records_the_bucket_count_and_a_restart_accepts_it(settings):
-    checkpoints.require_state_layout(settings, "predict-bars", KEY)
-    spark_schema(settings, '{"name":"state_bucket","type":"long","nullable":true,"metadata":{}}')
-    checkpoints.require_state_layout(settings, "predict-bars", KEY)
-    recorded = settings.query_checkpoint("predict-bars") / checkpoints.STATE_LAYOUT_FILE
-    assert recorded.read_text() == '{"state_buckets": 256}\n'
+def require(settings, buckets=256, bucket_hash=HASH):
+    checkpoints.require_state_layout(dataclasses.replace(settings, stream_state_buckets=buckets), "predict-bars",
+                                     KEY, bucket_hash)
+
+
+def recorded(settings) -> str:
+    return (settings.query_checkpoint("predict-bars") / checkpoints.STATE_LAYOUT_FILE).read_text()
+
+
+def test_a_first_start_records_the_layout_and_a_restart_accepts_it(settings):
+    require(settings, buckets=64)
+    require(settings)  # no batch ran yet (no state): the layout is recorded again
+    assert recorded(settings) == '{"state_buckets": 256, "bucket_hash": "' + HASH + '"}\n'
+    spark_schema(settings, BUCKET_KEY)
+    require(settings)
+    assert recorded(settings) == '{"state_buckets": 256, "bucket_hash": "' + HASH + '"}\n'
 
 
 def test_per_series_state_of_an_older_version_is_refused(settings):
     spark_schema(settings, '{"name":"ticker","type":"string","nullable":true,"metadata":{}},'
                            '{"name":"timespan","type":"string","nullable":true,"metadata":{}}')
-    with pytest.raises(UserError, match="keeps one state per series.*Move that folder aside"):
-        checkpoints.require_state_layout(settings, "predict-bars", KEY)
+    with pytest.raises(UserError, match="keeps one state per series.*move that folder aside"):
+        require(settings)
 
 
-def test_another_bucket_count_is_refused(settings):
-    checkpoints.require_state_layout(settings, "predict-bars", KEY)
+def test_other_buckets_are_refused_once_state_exists(settings):
+    require(settings)
+    spark_schema(settings, BUCKET_KEY)
     with pytest.raises(UserError, match="STREAM_STATE_BUCKETS is 64, but .* in 256 buckets: set it back to 256"):
-        checkpoints.require_state_layout(dataclasses.replace(settings, stream_state_buckets=64), "predict-bars", KEY)
+        require(settings, buckets=64)
+    with pytest.raises(UserError, match="hashed its series to buckets by xxhash64.*multiplier int.*multiplier bigint"):
+        require(settings, bucket_hash=HASH.replace("int)", "bigint)"))
     with pytest.raises(UserError, match="set it to 1 or more"):
-        checkpoints.require_state_layout(dataclasses.replace(settings, stream_state_buckets=0), "predict-bars", KEY)
+        require(settings, buckets=0)
+
+
+def test_state_without_its_record_or_an_unwritable_folder_is_one_line(settings, tmp_path):
+    spark_schema(settings, BUCKET_KEY)
+    with pytest.raises(UserError, match="holds state but no readable finstream-state.json"):
+        require(settings)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(UserError, match="cannot write the checkpoint folder .*: set CHECKPOINT_DIR"):
+        require(dataclasses.replace(settings, checkpoint_dir=str(blocker / "checkpoints")))

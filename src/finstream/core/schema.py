@@ -366,7 +366,7 @@ PIPELINE_METRICS_MAPPING = {
     "processed_rows_per_second": {"type": "double"},
     "batch_duration_ms": {"type": "long"},
     "offsets_behind_latest": {"type": "long"},
-    "state_rows": {"type": "long"},  # rows kept by stateful operators (the predictor's bar history)
+    "state_rows": {"type": "long"},  # rows kept by stateful operators (the predictor's buckets of series)
     "rows_dropped_by_watermark": {"type": "long"},
     # Observed per micro-batch (finstream.ingest.validation.message_counts,
     # finstream.serving.predictor.status_counts).

@@ -53,7 +53,7 @@ from finstream.core.questions import Question, watched
 from finstream.core.schema import SERIES
 from finstream.features.spec import FORECAST_FEATURES
 from finstream.ingest.es_sink import write_documents
-from finstream.ingest.spark_types import ES_SPARK_TYPES
+from finstream.ingest.spark_types import ES_SPARK_TYPES, bar_schema
 from finstream.ingest.validation import now_millis
 from finstream.serving import worker
 from finstream.serving.installed import ServedForecasts
@@ -81,6 +81,10 @@ STATE_SCHEMA = T.StructType([
     T.StructField("expires", T.MapType(T.StringType(), T.LongType())),
 ])
 BUCKET = "state_bucket"  # the state's key column: which bucket a series belongs to
+_SERIES_TYPES = {f.name: f.dataType for f in bar_schema().fields if f.name in SERIES}
+# How a series is hashed to its bucket (xxhash64 hashes an int and a long differently): kept in
+# the checkpoint beside the bucket count, since either change moves series to other buckets.
+BUCKET_HASH = "xxhash64(" + ", ".join(f"{name} {_SERIES_TYPES[name].simpleString()}" for name in SERIES) + ")"
 INPUT_COLUMNS = (*SERIES, *HISTORY_COLUMNS, "published_at", "kafka_offset")
 
 
@@ -104,6 +108,9 @@ def _output_frame(rows: list[dict]) -> pd.DataFrame:
     """Rows -> the output schema's columns (Spark takes them by name). Doubles are float64
     (NaN is null), integers and strings stay Python objects (None is null for Arrow). Built as
     two blocks, not column by column: half the time for a bucket's few rows."""
+    if not rows:
+        return pd.DataFrame({name: pd.Series(dtype=np.float64 if name in _DOUBLES else object)
+                             for name in OUTPUT_SCHEMA.names})
     doubles = pd.DataFrame(np.array([[row.get(name) for name in _DOUBLES] for row in rows], dtype=np.float64),
                            columns=_DOUBLES)
     objects = pd.DataFrame(np.array([[row.get(name) for name in _OBJECTS] for row in rows], dtype=object),
@@ -173,7 +180,7 @@ def predict_bucket(key: tuple, frames: Iterator[pd.DataFrame], state: GroupState
                     for column in (*HISTORY_COLUMNS, "published_at", "kafka_offset")}
             step = transition(series, window, pending, bars, champions, now_ms)
             rows.extend(step.rows)
-            entries[name] = json.dumps({"window": step.window, "pending": step.pending})
+            entries[name] = json.dumps({"window": step.window, "pending": step.pending}, separators=(",", ":"))
             expires[name] = now_ms + idle_timeout_ms(series[1], int(series[2]), idle_hours)
     # A series without bars here whose idle time has passed on the watermark (the job's clock)
     # is forgotten, as its own GroupState timeout would have: Spark times a bucket out at its

@@ -103,34 +103,49 @@ def require_no_gap(settings: Settings, queries: list[str]) -> None:
 STATE_LAYOUT_FILE = "finstream-state.json"
 
 
-def require_state_layout(settings: Settings, query: str, key_column: str) -> None:
+def require_state_layout(settings: Settings, query: str, key_column: str, bucket_hash: str) -> None:
     """Raises UserError if a query's checkpoint keeps its state in another layout than this
-    job's: per series (an older version), or in another number of buckets. Spark would fail
-    at the first micro-batch (an incompatible state schema), or, for a new bucket count,
-    silently look each series up in the wrong bucket. Records the bucket count on a first start.
+    job's: per series (an older version), in another number of buckets, or hashed to buckets
+    another way. Spark would fail at the first micro-batch (an incompatible state schema), or,
+    for other buckets, silently look each series up in the wrong one. Until the query's first
+    batch has run (no state yet), records this job's layout in STATE_LAYOUT_FILE.
 
     Args:
         settings: the checkpoints' folder and STREAM_STATE_BUCKETS.
         query: the stateful query's name (predict-bars).
         key_column: the name of the state's key column (a bucket).
+        bucket_hash: how a series is hashed to its bucket (what changes the bucket of a series).
     """
-    if settings.stream_state_buckets < 1:
-        raise UserError(f"STREAM_STATE_BUCKETS is {settings.stream_state_buckets}: set it to 1 or more")
+    buckets = settings.stream_state_buckets
+    if buckets < 1:
+        raise UserError(f"STREAM_STATE_BUCKETS is {buckets}: set it to 1 or more")
     checkpoint = settings.query_checkpoint(query)
     # Spark's record of operator 0's state schema (key, then value), written at its first batch.
     schema = checkpoint / "state" / "0" / "0" / "_metadata" / "schema"
+    aside = f"move that folder aside to start {query} again from the topic's start (it rebuilds each series' " \
+            f"state and rewrites its predictions under the same ids; index-bars keeps its own checkpoint)"
     if schema.exists() and f'"name":"{key_column}"'.encode() not in schema.read_bytes():
         raise UserError(f"{query}'s checkpoint ({checkpoint}) keeps one state per series, a layout this version "
-                        f"cannot read. Move that folder aside and start again: {query} then reads the topic "
-                        f"from its start, rebuilds each series' state and rewrites its predictions under the "
-                        f"same ids (index-bars keeps its own checkpoint)")
+                        f"cannot read: {aside}")
     recorded = checkpoint / STATE_LAYOUT_FILE
-    if recorded.exists():
-        buckets = json.loads(recorded.read_text())["state_buckets"]
-        if buckets != settings.stream_state_buckets:
-            raise UserError(f"STREAM_STATE_BUCKETS is {settings.stream_state_buckets}, but {query}'s checkpoint "
-                            f"({checkpoint}) keeps its state in {buckets} buckets: set it back to {buckets}, or "
-                            f"move that folder aside to start {query} again from the topic's start")
-    else:
+    layout = {"state_buckets": buckets, "bucket_hash": bucket_hash}
+    if schema.exists():
+        try:
+            kept = json.loads(recorded.read_text())
+        except (OSError, ValueError):
+            raise UserError(f"{query}'s checkpoint ({checkpoint}) holds state but no readable {STATE_LAYOUT_FILE}, "
+                            f"the record of its buckets: restore that file, or {aside}") from None
+        was = kept.get("state_buckets")
+        if was != buckets:
+            raise UserError(f"STREAM_STATE_BUCKETS is {buckets}, but {query}'s checkpoint ({checkpoint}) keeps its "
+                            f"state in {was} buckets: set it back to {was}, or {aside}")
+        if kept.get("bucket_hash") != bucket_hash:
+            raise UserError(f"{query}'s checkpoint ({checkpoint}) hashed its series to buckets by "
+                            f"{kept.get('bucket_hash')}, this version by {bucket_hash}: {aside}")
+        return
+    try:
         checkpoint.mkdir(parents=True, exist_ok=True)
-        recorded.write_text(json.dumps({"state_buckets": settings.stream_state_buckets}) + "\n")
+        recorded.write_text(json.dumps(layout) + "\n")
+    except OSError as error:
+        raise UserError(f"cannot write the checkpoint folder {checkpoint} ({error.strerror or error}): set "
+                        f"CHECKPOINT_DIR to a writable folder") from None
