@@ -56,12 +56,14 @@ def main() -> int:
         wall_s = time.time() - started
         assert elastic.count(es, settings.es_index_bars) == args.bars
         es.indices.refresh(index=settings.es_index_pipeline_metrics)
-        hits = es.search(index=settings.es_index_pipeline_metrics, size=100)["hits"]["hits"]
+        hits = es.search(index=settings.es_index_pipeline_metrics, size=10_000)["hits"]["hits"]
         busy: dict[str, float] = {}
+        batches: dict[str, int] = {}
         for hit in hits:
             doc = hit["_source"]
             if doc.get("input_rows"):
                 busy[doc["query"]] = busy.get(doc["query"], 0.0) + doc["batch_duration_ms"] / 1000
+                batches[doc["query"]] = batches.get(doc["query"], 0) + 1
         predictions = elastic.count(es, settings.es_index_predictions) if args.predict else 0
     finally:
         L.cleanup(es, settings, run_id)
@@ -70,7 +72,7 @@ def main() -> int:
               "tickers": args.tickers, "predict": args.predict, "predictions": predictions,
               "publish_bars_per_s": round(args.bars / publish_s),
               "job_wall_s": round(wall_s, 1),
-              "batch_s": {q: round(s, 1) for q, s in busy.items()},
+              "batch_s": {q: round(s, 1) for q, s in busy.items()}, "batches": batches,
               "bars_per_s": {q: round(args.bars / s) for q, s in busy.items()}}
     out = Path(args.out) if args.out else BENCH / "results" / (
         "stream_throughput-predict.json" if args.predict else "stream_throughput.json")

@@ -39,13 +39,13 @@ def install(model_dir, version: str, band: dict | None, series=None) -> None:
 
 
 def rows(version: str, loss: float, baseline: float, judged: int) -> list[dict]:
-    """A batch's judged rows of one version, as the query observes them: `judged` rows whose
+    """A batch's sums of one version, as the query observes them: `judged` predictions whose
     loss and baseline terms sum to `loss` and `baseline`."""
-    return [{"version": version, "loss": loss / judged, "baseline": baseline / judged}] * judged
+    return [{"version": version, "loss": loss, "baseline": baseline, "judged": judged}]
 
 
 def batch(*versions: list[dict]) -> dict:
-    return {"live_lags_judged_rows": [row for part in versions for row in part]}
+    return {"live_lags_judged": [row for part in versions for row in part]}
 
 
 def test_the_watch_warns_once_when_a_full_window_leaves_the_band_and_logs_each_ratio(tmp_path, caplog):

@@ -90,10 +90,9 @@ def test_a_toy_questions_live_skill_is_summed_and_watched(toy, spark, tmp_path):
                          "toy_error": [0.5, -1.0, None, 3.0, 1.0], "toy_baseline_error": [1.0, 2.0, None, 1.0, 1.0],
                          "toy_version": ["finstream-toy-day1/1"] * 3 + ["finstream-toy-hour1-fx/2", "baseline"]})
     observed = spark.createDataFrame(rows).agg(*predictor.live_skill_sums([toy])).first().asDict(recursive=True)
-    assert observed == {"live_toy_judged_rows": [
-        {"version": "finstream-toy-day1/1", "loss": 0.25, "baseline": 1.0},
-        {"version": "finstream-toy-day1/1", "loss": 1.0, "baseline": 4.0},
-        {"version": "finstream-toy-hour1-fx/2", "loss": 9.0, "baseline": 1.0}]}  # the baseline: not watched
+    assert observed == {"live_toy_judged": [  # summed per version in Spark; the baseline's rows are not watched
+        {"version": "finstream-toy-day1/1", "loss": 1.25, "baseline": 5.0, "judged": 2},
+        {"version": "finstream-toy-hour1-fx/2", "loss": 9.0, "baseline": 1.0, "judged": 1}]}
     entries = LiveSkillWatch(tmp_path, questions=[toy]).update(observed, batch_id=1)
     assert entries == [  # each set's champion on its own
         {"live_question": "toy", "live_version": "finstream-toy-day1/1", "live_set": "", "live_loss_ratio": 0.25,

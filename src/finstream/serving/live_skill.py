@@ -40,7 +40,7 @@ class LiveSkillWatch:
         self._outside: set[str] = set()
 
     def update(self, observed: dict[str, Any], batch_id: int) -> list[dict[str, Any]]:
-        """Takes one batch's observed judged rows (finstream.serving.predictor.live_skill_sums).
+        """Takes one batch's observed sums per version (finstream.serving.predictor.live_skill_sums).
 
         Returns:
             One entry per version judged in the batch (each series set's champion on its own),
@@ -50,14 +50,9 @@ class LiveSkillWatch:
         """
         entries: list[dict[str, Any]] = []
         for question in self.questions:
-            per_version: dict[str, list[float]] = {}
-            for row in observed.get(live_field(question, "judged_rows")) or ():
-                sums = per_version.setdefault(row["version"], [0.0, 0.0, 0])
-                sums[0] += float(row["loss"] or 0.0)
-                sums[1] += float(row["baseline"] or 0.0)
-                sums[2] += 1
-            for version, (batch_loss, batch_baseline, judged) in sorted(per_version.items()):
-                entry = self._window_ratio(question, version, batch_loss, batch_baseline, int(judged), batch_id)
+            for sums in sorted(observed.get(live_field(question, "judged")) or (), key=lambda row: row["version"]):
+                entry = self._window_ratio(question, sums["version"], float(sums["loss"] or 0.0),
+                                           float(sums["baseline"] or 0.0), int(sums["judged"]), batch_id)
                 if entry:
                     entries.append(entry)
         return entries

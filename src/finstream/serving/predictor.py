@@ -229,12 +229,13 @@ def status_counts() -> list[Column]:
 
 def live_skill_sums(questions: Iterable[Question] | None = None) -> list[Column]:
     """Per watched question (finstream.core.questions: its `live` loss), the predictions judged
-    in the batch as live_<question>_judged_rows: a list of (version, loss, baseline), the served
-    forecast's loss term and its reference baseline's, for the watch to sum per version, so
-    that every series set's champion is watched on its own (observed by the query, so no
-    extra job).
+    in the batch, summed per served version in Spark, so that every series set's champion is
+    watched on its own: live_<question>_judged, one (version, loss, baseline, judged) per
+    version, the served forecasts' summed loss terms, their reference baselines', and how
+    many (observed by the query, so no extra job; a catch-up batch of 200 000 predictions
+    sends the driver a few sums, not 200 000 rows).
 
-    Columns in: OUTPUT_SCHEMA. Out: one array<struct<version, loss, baseline>> per question.
+    Columns in: OUTPUT_SCHEMA. Out: one array<struct<version, loss, baseline, judged>> per question.
     """
     columns = []
     for question in watched(questions):
@@ -246,9 +247,22 @@ def live_skill_sums(questions: Iterable[Question] | None = None) -> list[Column]
         scored = (F.col("status").isin(*WRITTEN) & F.col(live.loss).isNotNull() & F.col(live.baseline).isNotNull()
                   & (version != BASELINE_VERSION))
         terms = [F.col(name) * F.col(name) if live.squared else F.col(name) for name in (live.loss, live.baseline)]
-        judged = F.struct(version.alias("version"), terms[0].alias("loss"), terms[1].alias("baseline"))
-        columns.append(F.collect_list(F.when(scored, judged)).alias(S.live_field(question.name, "judged_rows")))
+        judged = F.collect_list(F.when(scored, F.struct(version.alias("version"), terms[0].alias("loss"),
+                                                        terms[1].alias("baseline"))))
+        columns.append(_summed_per_version(judged).alias(S.live_field(question.name, "judged")))
     return columns
+
+
+def _summed_per_version(judged: Column) -> Column:
+    """array<struct<version, loss, baseline>> -> one struct<version, loss, baseline, judged> per
+    distinct version (sorted), the terms summed."""
+    def summed(served: Column) -> Column:  # one parameter: transform passes the element only
+        mine = F.filter(judged, lambda row: row["version"] == served)
+        return F.struct(served.alias("version"),
+                        F.aggregate(mine, F.lit(0.0), lambda total, row: total + row["loss"]).alias("loss"),
+                        F.aggregate(mine, F.lit(0.0), lambda total, row: total + row["baseline"]).alias("baseline"),
+                        F.size(mine).alias("judged"))
+    return F.transform(F.array_sort(F.array_distinct(judged.getField("version"))), summed)
 
 
 def document_columns() -> list[Column]:
