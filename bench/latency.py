@@ -34,6 +34,8 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from elasticsearch import Elasticsearch
+
 from bench import report
 from bench.cleanup import drop_run_data
 from finstream.core.config import Settings, local_dir
@@ -169,6 +171,18 @@ def isolated_env(run_id: str) -> dict[str, str]:
     }
 
 
+def isolated_run() -> tuple[str, Settings, Elasticsearch]:
+    """A run id, and this process's settings and Elasticsearch client pointed at the run's own
+    topic, indices and folders (isolated_env), the cluster reachable and the topic made."""
+    run_id = uuid.uuid4().hex[:8]
+    os.environ.update(isolated_env(run_id))
+    settings = Settings.load()
+    es = elastic.client(settings)
+    elastic.require_cluster(es, settings)
+    topics.ensure_topic(settings)
+    return run_id, settings, es
+
+
 def publish(settings: Settings, bars, per_second: float | None, sends: list[float] | None = None) -> list[float]:
     """Publishes the bars (at `per_second`, or as fast as possible); returns each send's time,
     appended to `sends` as it goes when given (a reader may follow it)."""
@@ -227,13 +241,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the topic, indices and folders")
     args = parser.parse_args()
 
-    run_id = uuid.uuid4().hex[:8]
-    env = isolated_env(run_id)
-    os.environ.update(env)
-    settings = Settings.load()
-    es = elastic.client(settings)
-    elastic.require_cluster(es, settings)
-    topics.ensure_topic(settings)
+    run_id, settings, es = isolated_run()
     series = Series(args.tickers, start_ms=(int(time.time() * 1000) // MINUTE_MS - 2 * 24 * 60) * MINUTE_MS)
     stream_log = local_dir() / "logs" / f"bench-latency-{run_id}.log"
     peer_log = local_dir() / "logs" / f"bench-latency-{run_id}-peer.log"

@@ -26,13 +26,12 @@ import signal
 import statistics
 import sys
 import time
-import uuid
 
 from bench import latency as L  # its generator, watcher, isolation, training and clean-up
 from bench import report
-from finstream.core.config import Settings, local_dir
+from finstream.core.config import local_dir
 from finstream.core.errors import comma_list
-from finstream.stores import elastic, topics
+from finstream.stores import elastic
 
 BURST_HISTORY = 20  # bars per burst ticker before its burst: exactly what a prediction needs
 TRAINING_TICKERS = 100
@@ -89,12 +88,7 @@ def main() -> int:
     if args.repeats < 1:
         parser.error("--repeats must be 1 or more")
 
-    run_id = uuid.uuid4().hex[:8]
-    os.environ.update(L.isolated_env(run_id))
-    settings = Settings.load()
-    es = elastic.client(settings)
-    elastic.require_cluster(es, settings)
-    topics.ensure_topic(settings)
+    run_id, settings, es = L.isolated_run()
     start_ms = (int(time.time() * 1000) // L.MINUTE_MS - 2 * 24 * 60) * L.MINUTE_MS
     universe = max(args.sizes)
     market = L.Series(universe, start_ms=start_ms, prefix="MKT")

@@ -28,7 +28,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 from bench import report
@@ -38,7 +37,7 @@ from bench.latency import (
     CountWatcher,
     Series,
     cleanup,
-    isolated_env,
+    isolated_run,
     publish,
     start_stream,
     summary,
@@ -46,7 +45,7 @@ from bench.latency import (
     wait_for,
 )
 from finstream.core.config import Settings, local_dir
-from finstream.stores import checkpoints, elastic, topics
+from finstream.stores import checkpoints, topics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -157,12 +156,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the topic, indices and folders")
     args = parser.parse_args()
 
-    run_id = uuid.uuid4().hex[:8]
-    os.environ.update(isolated_env(run_id))
-    settings = Settings.load()
-    es = elastic.client(settings)
-    elastic.require_cluster(es, settings)
-    topics.ensure_topic(settings)
+    run_id, settings, es = isolated_run()
     series = Series(args.tickers, start_ms=(int(time.time() * 1000) // MINUTE_MS - 30 * 24 * 60) * MINUTE_MS)
     stream_log = local_dir() / "logs" / f"bench-soak-{run_id}.log"
     stream_log.parent.mkdir(parents=True, exist_ok=True)

@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 from bench import latency as L  # the latency benchmark's generator, isolation and clean-up
 from bench import report
-from finstream.core.config import Settings
-from finstream.stores import elastic, topics
+from finstream.stores import elastic
 
 BENCH = Path(__file__).resolve().parent
 
@@ -34,12 +31,7 @@ def main() -> int:
     parser.add_argument("--out", help="the JSON file (default bench/results/stream_throughput[-predict].json)")
     args = parser.parse_args()
 
-    run_id = uuid.uuid4().hex[:8]
-    os.environ.update(L.isolated_env(run_id))
-    settings = Settings.load()
-    es = elastic.client(settings)
-    elastic.require_cluster(es, settings)
-    topics.ensure_topic(settings)
+    run_id, settings, es = L.isolated_run()
     series = L.Series(args.tickers, start_ms=(int(time.time() * 1000) // L.MINUTE_MS - 30 * 24 * 60) * L.MINUTE_MS)
     try:
         started = time.time()
