@@ -8,13 +8,28 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
 
 def run_info(benchmark: str) -> dict:
-    return {"benchmark": benchmark, "date": datetime.now(timezone.utc).isoformat(),
+    """When, on what machine and on which code (the checkout's commit, `+` if it has changes)."""
+    return {"benchmark": benchmark, "date": datetime.now(timezone.utc).isoformat(), "commit": commit(),
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}
+
+
+def commit() -> str:
+    """The checkout's commit, with `+` when tracked files differ from it; "" outside git."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return head + ("+" if dirty else "")
 
 
 def write(out: str | Path, result: dict, markdown: str | None = None) -> None:
