@@ -255,13 +255,17 @@ def live_skill_sums(questions: Iterable[Question] | None = None) -> list[Column]
 
 def _summed_per_version(judged: Column) -> Column:
     """array<struct<version, loss, baseline>> -> one struct<version, loss, baseline, judged> per
-    distinct version (sorted), the terms summed."""
+    distinct version (sorted), the terms summed in one pass over the array per version."""
     def summed(served: Column) -> Column:  # one parameter: transform passes the element only
-        mine = F.filter(judged, lambda row: row["version"] == served)
-        return F.struct(served.alias("version"),
-                        F.aggregate(mine, F.lit(0.0), lambda total, row: total + row["loss"]).alias("loss"),
-                        F.aggregate(mine, F.lit(0.0), lambda total, row: total + row["baseline"]).alias("baseline"),
-                        F.size(mine).alias("judged"))
+        def add(total: Column, row: Column) -> Column:
+            mine = row["version"] == served
+            return F.struct((total["loss"] + F.when(mine, row["loss"]).otherwise(0.0)).alias("loss"),
+                            (total["baseline"] + F.when(mine, row["baseline"]).otherwise(0.0)).alias("baseline"),
+                            (total["judged"] + mine.cast("int")).alias("judged"))
+        zero = F.struct(F.lit(0.0).alias("loss"), F.lit(0.0).alias("baseline"), F.lit(0).alias("judged"))
+        totals = F.aggregate(judged, zero, add)
+        return F.struct(served.alias("version"), totals["loss"].alias("loss"), totals["baseline"].alias("baseline"),
+                        totals["judged"].alias("judged"))
     return F.transform(F.array_sort(F.array_distinct(judged.getField("version"))), summed)
 
 
