@@ -26,7 +26,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -35,7 +34,7 @@ from bench import latency as L  # the bar generator, publisher, count watcher, i
 from bench import report
 from finstream.core.config import Settings, local_dir
 from finstream.core.errors import choice_list
-from finstream.stores import elastic, topics
+from finstream.stores import elastic
 
 BENCH = Path(__file__).resolve().parent
 
@@ -187,12 +186,8 @@ def main() -> int:
     args = parser.parse_args()
     methods = args.methods
 
-    run_id = uuid.uuid4().hex[:8]
-    os.environ.update(L.isolated_env(run_id))
-    settings = Settings.load()
-    es = elastic.client(settings).options(request_timeout=120)
-    elastic.require_cluster(es, settings)
-    topics.ensure_topic(settings)
+    run_id, settings, es = L.isolated_run()
+    es = es.options(request_timeout=120)
     log_dir = local_dir() / "logs" / f"bench-compare-{run_id}"  # kept after the clean-up
     log_dir.mkdir(parents=True, exist_ok=True)
     series = L.Series(args.tickers, start_ms=(int(time.time() * 1000) // L.MINUTE_MS - 60 * 24 * 60) * L.MINUTE_MS)
