@@ -75,7 +75,7 @@ def test_a_predictor_checkpoint_in_another_state_layout(pipeline):
     schema.parent.mkdir(parents=True)
     schema.write_bytes(b'v2 {"type":"struct","fields":[{"name":"ticker","type":"string"}]}')
     line = pipeline.mistake(*STREAM)
-    assert f"predict-bars's checkpoint ({checkpoint}) keeps one state per series" in line
+    assert f"predict-bars's checkpoint ({checkpoint}) keeps its state in a layout this version cannot read" in line
     schema.write_bytes(b'v2 {"type":"struct","fields":[{"name":"state_bucket","type":"long"}]}')
     layout = {"state_buckets": 64, "bucket_hash": predictor.BUCKET_HASH}
     (checkpoint / checkpoints.STATE_LAYOUT_FILE).write_text(json.dumps(layout))

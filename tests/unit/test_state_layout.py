@@ -51,7 +51,7 @@ def test_a_first_start_records_the_layout_and_a_restart_accepts_it(settings):
 def test_per_series_state_of_an_older_version_is_refused(settings):
     spark_schema(settings, '{"name":"ticker","type":"string","nullable":true,"metadata":{}},'
                            '{"name":"timespan","type":"string","nullable":true,"metadata":{}}')
-    with pytest.raises(UserError, match="keeps one state per series.*move that folder aside"):
+    with pytest.raises(UserError, match=r"cannot read \(one state per series.*move that folder aside"):
         require(settings)
 
 
@@ -70,6 +70,10 @@ def test_state_without_its_record_or_an_unwritable_folder_is_one_line(settings, 
     spark_schema(settings, BUCKET_KEY)
     with pytest.raises(UserError, match="holds state but no readable finstream-state.json"):
         require(settings)
+    for not_a_record in ("null", "[1, 2]", "256"):
+        (settings.query_checkpoint("predict-bars") / checkpoints.STATE_LAYOUT_FILE).write_text(not_a_record)
+        with pytest.raises(UserError, match="holds state but no readable finstream-state.json"):
+            require(settings)
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     with pytest.raises(UserError, match="cannot write the checkpoint folder .*: set CHECKPOINT_DIR"):

@@ -124,17 +124,24 @@ def require_state_layout(settings: Settings, query: str, key_column: str, bucket
     schema = checkpoint / "state" / "0" / "0" / "_metadata" / "schema"
     aside = f"move that folder aside to start {query} again from the topic's start (it rebuilds each series' " \
             f"state and rewrites its predictions under the same ids; index-bars keeps its own checkpoint)"
-    if schema.exists() and f'"name":"{key_column}"'.encode() not in schema.read_bytes():
-        raise UserError(f"{query}'s checkpoint ({checkpoint}) keeps one state per series, a layout this version "
-                        f"cannot read: {aside}")
+    try:
+        spark_schema = schema.read_bytes() if schema.exists() else None
+    except OSError as error:
+        raise UserError(f"cannot read {schema} ({error.strerror or error}): check the checkpoint folder's files, "
+                        f"or {aside}") from None
+    if spark_schema is not None and f'"name":"{key_column}"'.encode() not in spark_schema:
+        raise UserError(f"{query}'s checkpoint ({checkpoint}) keeps its state in a layout this version cannot "
+                        f"read (one state per series, or an unreadable {schema.name}): {aside}")
     recorded = checkpoint / STATE_LAYOUT_FILE
     layout = {"state_buckets": buckets, "bucket_hash": bucket_hash}
-    if schema.exists():
+    if spark_schema is not None:
         try:
             kept = json.loads(recorded.read_text())
         except (OSError, ValueError):
+            kept = None
+        if not isinstance(kept, dict):
             raise UserError(f"{query}'s checkpoint ({checkpoint}) holds state but no readable {STATE_LAYOUT_FILE}, "
-                            f"the record of its buckets: restore that file, or {aside}") from None
+                            f"the record of its buckets: restore that file, or {aside}")
         was = kept.get("state_buckets")
         if was != buckets:
             raise UserError(f"STREAM_STATE_BUCKETS is {buckets}, but {query}'s checkpoint ({checkpoint}) keeps its "
