@@ -24,6 +24,9 @@ ACCEPTED = {
     "unknown extra field (ignored)": message(exchange="XNAS"),
     "zero volume": message(volume=0),
     "crypto and forex tickers": message(ticker="X:BTCUSD"),
+    "a meme coin's price near 1e-9": message(ticker="X:BABYDOGEUSD", open=1.5e-9, high=1.6e-9, low=1.4e-9,
+                                             close=1.5e-9, vwap=1.5e-9),
+    "a price at the floor": message(open=1e-12, high=1e-12, low=1e-12, close=1e-12, vwap=1e-12),
     "class shares": message(ticker="BRK.A"),
     # The market-data API's real answers: an index aggregate has only o h l c t; its JSON
     # encoder spells a trade count as 1.412331e+06.
@@ -87,6 +90,11 @@ REFUSED = {
     "UTF-16": (message().decode().encode("utf-16"), "not UTF-8 text"),
     "far-future timestamp": (message(timestamp=4_102_444_800_000), "timestamp in the future"),
     "absurd price": (message(high=5e9, close=4e9), "absurd magnitude: high above 1e+09"),
+    # A denormal price makes close / last close 0.0 or infinite: no log return exists.
+    "denormal price": (message(open=5e-324, high=5e-324, low=5e-324, close=5e-324, vwap=5e-324),
+                       "absurd magnitude: close below 1e-12"),
+    "price just under the floor": (message(low=9e-13, open=1e-12, close=1e-12, high=1e-12, vwap=...),
+                                   "absurd magnitude: low below 1e-12"),
     "empty ticker": (message(ticker=""), "invalid ticker (1-32 of A-Z 0-9 . : -)"),
     "over-long ticker": (message(ticker="A" * 33), "invalid ticker (1-32 of A-Z 0-9 . : -)"),
     "lower-case ticker": (message(ticker="aapl"), "invalid ticker (1-32 of A-Z 0-9 . : -)"),

@@ -57,6 +57,6 @@ def test_every_message_is_a_bar_or_a_dead_letter(spark, values):
     assert {b.kafka_offset for b in bars} | {d.offset for d in dead} == set(range(len(values)))
     assert all(d.reason for d in dead)
     for bar in bars:
-        assert 0 < bar.low <= min(bar.open, bar.close) <= max(bar.open, bar.close) <= bar.high <= S.MAX_PRICE
+        assert S.MIN_PRICE <= bar.low <= min(bar.open, bar.close) <= max(bar.open, bar.close) <= bar.high <= S.MAX_PRICE
         assert (bar.volume is None or 0 <= bar.volume <= S.MAX_VOLUME) and bar.timestamp >= S.MIN_TIMESTAMP_MS
         assert bar.timespan in S.TIMESPANS and bar.multiplier >= 1 and bar.ticker

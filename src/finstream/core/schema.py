@@ -32,6 +32,10 @@ TICKER_PATTERN = r"^[A-Z0-9][A-Z0-9.:\-]{0,31}(?![\s\S])"
 MIN_TIMESTAMP_MS = 315_532_800_000  # 1980-01-01: a timestamp in seconds lands in 1970 and is refused
 MAX_FUTURE_MS = 86_400_000  # a bar may start at most one day after the time it is processed
 MAX_PRICE = 1e9
+# The smallest price a bar may have. A real quote sits far above it (a meme coin trades near 1e-9);
+# a denormal such as 5e-324 would make a log return -inf or its ratio overflow, so it is refused.
+# MAX_PRICE / MIN_PRICE = 1e21 keeps every log return and its square finite.
+MIN_PRICE = 1e-12
 MAX_VOLUME = 1e15
 MAX_MESSAGE_BYTES = 65_536  # a bar is about 250 bytes; a larger message is not a bar
 # JSON's whitespace (RFC 8259): what may stand before and after the one object of a message.

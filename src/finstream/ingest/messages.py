@@ -99,6 +99,8 @@ def _value_rules(bar: dict, now_ms: int) -> list[str]:
     for name in (*S.PRICE_FIELDS, "vwap"):
         rules.append((_cmp(x[name], "<=", 0.0), f"non-positive price: {name}"))
         rules.append((_cmp(x[name], ">", S.MAX_PRICE), f"absurd magnitude: {name} above {S.MAX_PRICE:g}"))
+        rules.append((0.0 < x[name] < S.MIN_PRICE if x[name] is not None else None,
+                      f"absurd magnitude: {name} below {S.MIN_PRICE:g}"))
     o, h, low, c = x["open"], x["high"], x["low"], x["close"]
     ticker, timespan = bar.get("ticker"), bar.get("timespan")
     rules += [

@@ -160,6 +160,8 @@ def _value_rules(bar: Column, probes: Column, now_ms: Column) -> list[Column]:
     for name in (*S.PRICE_FIELDS, "vwap"):
         rules.append(_rule(f(name) <= 0, f"non-positive price: {name}"))
         rules.append(_rule(f(name) > S.MAX_PRICE, f"absurd magnitude: {name} above {S.MAX_PRICE:g}"))
+        rules.append(_rule((f(name) > 0) & (f(name) < S.MIN_PRICE),
+                           f"absurd magnitude: {name} below {S.MIN_PRICE:g}"))
     rules += [
         _rule(f("high") < f("low"), "high below low"),
         _rule((f("open") < f("low")) | (f("open") > f("high")), "open outside [low, high]"),
