@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from elasticsearch import Elasticsearch
@@ -113,8 +114,11 @@ def start_predicting(spark: SparkSession, records: DataFrame, settings: Settings
     models.current()  # load (or warn) now, not inside the first micro-batch
     rows = predictor.prediction_rows(B.valid_bars(B.checked_messages(records)), settings)
     rows = rows.observe("predictions", *predictor.status_counts(), *predictor.live_skill_sums())
-    if settings.stream_state_partitions > 0:  # taken by the query when it first starts
-        spark.conf.set("spark.sql.shuffle.partitions", str(settings.stream_state_partitions))
+    # Taken by the query when its checkpoint is new; an existing checkpoint keeps its own.
+    partitions = predictor.state_partitions(settings.stream_state_partitions, spark.sparkContext.master,
+                                            int(spark.conf.get("spark.sql.shuffle.partitions")), os.cpu_count())
+    spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
+    log.info("predict-bars: %d state partitions if its checkpoint is new (an existing one keeps its own)", partitions)
     writer = PredictionWriter(settings, es_options, models)
     query = start(spark, rows.writeStream.outputMode("update").foreachBatch(writer), "predict-bars", settings, args)
     return query, mirror

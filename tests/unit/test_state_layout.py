@@ -9,6 +9,7 @@ import pytest
 
 from finstream.core.config import Settings
 from finstream.core.errors import UserError
+from finstream.serving.predictor import state_partitions
 from finstream.stores import checkpoints
 
 KEY = "state_bucket"
@@ -78,3 +79,16 @@ def test_state_without_its_record_or_an_unwritable_folder_is_one_line(settings, 
     blocker.write_text("")
     with pytest.raises(UserError, match="cannot write the checkpoint folder .*: set CHECKPOINT_DIR"):
         require(dataclasses.replace(settings, checkpoint_dir=str(blocker / "checkpoints")))
+
+
+@pytest.mark.parametrize(("configured", "master", "expected"), [
+    (3, "local[*]", 3),                # set: taken as it is
+    (0, "local[*]", 8),                # the machine's cores
+    (0, "local[2]", 2),
+    (0, "local[4, 3]", 4),             # with task retries
+    (0, "local", 1),
+    (0, "spark://host:7077", 16),      # a cluster: spark.sql.shuffle.partitions
+    (0, "yarn", 16),
+])
+def test_the_state_step_gets_a_task_per_local_core_unless_set(configured, master, expected):
+    assert state_partitions(configured, master, 16, 8) == expected

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -196,6 +197,31 @@ def predict_bucket(key: tuple, frames: Iterator[pd.DataFrame], state: GroupState
         state.remove()
     if rows:
         yield _output_frame(rows)
+
+
+def state_partitions(configured: int, master: str, shuffle_partitions: int, cores: int | None) -> int:
+    """The state step's tasks per micro-batch (its shuffle partitions) for a new checkpoint.
+
+    Args:
+        configured: STREAM_STATE_PARTITIONS (0: choose).
+        master: spark.master, e.g. "local[*]", "local[2]", "spark://host:7077".
+        shuffle_partitions: spark.sql.shuffle.partitions.
+        cores: the machine's cores (os.cpu_count()), for local[*].
+
+    Returns:
+        `configured` when set; on a local master, its threads (one task per core: each task
+        is a Python round trip, a state-store commit and a bulk request whatever its rows, so
+        more tasks than cores only queue); on a cluster, spark.sql.shuffle.partitions.
+    """
+    if configured > 0:
+        return configured
+    local = re.fullmatch(r"local(?:\[(\*|\d+)(?:,\s*\d+)?\])?", master.strip())
+    if local is None:
+        return shuffle_partitions
+    threads = local.group(1)
+    if threads is None:  # "local": one thread
+        return 1
+    return max(1, cores or 1) if threads == "*" else max(1, int(threads))
 
 
 def state_buckets(settings: Settings) -> Column:
