@@ -7,6 +7,7 @@ after another in the same run, so they can be compared.
     .venv/bin/python -m bench.batch_breakdown                       # 10 bars/s, the defaults
     .venv/bin/python -m bench.batch_breakdown --rate 10 --seconds 60 \
         --variant default --variant STREAM_STATE_PARTITIONS=2
+    .venv/bin/python -m bench.batch_breakdown --variant spark.sql.streaming.noDataMicroBatches.enabled=true
 
 Runs on the local stack (`make up`) in its own topic, indices, checkpoint and model folder per
 variant, removed afterwards. Steps per variant: publish 40 minute bars of history for each of
@@ -49,7 +50,10 @@ STATE_METRICS = ("time to update", "time to commit changes", "time to remove")
 def run_variant(name: str, overrides: dict[str, str], rate: float, seconds: float, tickers: int) -> dict:
     """One stream job with `overrides` in its environment; returns its breakdown."""
     run_id = f"breakdown-{uuid.uuid4().hex[:6]}"
-    env = {**isolated_env(run_id), **overrides, "STREAM_TRIGGER_INTERVAL": "1 second"}
+    spark_conf = [arg for key, value in overrides.items() if key.startswith("spark.")
+                  for arg in ("--conf", f"{key}={value}")]
+    env = {**isolated_env(run_id), **{key: value for key, value in overrides.items() if not key.startswith("spark.")},
+           "STREAM_TRIGGER_INTERVAL": "1 second"}
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     settings = Settings.load()
@@ -61,7 +65,8 @@ def run_variant(name: str, overrides: dict[str, str], rate: float, seconds: floa
     print(f"{name}: {HISTORY} bars x {tickers} tickers of history, then {rate:g} bars/s for {seconds:g} s",
           flush=True)
     publish(settings, series.bars(HISTORY * tickers), None)
-    stream = subprocess.Popen(["./spark-submit.sh", "--conf", "spark.eventLog.compress=false", "jobs/stream_index.py"],
+    stream = subprocess.Popen(["./spark-submit.sh", "--conf", "spark.eventLog.compress=false", *spark_conf,
+                               "jobs/stream_index.py"],
                               cwd=ROOT, env=os.environ.copy(), stdout=log_path.open("w"), stderr=subprocess.STDOUT,
                               start_new_session=True)
     try:
@@ -93,6 +98,7 @@ def breakdown(event_log: Path, max_rows: int) -> dict:
     per stage (in job order) wall, task run and CPU time and the state operator's timers."""
     names: dict[str, str] = {}
     batches: dict[str, dict[int, dict]] = defaultdict(dict)  # query -> batch id -> durationMs, rows
+    empty: dict[str, list[float]] = defaultdict(list)  # query -> the triggers of its batches without rows
     jobs: list[tuple[str, int, list[int]]] = []
     stages: dict[int, dict] = {}
     with event_log.open() as lines:
@@ -108,6 +114,8 @@ def breakdown(event_log: Path, max_rows: int) -> dict:
                 rows = sum(source["numInputRows"] for source in progress["sources"])
                 if 0 < rows <= max_rows and progress["batchId"] > 0:
                     batches[progress["name"]][progress["batchId"]] = {"rows": rows, **progress["durationMs"]}
+                elif rows == 0 and progress["batchId"] > 0:  # a no-data batch (a watermark moved)
+                    empty[progress["name"]].append(progress["durationMs"].get("triggerExecution", 0))
             elif kind == "SparkListenerJobStart":
                 props = event.get("Properties") or {}
                 if props.get("sql.streaming.queryId"):
@@ -141,6 +149,10 @@ def breakdown(event_log: Path, max_rows: int) -> dict:
         result[query] = {
             "batches": len(values),
             "median_rows": statistics.median(v["rows"] for v in values),
+            # Spark runs a batch without rows when a stateful query's watermark has moved: it
+            # holds the query's cores like any other, before the next data can be read.
+            "empty_batches": len(empty.get(query, [])),
+            "empty_trigger_ms": statistics.median(empty[query]) if empty.get(query) else 0,
             "trigger_ms": {part: statistics.median(v.get(part, 0) for v in values) for part in TRIGGER_PARTS},
             "stages": [
                 {"stage": position, "tasks": statistics.median(s["tasks"] for s in found), "batches": len(found),
@@ -154,8 +166,9 @@ def breakdown(event_log: Path, max_rows: int) -> dict:
 
 def table(results: list[dict]) -> str:
     lines = ["| variant | query | batches (median rows) | trigger ms: " + " / ".join(TRIGGER_PARTS)
-             + " | stages: tasks, wall / task run / CPU ms (state: update / commit / remove) |",
-             "|---|---|---|---|---|"]
+             + " | stages: tasks, wall / task run / CPU ms (state: update / commit / remove) "
+             "| batches without rows: count, median trigger ms |",
+             "|---|---|---|---|---|---|"]
     for result in results:
         for query, q in result["queries"].items():
             parts = " / ".join(f"{q['trigger_ms'][p]:.0f}" for p in TRIGGER_PARTS)
@@ -165,17 +178,19 @@ def table(results: list[dict]) -> str:
                    f"{s.get('time to remove', 0):.0f})" if "time to update" in s else "")
                 for s in q["stages"])
             lines.append(f"| {result['variant']} | {query} | {q['batches']} ({q['median_rows']:g}) | {parts} | "
-                         f"{stages} |")
+                         f"{stages} | {q.get('empty_batches', 0)}, {q.get('empty_trigger_ms', 0):.0f} |")
     return "\n".join(lines) + "\n"
 
 
 # What every variant sets itself: its own topic, indices, folders and the 1 s trigger. A variant
 # naming one of these could point the run, and its clean-up, at a real pipeline's data.
 RESERVED = frozenset([*isolated_env("x"), "STREAM_TRIGGER_INTERVAL"])
+RESERVED_SPARK = frozenset(["spark.eventLog.enabled", "spark.eventLog.dir", "spark.eventLog.compress"])
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
-    """`default`, or KEY=VALUE[,KEY=VALUE...]: settings of conf/pipeline.toml for the stream job.
+    """`default`, or KEY=VALUE[,KEY=VALUE...]: settings of conf/pipeline.toml for the stream job,
+    or Spark properties (`spark.…`, given to spark-submit as --conf).
 
     Raises:
         argparse.ArgumentTypeError: not a setting, one the benchmark sets itself (RESERVED), or a
@@ -187,14 +202,20 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
     overrides = {}
     for part in text.split(","):
         key, equals, value = part.partition("=")
+        if equals and key.startswith("spark.") and value:
+            if key in RESERVED_SPARK:
+                raise argparse.ArgumentTypeError(f"{key} is set by the benchmark itself (it reads the event log)")
+            overrides[key] = value
+            continue
         if not equals or key not in known:
-            raise argparse.ArgumentTypeError(f"{part!r} is not KEY=VALUE with KEY a setting of conf/pipeline.toml")
+            raise argparse.ArgumentTypeError(f"{part!r} is not KEY=VALUE with KEY a setting of conf/pipeline.toml "
+                                             "or a Spark property (spark.…)")
         if key in RESERVED:
             raise argparse.ArgumentTypeError(f"{key} is set by the benchmark itself (its own topic, indices, "
                                              "folders and trigger)")
         overrides[key] = value
     try:
-        Settings.load(environ=overrides)
+        Settings.load(environ={key: value for key, value in overrides.items() if not key.startswith("spark.")})
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text, overrides

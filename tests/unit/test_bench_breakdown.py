@@ -42,7 +42,7 @@ def test_the_small_batches_are_summed_up_per_query_and_stage(tmp_path):
         {"Event": "org.apache.spark.sql.streaming.StreamingQueryListener$QueryStartedEvent", "id": QUERY,
          "name": "predict-bars"},
         progress(0, 4000, 9000), job(0, 0, [0, 1]), stage(0, 3, 5000, 6000), stage(1, 4, 4000, 8000, 7000),
-        progress(1, 0, 50),  # empty: left out
+        progress(1, 0, 50),  # empty: left out of the medians, counted apart
         *[event for n in (2, 3, 4) for event in (
             progress(n, 30, 1000 * n), job(n, n, [10 * n, 10 * n + 1]),
             stage(10 * n, 3, 200, 250), stage(10 * n + 1, 4, 1500 + n, 2800, 2000 + n))],
@@ -59,6 +59,7 @@ def test_the_small_batches_are_summed_up_per_query_and_stage(tmp_path):
     assert (read["tasks"], read["wall_ms"], read["run_ms"], read["cpu_ms"]) == (3, 200, 250, 25)
     assert (state["tasks"], state["wall_ms"], state["time to update"]) == (4, 1503, 2003)
     assert "time to update" not in read
+    assert (result["empty_batches"], result["empty_trigger_ms"]) == (1, 350)
     assert "| predict-bars | 3 (30) |" in table([{"variant": "default", "queries": {"predict-bars": result}}])
 
 
@@ -67,6 +68,8 @@ def test_variants_are_the_defaults_or_environment_settings():
     assert parse_variant("STREAM_STATE_PARTITIONS=2,KAFKA_FETCH_MAX_WAIT_MS=5") == (
         "STREAM_STATE_PARTITIONS=2,KAFKA_FETCH_MAX_WAIT_MS=5",
         {"STREAM_STATE_PARTITIONS": "2", "KAFKA_FETCH_MAX_WAIT_MS": "5"})
+    assert parse_variant("spark.sql.streaming.noDataMicroBatches.enabled=true,STREAM_STATE_PARTITIONS=4")[1] == {
+        "spark.sql.streaming.noDataMicroBatches.enabled": "true", "STREAM_STATE_PARTITIONS": "4"}
 
 
 @pytest.mark.parametrize("text, said", [
@@ -74,6 +77,7 @@ def test_variants_are_the_defaults_or_environment_settings():
     ("KAFKA_TOPIC=finance-data", "set by the benchmark itself"), ("ES_INDEX_BARS=finance-bars", "set by the benchmark"),
     ("STREAM_TRIGGER_INTERVAL=0 seconds", "set by the benchmark"),
     ("STREAM_STATE_PARTITIONS=abc", "STREAM_STATE_PARTITIONS"),
+    ("spark.eventLog.enabled=false", "set by the benchmark"), ("spark.sql.shuffle.partitions=", "is not KEY=VALUE"),
 ])
 def test_a_variant_that_could_touch_real_data_or_means_nothing_is_refused(text, said):
     with pytest.raises(argparse.ArgumentTypeError, match=said):
