@@ -222,6 +222,8 @@ def test_a_corrupt_model_leaves_the_previous_one_serving(pipeline, tmp_path):
         publish_broken_lags()  # a bad version after a good one: the good one keeps serving
         pipeline.publish([(b.key, b.to_json()) for b in bars[200:]])
         wait_until(lambda: pipeline.count(predictions) == 280, 180, "predictions after the bad version", 1.0)
+        # index-bars is its own query: its last batch may end after predict-bars' does.
+        wait_until(lambda: pipeline.count(settings.es_index_bars) == 300, 60, "every bar indexed", 1.0)
         assert job.poll() is None
     finally:
         os.killpg(job.pid, signal.SIGTERM)
