@@ -50,10 +50,9 @@ STATE_METRICS = ("time to update", "time to commit changes", "time to remove")
 def run_variant(name: str, overrides: dict[str, str], rate: float, seconds: float, tickers: int) -> dict:
     """One stream job with `overrides` in its environment; returns its breakdown."""
     run_id = f"breakdown-{uuid.uuid4().hex[:6]}"
-    spark_conf = [arg for key, value in overrides.items() if key.startswith("spark.")
-                  for arg in ("--conf", f"{key}={value}")]
-    env = {**isolated_env(run_id), **{key: value for key, value in overrides.items() if not key.startswith("spark.")},
-           "STREAM_TRIGGER_INTERVAL": "1 second"}
+    settings_env, spark_props = split_overrides(overrides)
+    spark_conf = [arg for key, value in spark_props.items() for arg in ("--conf", f"{key}={value}")]
+    env = {**isolated_env(run_id), **settings_env, "STREAM_TRIGGER_INTERVAL": "1 second"}
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     settings = Settings.load()
@@ -188,6 +187,12 @@ RESERVED = frozenset([*isolated_env("x"), "STREAM_TRIGGER_INTERVAL"])
 RESERVED_SPARK = frozenset(["spark.eventLog.enabled", "spark.eventLog.dir", "spark.eventLog.compress"])
 
 
+def split_overrides(overrides: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """A variant's overrides as (the job's environment settings, Spark properties)."""
+    spark = {key: value for key, value in overrides.items() if key.startswith("spark.")}
+    return {key: value for key, value in overrides.items() if key not in spark}, spark
+
+
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
     """`default`, or KEY=VALUE[,KEY=VALUE...]: settings of conf/pipeline.toml for the stream job,
     or Spark properties (`spark.…`, given to spark-submit as --conf).
@@ -215,7 +220,7 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
                                              "folders and trigger)")
         overrides[key] = value
     try:
-        Settings.load(environ={key: value for key, value in overrides.items() if not key.startswith("spark.")})
+        Settings.load(environ=split_overrides(overrides)[0])
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text, overrides
