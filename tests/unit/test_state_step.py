@@ -7,6 +7,7 @@ import copy
 import math
 
 from finstream.core.series_sets import SeriesSet
+from finstream.features.spec import FORECAST_FEATURES
 from finstream.serving.forecasters import forecaster
 from finstream.serving.installed import ServedModel
 from finstream.serving.state_step import (
@@ -142,3 +143,37 @@ def test_the_inputs_are_not_modified():
     before = copy.deepcopy(batch)
     transition(SERIES, window, pending, batch, SERVED, NOW)
     assert (window, pending, batch) == (first.window, first.pending, before)
+
+
+def test_a_forecast_that_overflows_is_left_out_and_the_series_goes_on():
+    # A linear variance model trained on returns of about 1 %, then a valid bar at the price
+    # floor (1e-12) after 25 ordinary ones: its next bar's returns are about 1e14, the interval's
+    # exp(q x sigma) overflows. The interval is left out of that document; nothing raises, and
+    # the other questions are forecast as usual.
+    n = len(FORECAST_FEATURES)
+    coefficients = [0.0] * n
+    coefficients[FORECAST_FEATURES.index("ret_std_20")] = 2e-5
+    coefficients[FORECAST_FEATURES.index("range_pct")] = 1e-5
+    variance = {"kind": "linear", "features": list(FORECAST_FEATURES), "mean": [0.0] * n,
+                "scale": [1 / 0.01] * 7 + [1 / 0.02, 1 / 0.01, 1 / 0.5, 1 / 0.005, 1 / 0.05, 1 / 7, 1 / 2],
+                "coefficients": coefficients, "intercept": 1e-4}
+    def served(question, **extra):
+        spec = {"question": question, "served": "linear", "regressor": variance, **extra}
+        return (ServedModel(f"finstream-{question}-day1/1", "linear", forecaster(spec), DAILY),)
+    champions = {"interval": served("interval", quantiles=[-1.6, 1.6]), "volatility": served("volatility")}
+    history = bars(*range(25))
+    floor = bars(25)
+    for name in ("open", "high", "low", "close"):
+        floor[name] = [1e-12]
+    after = bars(26, 27, offset0=26)
+    window, pending = empty_window(), None
+    rows = []
+    for batch in (history, floor, after):
+        step = transition(SERIES, window, pending, batch, champions, NOW)
+        window, pending, rows = step.window, step.pending, rows + step.rows
+    assert all(math.isfinite(v) for row in rows for v in row.values() if isinstance(v, float))
+    predicted = {int(row["doc_id"].rsplit("|", 1)[1]): row for row in rows if row["status"] == "predicted"}
+    at_26 = predicted[T0 + 26 * DAY]
+    assert "lower" not in at_26 and "interval_model" not in at_26  # exp overflowed: no interval
+    assert at_26["volatility_model"] == "linear" and at_26["model"] == "persistence"
+    assert {"lower", "upper"} <= set(predicted[T0 + 24 * DAY])  # before the floor: a whole document

@@ -198,11 +198,30 @@ def forecaster(spec: dict) -> Forecaster:
     return Forecaster(registered.question, served, registered.build(model, served, spec))
 
 
+def finite(compute: Callable[[], "dict | None"]) -> dict | None:
+    """compute()'s fields, or None when it is undefined: it returned None, a value is not a
+    finite number, or the arithmetic failed (an exp that overflows, a log of 0).
+
+    Valid bars can still drive a served model far outside its training range (a price moving
+    from 1e-12 to 1e9 is a return of 1e21). Such a forecast is left out of its document, as an
+    undefined one is, instead of failing the state step's task, which Spark would retry on the
+    same bars for ever, stopping every series' predictions; Elasticsearch could not store an
+    infinity either."""
+    try:
+        fields = compute()
+    except (ArithmeticError, ValueError):
+        return None
+    if fields is None or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in fields.values()):
+        return None
+    return fields
+
+
 def judged(doc: dict, high: float, low: float, close: float) -> dict:
     """The fields a prediction document gains from the next bar (its high, low and close):
-    the actual close, and each forecast question's judged fields."""
+    the actual close, and each forecast question's judged fields (left out where they are not
+    finite: finite())."""
     fields: dict = {"actual_close": close}
     for registered in FORECASTERS.values():
         if all(doc.get(name) is not None for name in registered.question.forecast_fields):
-            fields.update(registered.judge(doc, high, low, close))
+            fields.update(finite(lambda registered=registered: registered.judge(doc, high, low, close)) or {})
     return fields

@@ -28,7 +28,7 @@ from finstream.core import skill
 from finstream.core.questions import served
 from finstream.features.scalar import forecast_features
 from finstream.features.spec import HISTORY_BARS
-from finstream.serving.forecasters import judged
+from finstream.serving.forecasters import finite, judged
 from finstream.serving.installed import ServedModel, reference_baseline
 
 HISTORY_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume", "vwap")
@@ -108,10 +108,11 @@ def serving(champions: Mapping[str, Sequence[ServedModel]], baselines: Mapping[s
 
 def forecasts_of(models: Mapping[str, ServedModel], window: dict[str, list], features: dict[str, float]) -> dict:
     """Every served question's forecast fields for the window's newest bar, each with the
-    fields naming what served it; a question whose forecast is undefined adds nothing."""
+    fields naming what served it; a question whose forecast is undefined or not finite adds
+    nothing (finstream.serving.forecasters.finite)."""
     fields: dict = {}
     for model in models.values():
-        forecast = model.forecaster.forecast(window, features)
+        forecast = finite(lambda model=model: model.forecaster.forecast(window, features))
         if forecast is not None:
             name_field, version_field, run_field = model.question.model_fields
             fields.update(forecast, **{name_field: model.kind, version_field: model.version, run_field: model.run_id})
