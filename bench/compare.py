@@ -32,6 +32,7 @@ from pathlib import Path
 
 from bench import latency as L  # the bar generator, publisher, count watcher, isolation, clean-up
 from bench import report
+from bench.cpu import server_cpu_seconds
 from finstream.core.config import Settings, local_dir
 from finstream.core.errors import choice_list
 from finstream.stores import elastic
@@ -39,17 +40,6 @@ from finstream.stores import elastic
 BENCH = Path(__file__).resolve().parent
 
 METHODS = ("stream_index", "one_by_one", "bulk", "parallel_bulk", "ceiling")
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def server_cpu_seconds(name: str) -> float | None:
-    """User + system CPU seconds of a local server (stack/ pid file), None if not local."""
-    try:
-        pid = (local_dir() / "run" / f"{name}.pid").read_text().strip()
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def command(method: str, index: str, expected: int, spark_conf: list[str]) -> list[str]:

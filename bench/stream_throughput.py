@@ -1,6 +1,8 @@
 """Throughput of jobs/stream_index.py on a backlog: N generated minute bars published first,
 then one --available-now run; the rate is N over the micro-batch's duration (from the
-query's own progress metrics, so Spark's start-up is not counted).
+query's own progress metrics, so Spark's start-up is not counted). The CPU seconds of the
+job's processes by role (its JVM, its Python driver, the state step's Python workers) and of
+the local Kafka and Elasticsearch over the run say what bounds it (bench/cpu.py).
 
     .venv/bin/python -m bench.stream_throughput --bars 200000 --tickers 200 [--predict]
 Runs on the local stack (`make up`) in its own topic, indices and checkpoint, removed
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -18,6 +21,7 @@ from pathlib import Path
 
 from bench import latency as L  # the latency benchmark's generator, isolation and clean-up
 from bench import report
+from bench.cpu import TreeCpu, server_cpu_seconds
 from finstream.stores import elastic
 
 BENCH = Path(__file__).resolve().parent
@@ -43,9 +47,16 @@ def main() -> int:
                             f"bench/{run_id}/report"], cwd=L.ROOT, check=True, capture_output=True)
         job = ["./spark-submit.sh", "jobs/stream_index.py", "--available-now"]
         job += [] if args.predict else ["--no-predict"]
+        servers = {name: server_cpu_seconds(name) for name in ("kafka", "elasticsearch")}
         started = time.time()
-        subprocess.run(job, cwd=L.ROOT, check=True, capture_output=True)
+        process = subprocess.Popen(job, cwd=L.ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        with TreeCpu(process.pid) as tree:
+            output, _ = process.communicate()
         wall_s = time.time() - started
+        if process.returncode != 0:
+            raise SystemExit(f"the stream job failed (exit {process.returncode}):\n{output.decode()[-3000:]}")
+        cpu_s = {"job": tree.totals(), **{name: round(server_cpu_seconds(name) - before, 1)
+                                          for name, before in servers.items() if before is not None}}
         assert elastic.count(es, settings.es_index_bars) == args.bars
         es.indices.refresh(index=settings.es_index_pipeline_metrics)
         hits = es.search(index=settings.es_index_pipeline_metrics, size=10_000)["hits"]["hits"]
@@ -63,7 +74,7 @@ def main() -> int:
     result = {**report.run_info("stream_throughput"), "bars": args.bars,
               "tickers": args.tickers, "predict": args.predict, "predictions": predictions,
               "publish_bars_per_s": round(args.bars / publish_s),
-              "job_wall_s": round(wall_s, 1),
+              "job_wall_s": round(wall_s, 1), "cpu_s": cpu_s, "cores": os.cpu_count(),
               "batch_s": {q: round(s, 1) for q, s in busy.items()}, "batches": batches,
               "bars_per_s": {q: round(args.bars / s) for q, s in busy.items()}}
     out = Path(args.out) if args.out else BENCH / "results" / (
