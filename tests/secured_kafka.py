@@ -32,6 +32,16 @@ def _stack_value(expression: str) -> str:
                           cwd=ROOT, check=True, capture_output=True, text=True).stdout
 
 
+def kraft_cluster_id() -> str:
+    """A KRaft cluster id made as Kafka's Uuid.randomUuid makes one: 16 random bytes in URL-safe
+    base64 without padding, drawn again when it starts with '-', which the storage tool's
+    argument parser would take for an option (one id in 64 did, failing the format)."""
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not candidate.startswith("-"):
+            return candidate
+
+
 def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
@@ -116,7 +126,7 @@ class SecuredKafka:
         logging = [f"-Dkafka.logs.dir={self.folder}", f"-Dlog4j.configuration=file:{ROOT}/stack/kafka-log4j.properties"]
         scram = [arg for name, password in self.users.items()
                  for arg in ("--add-scram", f"{MECHANISM}=[name={name},password={password}]")]
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = kraft_cluster_id()
         subprocess.run([java, "-cp", classpath, *logging, "kafka.tools.StorageTool", "format", "-t", cluster_id,
                         "-c", str(properties), *scram],
                        check=True, capture_output=True, timeout=120)
