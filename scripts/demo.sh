@@ -17,9 +17,10 @@
 # Run it twice: the second replay publishes every bar again, and the indices still hold
 # each bar and each prediction once (deterministic document ids).
 #
-# Measured (2 cores, a fresh clone, downloads cached; make demo, 2026-12-03): make install 70 s
-# and make up 20 s, then 1/6 6 s; 2/6 0 s; 3/6 154 s (the first live forecast at 158 s, 4 min 9 s
-# after make demo started); 4/6 149 s (EURUSD's first at 306 s); 5/6 558 s; 6/6 6 s; 874 s in all.
+# Measured (2 cores, a fresh clone, downloads cached; make demo, 2026-12-03): make install and
+# make up about 87 s together, then 1/6 6 s; 2/6 0 s; 3/6 194 s (the first live forecast at 195 s,
+# 4 min 44 s after make demo started); 4/6 156 s (EURUSD's first at 352 s); 5/6 562 s; 6/6 5 s;
+# 923 s for the six steps, 1 010 s in all.
 #
 # GOOG daily and EURUSD hourly are served live at once, each by the champion of its own series
 # set (day1-stocks, hour1-fx), one after the other: the first live forecast waits for one short
