@@ -28,6 +28,16 @@ def server_cpu_seconds(name: str) -> float | None:
         return None
 
 
+def server_cpu_spent(name: str, before: float | None) -> float | None:
+    """CPU seconds (0.1 s) a local server used since `before` (a server_cpu_seconds reading);
+    None when either reading is missing or the counter went back: the server is not local, or it
+    stopped or was restarted during the run, so no honest figure exists."""
+    after = server_cpu_seconds(name)
+    if before is None or after is None or after < before:
+        return None
+    return round(after - before, 1)
+
+
 def spark_job_role(command: str) -> str | None:
     """A spark-submit job's processes: its JVM, its Python driver, the Python workers."""
     if "pyspark.daemon" in command or "pyspark.worker" in command:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench import latency as L  # the latency benchmark's generator, isolation and clean-up
 from bench import report
-from bench.cpu import TreeCpu, server_cpu_seconds
+from bench.cpu import TreeCpu, server_cpu_seconds, server_cpu_spent
 from finstream.stores import elastic
 
 BENCH = Path(__file__).resolve().parent
@@ -55,8 +55,8 @@ def main() -> int:
         wall_s = time.time() - started
         if process.returncode != 0:
             raise SystemExit(f"the stream job failed (exit {process.returncode}):\n{output.decode()[-3000:]}")
-        cpu_s = {"job": tree.totals(), **{name: round(server_cpu_seconds(name) - before, 1)
-                                          for name, before in servers.items() if before is not None}}
+        spent = {name: server_cpu_spent(name, before) for name, before in servers.items()}
+        cpu_s = {"job": tree.totals(), **{name: seconds for name, seconds in spent.items() if seconds is not None}}
         assert elastic.count(es, settings.es_index_bars) == args.bars
         es.indices.refresh(index=settings.es_index_pipeline_metrics)
         hits = es.search(index=settings.es_index_pipeline_metrics, size=10_000)["hits"]["hits"]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
-from bench.cpu import TreeCpu, server_cpu_seconds, spark_job_role
+from bench.cpu import TreeCpu, server_cpu_seconds, server_cpu_spent, spark_job_role
 
 BURN = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.6: pass\n"
 
@@ -31,3 +32,16 @@ def test_a_spark_jobs_processes_get_their_roles():
 def test_a_server_without_a_pid_file_has_no_figure(tmp_path, monkeypatch):
     monkeypatch.setenv("FINSTREAM_LOCAL", str(tmp_path))
     assert server_cpu_seconds("elasticsearch") is None
+
+
+def test_a_server_that_stopped_or_restarted_mid_run_has_no_figure(tmp_path, monkeypatch):
+    monkeypatch.setenv("FINSTREAM_LOCAL", str(tmp_path))
+    (tmp_path / "run").mkdir()
+    pid_file = tmp_path / "run" / "elasticsearch.pid"
+    pid_file.write_text(str(os.getpid()))
+    before = server_cpu_seconds("elasticsearch")
+    assert server_cpu_spent("elasticsearch", before) == round(server_cpu_seconds("elasticsearch") - before, 1)
+    assert server_cpu_spent("elasticsearch", None) is None
+    assert server_cpu_spent("elasticsearch", before + 1_000_000) is None  # counter went back: restarted
+    pid_file.unlink()  # stopped
+    assert server_cpu_spent("elasticsearch", before) is None
