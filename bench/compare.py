@@ -12,10 +12,9 @@ serialisation, are not counted; the wall time from process start is reported bes
 `one_by_one` is time-boxed (--one-by-one-seconds, then SIGTERM): at its rate a million bars
 take hours. CPU seconds and peak RSS are the method's process tree's (`wait4`), and the
 Elasticsearch server's CPU seconds over the same run. Before the first method, --warm-up
-documents are bulk-indexed into a throwaway index: a freshly started Elasticsearch compiles its
-hot paths during its first minute of indexing and would charge that to whichever method runs first
-(measured with the same code: `helpers.bulk` cost it 72.8 ms per 1 000 documents when first, 45.1
-when second).
+documents are bulk-indexed into a throwaway index: on a freshly started Elasticsearch the first
+method was charged 24-28 ms more CPU per 1 000 documents than when it ran later (`helpers.bulk`
+72.8 first, 45.1 third; bench/results/tuning.md), most likely the server's JIT warming up.
 
 Methods: stream_index (jobs/stream_index.py --available-now --no-predict, ES-Hadoop) and
 bench/methods.py's one_by_one, bulk, parallel_bulk and ceiling. Writes bench/results/compare.{json,md}.

@@ -35,6 +35,9 @@ ACCEPTED = {
     "integral timestamp spelled as a float": message(timestamp=1.7e12),
     "JSON whitespace around the object": b"\r\n\t " + message() + b" \n",
     "an unknown field named twice": message(note="a")[:-1] + b', "note": "b"}',
+    # A '}' before the end: the one-value rule reads these a second time (validation._one_value).
+    "a brace inside a string": message(source="feed}x"),
+    "an unknown field holding an object": message(exchange={"mic": "XNAS"}),
 }
 
 REFUSED = {
@@ -82,6 +85,9 @@ REFUSED = {
     "two bars separated by a comma": (message() + b"," + message(), "data after the JSON object"),
     "a bracket and a bar after the object": (message() + b"]" + message(), "data after the JSON object"),
     "text after the object": (message() + b" trailing", "data after the JSON object"),
+    "a non-breaking space after the object": (message() + "\u00a0".encode(), "data after the JSON object"),
+    "a brace inside a string, then a second bar": (message(source="x}") + b"\n" + message(),
+                                                   "data after the JSON object"),
     "single-quoted JSON": (message().replace(b'"', b"'"), "malformed JSON"),
     "a comment": (message().replace(b"{", b"{/* bar */", 1), "malformed JSON"),
     "a trailing comma": (message().replace(b"}", b",}"), "malformed JSON"),

@@ -34,6 +34,7 @@ _OTHER_JSON_TYPES = (T.DoubleType(), T.BooleanType(), T.MapType(T.StringType(), 
                      T.ArrayType(T.StringType()))
 _RENDERED_NON_STRING = r'^(-?[0-9]|true$|false$|[{\["])'
 _STRING_FIELDS = tuple(spec.name for spec in S.BAR_FIELDS if spec.python_type == "str")
+_WHITESPACE_SQL = S.JSON_WHITESPACE.encode("unicode_escape").decode()  # as escapes in a SQL string literal
 
 
 def _not_utf8() -> Column:
@@ -200,8 +201,7 @@ def check_messages(parsed: DataFrame, now_ms: Column | None = None) -> DataFrame
     bar, present, probes = F.col("bar"), F.col("present"), F.col("probes")
     is_empty = F.col("value_bytes").isNull() | (F.length(F.col("value_bytes")) == 0)
     not_utf8 = _not_utf8()
-    whitespace = S.JSON_WHITESPACE.encode("unicode_escape").decode()  # as escapes in the SQL literal
-    not_object = ~F.expr(f"trim(LEADING '{whitespace}' FROM raw)").startswith("{")
+    not_object = ~F.expr(f"trim(LEADING '{_WHITESPACE_SQL}' FROM raw)").startswith("{")
     # A mistyped field also fills the corrupt-record column; malformed = not even a JSON object
     # of any values could be read (every value reads into a string). The cheap test first: `&`
     # stops there for the messages that parsed (nearly all).
@@ -215,7 +215,7 @@ def check_messages(parsed: DataFrame, now_ms: Column | None = None) -> DataFrame
         .when(not_utf8, F.array(F.lit(S.NOT_UTF8)))
         .when(not_object, F.array(F.lit(S.NOT_OBJECT)))
         .when(malformed, F.array(F.lit(S.MALFORMED)))
-        .when(~_one_value(F.col("raw")), F.array(F.lit(S.DATA_AFTER_OBJECT)))
+        .when(~_one_value(), F.array(F.lit(S.DATA_AFTER_OBJECT)))
         .when(_duplicate_field(), F.array(F.lit(S.DUPLICATE_FIELD)))
         .otherwise(F.filter(content_rules, lambda r: r.isNotNull()))
     )
@@ -228,17 +228,28 @@ def _duplicate_field() -> Column:
     return F.coalesce(F.size(named) != F.size(F.array_distinct(named)), F.lit(False))
 
 
-def _one_value(raw: Column) -> Column:
-    """True when the text is one JSON value and nothing but whitespace after it. Spark's JSON
-    functions read the first value and ignore the rest (a second bar after a newline would
-    vanish), and none says where the value ended. So the text is read as the first element of
-    an array whose second element is a seal, the text's own hash: the array reads as exactly
-    [text, seal] only when the text is a single value (a text that forged the seal would have
-    to contain its own hash)."""
+def _one_value() -> Column:
+    """True when the text `raw` is one JSON value and nothing but whitespace after it, for a
+    text already known to hold a readable object (check_messages asks only then).
+
+    Spark's JSON functions read the first value and ignore the rest (a second bar after a
+    newline would vanish), and none says where the value ended. So the text is read as the
+    first element of an array whose second element is a seal, the text's own hash: the array
+    reads as exactly [text, seal] only when the text is a single value (a text that forged the
+    seal would have to contain its own hash).
+
+    That second full parse is most of the rule's cost, and a plain bar does not need it: when
+    the text's first '}' is its last character but for trailing whitespace, the object can only
+    close there, so nothing follows it. Only texts with a '}' before the end (a brace in a
+    string, a nested object, a second object) are sealed and read again.
+    """
+    raw = F.col("raw")
+    closes_at_the_end = F.instr(raw, "}") == F.length(F.expr(f"trim(TRAILING '{_WHITESPACE_SQL}' FROM raw)"))
     seal = F.xxhash64(raw).cast("string")
     sealed = F.from_json(F.concat(F.lit("["), raw, F.lit(","), seal, F.lit("]")), T.ArrayType(T.StringType()),
                          JSON_OPTIONS)
-    return F.coalesce((F.size(sealed) == 2) & (sealed.getItem(1) == seal), F.lit(False))
+    # `|` evaluates its right side only when the left is false: the sealed read only for those.
+    return closes_at_the_end | F.coalesce((F.size(sealed) == 2) & (sealed.getItem(1) == seal), F.lit(False))
 
 
 def checked_messages(records: DataFrame, now_ms: Column | None = None) -> DataFrame:

@@ -1,0 +1,17 @@
+"""bench.validation_cost: each form of checked_messages runs on valid bars, and the rules are
+restored afterwards."""
+
+from __future__ import annotations
+
+from bench import validation_cost as V
+from finstream.ingest import validation as B
+
+
+def test_every_form_is_measured_and_the_rules_restored(spark):
+    rules = (B._one_value, B._duplicate_field)
+    forms = V.measure(spark, messages=300, repeats=1)
+    assert set(forms) == set(V.FORMS)
+    assert all(0 < f["min"] <= f["median"] <= f["max"] for f in forms.values())
+    assert (B._one_value, B._duplicate_field) == rules
+    table = V.table({"messages": 300, "parallelism": 2, "repeats": 1, "date": "2026-12-04", "forms": forms})
+    assert all(f"| {form} |" in table for form in V.FORMS)
