@@ -38,7 +38,7 @@ from elasticsearch import helpers
 from bench import latency as L  # the bar generator, publisher, count watcher, isolation, clean-up
 from bench import report
 from bench.cpu import server_cpu_seconds, server_cpu_spent
-from bench.methods import CHUNK
+from bench.methods import CHUNK, document
 from finstream.core.config import Settings, local_dir
 from finstream.core.errors import choice_list
 from finstream.stores import elastic
@@ -95,9 +95,7 @@ def warm_up(es, settings: Settings, documents: int) -> None:
     elastic.ensure_indices(es, replace(settings, es_index_bars=index), only=[index])
     now = int(time.time() * 1000)
     series = L.Series(1_000, start_ms=now // L.MINUTE_MS * L.MINUTE_MS, prefix="WARM")
-    actions = ({"_index": index, "_id": bar.doc_id,
-                "_source": {**bar.__dict__, "doc_id": bar.doc_id, "published_at": now, "indexed_at": now,
-                            "kafka_partition": 0, "kafka_offset": offset}}
+    actions = ({"_index": index, "_id": bar.doc_id, "_source": document(bar, now, 0, offset)}
                for offset, bar in enumerate(series.bars(documents)))
     try:
         helpers.bulk(es, actions, chunk_size=CHUNK)

@@ -35,7 +35,7 @@ from elasticsearch import helpers
 from kafka import KafkaConsumer
 
 from finstream.core.config import Settings
-from finstream.core.schema import bar_from_dict
+from finstream.core.schema import Bar, bar_from_dict
 from finstream.ingest import messages
 from finstream.stores import elastic, topics
 
@@ -44,16 +44,19 @@ ROOT = Path(__file__).resolve().parents[1]
 CHUNK = 5_000  # documents per _bulk request (ES-Hadoop's es.batch.size.entries is the same)
 
 
+def document(bar: Bar, published_at: int, partition: int, offset: int) -> dict:
+    """The document the stream job writes for a bar: its fields, its id, its Kafka coordinates,
+    when it was published and indexed (epoch ms)."""
+    return {**bar.__dict__, "doc_id": bar.doc_id, "published_at": published_at,
+            "indexed_at": int(time.time() * 1000), "kafka_partition": partition, "kafka_offset": offset}
+
+
 def bar_document(record) -> dict | None:
     """The document the stream job writes for a valid bar, or None for a refused message."""
     fields = messages.valid_bar(record.value)  # the stream job's rules, in Python
     if fields is None:
         return None
-    bar = bar_from_dict(fields)
-    document = dict(bar.__dict__)
-    document.update(doc_id=bar.doc_id, published_at=record.timestamp, indexed_at=int(time.time() * 1000),
-                    kafka_partition=record.partition, kafka_offset=record.offset)
-    return document
+    return document(bar_from_dict(fields), record.timestamp, record.partition, record.offset)
 
 
 def consumer(settings: Settings, **options) -> KafkaConsumer:

@@ -50,10 +50,10 @@ def records(spark: SparkSession, messages: int) -> DataFrame:
     return frame
 
 
-def seconds(records: DataFrame, form: str) -> float:
-    """Wall seconds to check every record under `form`; raises if any is refused."""
+def seconds(frame: DataFrame, form: str) -> float:
+    """Wall seconds to check every record of `frame` under `form`; raises if any is refused."""
     with mock.patch.multiple(B, **FORMS[form]) if FORMS[form] else contextlib.nullcontext():
-        checked = B.checked_messages(records, now_ms=F.lit(NOW_MS))
+        checked = B.checked_messages(frame, now_ms=F.lit(NOW_MS))
         started = time.perf_counter()
         row = checked.select(F.count("*").alias("n"), F.sum(F.size("reasons")).alias("reasons")).collect()[0]
         elapsed = time.perf_counter() - started
