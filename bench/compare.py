@@ -4,6 +4,8 @@ topic and the same Elasticsearch, each method into its own fresh index.
     make bench                                   # 1 000 000 bars, then the latency benchmark
     .venv/bin/python -m bench.compare --bars 100000 [--methods stream_index,bulk] [--refresh 30s]
 
+Needs the local stack (`make up`).
+
 Steps: generate N minute bars (--tickers series) and publish them with the producer's own
 publisher; then, one method at a time, start it as a process and watch its index's document
 count every 50 ms. A method's rate is the documents that became searchable between the first

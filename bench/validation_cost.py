@@ -1,12 +1,13 @@
 """What validating a message costs the JVM, outside the stream job: finstream.ingest.validation's
-checked_messages over N valid bar messages in a local Spark batch, as it is and with each of the
+checked_messages over N valid bar messages in a local Spark batch (no Kafka or Elasticsearch
+needed), as it is and with each of the
 two rules that read the whole text again (one JSON value; duplicate field) left out.
 
     .venv/bin/python -m bench.validation_cost
     .venv/bin/python -m bench.validation_cost --messages 500000 --repeats 7 --out /tmp/validation_cost
 
 Each form runs --repeats times, in turn, after one unmeasured run each (the JIT and Spark's code
-cache); µs per message is the wall time of the batch (local[2]: both cores) over N. The messages
+cache); µs per message is the wall time of the batch (local[*]: every core) over N. The messages
 are the latency benchmark's generated minute bars, serialised as the producer does (Bar.to_json),
 cached in memory before the timing. Writes bench/results/validation_cost.{json,md}.
 """
