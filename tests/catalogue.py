@@ -38,6 +38,12 @@ ACCEPTED = {
     # A '}' before the end: the one-value rule reads these a second time (validation._one_value).
     "a brace inside a string": message(source="feed}x"),
     "an unknown field holding an object": message(exchange={"mic": "XNAS"}),
+    # A field's quoted name twice, or a backslash: the duplicate-field rule reads these keys
+    # (validation._duplicate_field).
+    "a field's name given as a value": message(source="ticker"),
+    "a field's name as a nested key": message(exchange={"ticker": "AAPL"}),
+    "an escaped quote in a string": message(source='feed "x"'),
+    "an escaped field name": message().replace(b'"source"', b'"\\u0073ource"'),
 }
 
 REFUSED = {
@@ -76,6 +82,12 @@ REFUSED = {
     "a field named twice": (message().replace(b'"ticker": "AAPL"', b'"ticker": "AAPL", "ticker": "MSFT"'),
                             "duplicate field"),
     "a field named twice, the later mistyped": (message()[:-1] + b', "close": "x"}', "duplicate field"),
+    "a field named twice, once escaped": (message()[:-1] + b', "\\u0074icker": "MSFT"}', "duplicate field"),
+    "a field named twice, a string field given a number": (message(ticker=42)[:-1] + b', "close": 11.0}',
+                                                          "duplicate field"),
+    # Names are case-sensitive: "TICKER" is not ticker, so it must not make up for a field named twice.
+    "a field named twice, another in upper case only": (
+        message(ticker=...)[:-1] + b', "TICKER": "AAPL", "close": 11.0}', "duplicate field"),
     "a ticker with a final line break": (message(ticker="AAPL\n"), "invalid ticker (1-32 of A-Z 0-9 . : -)"),
     "a ticker with a final carriage return": (message(ticker="AAPL\r"), "invalid ticker (1-32 of A-Z 0-9 . : -)"),
     "a ticker with a final line separator": (message(ticker="AAPL\u2028"), "invalid ticker (1-32 of A-Z 0-9 . : -)"),

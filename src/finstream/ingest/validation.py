@@ -223,7 +223,33 @@ def check_messages(parsed: DataFrame, now_ms: Column | None = None) -> DataFrame
 
 
 def _duplicate_field() -> Column:
-    """A bar field named twice at the top level of the object."""
+    """A bar field named twice at the top level of the object.
+
+    Reading the object's keys parses the whole text again, and a plain bar does not need it.
+    Every string in the text, key or value, is delimited by two unescaped quotes. Each bar
+    field the parse set has a key of its own, each string field set a string value of its own
+    (when no string field holds another type's text), and a field named twice has one more key.
+    So a text with no more quotes than twice that count cannot name a field twice; only other
+    texts (unknown fields, a field given as null, an escaped quote, a string field given
+    another type) have their keys read.
+    """
+    # `&` evaluates its right side only when the left is true: the keys read only for those.
+    return ~_names_no_field_twice() & _keys_name_a_field_twice()
+
+
+def _names_no_field_twice() -> Column:
+    """`raw` has no more quotes than two per bar field `bar` has set and two per string field set,
+    and `probes` is null (no string field set from another JSON type's text)."""
+    bar = F.col("bar")
+    strings = sum(bar.getField(spec.name).isNotNull().cast("int") * (2 if spec.python_type == "str" else 1)
+                  for spec in S.BAR_FIELDS)
+    # In bytes: a quote is one byte, and octet_length reads a length where length() counts characters.
+    quotes = F.octet_length(F.col("raw")) - F.octet_length(F.expr("""replace(raw, '"', '')"""))
+    return F.col("probes").isNull() & (quotes <= 2 * strings)
+
+
+def _keys_name_a_field_twice() -> Column:
+    """The object's top-level keys (read from `raw`) name some bar field twice."""
     named = F.filter(F.expr("json_object_keys(raw)"), lambda key: key.isin(*S.BAR_FIELD_NAMES))
     return F.coalesce(F.size(named) != F.size(F.array_distinct(named)), F.lit(False))
 
@@ -246,13 +272,22 @@ def _one_value() -> Column:
     nesting-depth limit; with a later Jackson's (1 000), a text nested exactly that deep would
     pass here and be refused sealed, so an upgrade should also require no '[' for the shortcut.
     """
+    # `|` evaluates its right side only when the left is false: the sealed read only for those.
+    return _closes_at_the_end() | _sealed_read_is_one_value()
+
+
+def _closes_at_the_end() -> Column:
+    """The first '}' in `raw` is its last character but for trailing JSON whitespace."""
+    return F.instr(F.col("raw"), "}") == F.length(F.expr(f"trim(TRAILING '{_WHITESPACE_SQL}' FROM raw)"))
+
+
+def _sealed_read_is_one_value() -> Column:
+    """`raw` read as the first element of [raw, seal] leaves exactly the seal as the second."""
     raw = F.col("raw")
-    closes_at_the_end = F.instr(raw, "}") == F.length(F.expr(f"trim(TRAILING '{_WHITESPACE_SQL}' FROM raw)"))
     seal = F.xxhash64(raw).cast("string")
     sealed = F.from_json(F.concat(F.lit("["), raw, F.lit(","), seal, F.lit("]")), T.ArrayType(T.StringType()),
                          JSON_OPTIONS)
-    # `|` evaluates its right side only when the left is false: the sealed read only for those.
-    return closes_at_the_end | F.coalesce((F.size(sealed) == 2) & (sealed.getItem(1) == seal), F.lit(False))
+    return F.coalesce((F.size(sealed) == 2) & (sealed.getItem(1) == seal), F.lit(False))
 
 
 def checked_messages(records: DataFrame, now_ms: Column | None = None) -> DataFrame:
