@@ -38,8 +38,8 @@ ACCEPTED = {
     # A '}' before the end: the one-value rule reads these a second time (validation._one_value).
     "a brace inside a string": message(source="feed}x"),
     "an unknown field holding an object": message(exchange={"mic": "XNAS"}),
-    # A field's quoted name twice, or a backslash: the duplicate-field rule reads these keys
-    # (validation._duplicate_field).
+    # On the boundary of the duplicate-field rule's shortcut (validation._duplicate_field): no
+    # more quotes than the fields set account for, or two more.
     "a field's name given as a value": message(source="ticker"),
     "a field's name as a nested key": message(exchange={"ticker": "AAPL"}),
     "an escaped quote in a string": message(source='feed "x"'),
@@ -85,9 +85,22 @@ REFUSED = {
     "a field named twice, once escaped": (message()[:-1] + b', "\\u0074icker": "MSFT"}', "duplicate field"),
     "a field named twice, a string field given a number": (message(ticker=42)[:-1] + b', "close": 11.0}',
                                                           "duplicate field"),
-    # Names are case-sensitive: "TICKER" is not ticker, so it must not make up for a field named twice.
-    "a field named twice, another in upper case only": (
-        message(ticker=...)[:-1] + b', "TICKER": "AAPL", "close": 11.0}', "duplicate field"),
+    "a field named twice, the first null": (message(close=None)[:-1] + b', "close": 11.0}', "duplicate field"),
+    "a field named twice, the later null": (message()[:-1] + b', "close": null}', "duplicate field"),
+    "a field named twice, a string field given true": (message(source=True)[:-1] + b', "close": 11.0}',
+                                                       "duplicate field"),
+    "a string field given a number, then its string": (
+        message().replace(b'"ticker": "AAPL"', b'"ticker": 5, "ticker": "AAPL"'), "duplicate field"),
+    # NaN and Infinity are numbers to every read of a message, the keys read included.
+    "a field named twice, the later NaN": (message()[:-1] + b', "close": NaN}', "duplicate field"),
+    "a field named twice beside a NaN": (message()[:-1] + b', "note": NaN, "ticker": "MSFT"}', "duplicate field"),
+    "a mistyped price beside a NaN": (message(open="x", volume=float("nan")), "wrong type: open (expected number)"),
+    # Spark's reader takes these strings for numbers; they are strings.
+    'a price as the string "NaN"': (message(close="NaN"), "wrong type: close (expected number)"),
+    'a trade count as the string "-INF"': (message(transactions="-INF"),
+                                           "wrong type: transactions (expected integer)"),
+    'a volume as the string "+Infinity"': (message(volume="+Infinity"), "wrong type: volume (expected number)"),
+    "an unquoted field name": (message()[:-1] + b", close: 11.0}", "malformed JSON"),
     "a ticker with a final line break": (message(ticker="AAPL\n"), "invalid ticker (1-32 of A-Z 0-9 . : -)"),
     "a ticker with a final carriage return": (message(ticker="AAPL\r"), "invalid ticker (1-32 of A-Z 0-9 . : -)"),
     "a ticker with a final line separator": (message(ticker="AAPL\u2028"), "invalid ticker (1-32 of A-Z 0-9 . : -)"),

@@ -60,6 +60,16 @@ def probe_schema(data_type: T.DataType) -> T.StructType:
     return T.StructType([T.StructField(s.name, data_type, True) for s in BAR_FIELDS if s.python_type == "str"])
 
 
+def number_text_schema() -> T.StructType:
+    """The bar's number fields, each read as a string.
+
+    Spark's reader takes the strings "NaN", "Infinity", "+INF" and "-INF" for numbers; read as
+    text, such a string keeps its letters where a number renders as digits (NaN and the
+    infinities quoted).
+    """
+    return T.StructType([T.StructField(s.name, T.StringType(), True) for s in BAR_FIELDS if s.python_type != "str"])
+
+
 def presence_schema() -> T.StructType:
     """Every bar field as a string, to tell a missing field from a mistyped one.
 

@@ -17,7 +17,14 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from finstream.core import schema as S
-from finstream.ingest.spark_types import CORRUPT_RECORD, message_schema, presence_schema, probe_schema, spark_type
+from finstream.ingest.spark_types import (
+    CORRUPT_RECORD,
+    message_schema,
+    number_text_schema,
+    presence_schema,
+    probe_schema,
+    spark_type,
+)
 
 JSON_OPTIONS = {
     "mode": "PERMISSIVE",
@@ -34,6 +41,10 @@ _OTHER_JSON_TYPES = (T.DoubleType(), T.BooleanType(), T.MapType(T.StringType(), 
                      T.ArrayType(T.StringType()))
 _RENDERED_NON_STRING = r'^(-?[0-9]|true$|false$|[{\["])'
 _STRING_FIELDS = tuple(spec.name for spec in S.BAR_FIELDS if spec.python_type == "str")
+_NUMBER_FIELDS = tuple(spec.name for spec in S.BAR_FIELDS if spec.python_type in ("int", "float"))
+# What Spark's reader renders into a string field from a number (NaN and the infinities quoted):
+# a number field whose text does not look like one was given a string ("NaN", "Infinity", "-INF").
+_RENDERED_NUMBER = r'^(-?[0-9]|")'
 _WHITESPACE_SQL = S.JSON_WHITESPACE.encode("unicode_escape").decode()  # as escapes in a SQL string literal
 
 
@@ -81,7 +92,7 @@ def decode_records(records: DataFrame) -> DataFrame:
 
 
 def parse_messages(messages: DataFrame) -> DataFrame:
-    """Parses each message's JSON, adding the columns `bar`, `present` and `probes`.
+    """Parses each message's JSON, adding the columns `bar`, `present`, `probes` and `number_texts`.
 
     Args:
         messages: decode_records' columns (`raw` at least).
@@ -91,7 +102,9 @@ def parse_messages(messages: DataFrame) -> DataFrame:
         or mistyped, and _corrupt_record), `present` (each field rendered as text, for telling
         a missing field from a mistyped one; null when the message parsed cleanly with every
         required field) and `probes` (the string fields read as each other JSON type, for
-        telling "AAPL" from 42; null unless a string field's text looks like another type).
+        telling "AAPL" from 42; null unless a string field's text looks like another type) and
+        `number_texts` (the number fields read as text, for telling the string "NaN", which
+        Spark's reader takes for a number, from the number NaN; null unless a number is not finite).
     """
     raw = F.col("raw")
     parsed = F.from_json(raw, message_schema(), JSON_OPTIONS)
@@ -103,9 +116,14 @@ def parse_messages(messages: DataFrame) -> DataFrame:
         looks_rendered = looks_rendered | parsed.getField(name).rlike(_RENDERED_NON_STRING)
     probes = F.struct(*[F.from_json(raw, probe_schema(t), JSON_OPTIONS).alias(f"as_{i}")
                         for i, t in enumerate(_OTHER_JSON_TYPES)])
+    nonfinite = F.lit(False)
+    for name in _NUMBER_FIELDS:
+        nonfinite = nonfinite | F.isnan(parsed.getField(name)) | (F.abs(parsed.getField(name)) == float("inf"))
     return messages.select(
-        "*", parsed.alias("bar"), F.when(needs_presence, F.from_json(raw, presence_schema())).alias("present"),
-        F.when(looks_rendered, probes).alias("probes"))
+        "*", parsed.alias("bar"),
+        F.when(needs_presence, F.from_json(raw, presence_schema(), JSON_OPTIONS)).alias("present"),
+        F.when(looks_rendered, probes).alias("probes"),
+        F.when(nonfinite, F.from_json(raw, number_text_schema(), JSON_OPTIONS)).alias("number_texts"))
 
 
 def _any_required_null(parsed: Column) -> Column:
@@ -127,7 +145,12 @@ def _given_another_type(name: str, probes: Column) -> Column:
     return F.coalesce(given, F.lit(False))
 
 
-def _field_rules(bar: Column, present: Column, probes: Column) -> list[Column]:
+def _given_a_string(name: str, number_texts: Column) -> Column:
+    """A number field that the message gave a string Spark's reader took for a number ("NaN")."""
+    return F.coalesce(~number_texts.getField(name).rlike(_RENDERED_NUMBER), F.lit(False))
+
+
+def _field_rules(bar: Column, present: Column, probes: Column, number_texts: Column) -> list[Column]:
     rules = []
     for spec in S.BAR_FIELDS:
         value, shown = bar.getField(spec.name), present.getField(spec.name)
@@ -135,15 +158,18 @@ def _field_rules(bar: Column, present: Column, probes: Column) -> list[Column]:
         mistyped = value.isNull() & shown.isNotNull()
         if spec.python_type == "str":
             mistyped = mistyped | _given_another_type(spec.name, probes)
+        else:
+            mistyped = mistyped | _given_a_string(spec.name, number_texts)
         rules.append(_rule(mistyped, f"wrong type: {spec.name} (expected {expected})"))
         if spec.required:
             rules.append(_rule(value.isNull() & shown.isNull(), f"missing field: {spec.name}"))
     return rules
 
 
-def _value_rules(bar: Column, probes: Column, now_ms: Column) -> list[Column]:
+def _value_rules(bar: Column, probes: Column, number_texts: Column, now_ms: Column) -> list[Column]:
     def raw(name: str) -> Column:
-        # A string field given another JSON type is absent for the value rules.
+        # A string field given another JSON type is absent for the value rules. (A number field
+        # given a string is too: Spark's reader takes only non-finite spellings, and f() drops those.)
         value = bar.getField(name)
         return F.when(~_given_another_type(name, probes), value) if name in _STRING_FIELDS else value
 
@@ -154,7 +180,8 @@ def _value_rules(bar: Column, probes: Column, now_ms: Column) -> list[Column]:
         # Non-finite numbers get their own reason; the other rules see them as absent.
         return F.when(~is_nonfinite(name), raw(name)) if name in _NUMBER_FIELDS else raw(name)
 
-    rules = [_rule(is_nonfinite(name), f"not a finite number: {name}") for name in _NUMBER_FIELDS]
+    rules = [_rule(is_nonfinite(name) & ~_given_a_string(name, number_texts), f"not a finite number: {name}")
+             for name in _NUMBER_FIELDS]
     for name, limit in S.INTEGER_LIMITS.items():
         rules.append(_rule(f(name) % 1 != 0, f"not an integer: {name}"))
         rules.append(_rule(F.abs(f(name)) > limit, f"absurd magnitude: {name} above {limit}"))
@@ -179,7 +206,6 @@ def _value_rules(bar: Column, probes: Column, now_ms: Column) -> list[Column]:
     return rules
 
 
-_NUMBER_FIELDS = tuple(spec.name for spec in S.BAR_FIELDS if spec.python_type in ("int", "float"))
 
 
 def check_messages(parsed: DataFrame, now_ms: Column | None = None) -> DataFrame:
@@ -198,16 +224,16 @@ def check_messages(parsed: DataFrame, now_ms: Column | None = None) -> DataFrame
         The input columns plus `reasons` (array of strings).
     """
     now_ms = now_millis() if now_ms is None else now_ms
-    bar, present, probes = F.col("bar"), F.col("present"), F.col("probes")
+    bar, present, probes, number_texts = F.col("bar"), F.col("present"), F.col("probes"), F.col("number_texts")
     is_empty = F.col("value_bytes").isNull() | (F.length(F.col("value_bytes")) == 0)
     not_utf8 = _not_utf8()
     not_object = ~F.expr(f"trim(LEADING '{_WHITESPACE_SQL}' FROM raw)").startswith("{")
     # A mistyped field also fills the corrupt-record column; malformed = not even a JSON object
     # of any values could be read (every value reads into a string). The cheap test first: `&`
     # stops there for the messages that parsed (nearly all).
-    malformed = bar.getField(CORRUPT_RECORD).isNotNull() & F.from_json(
-        F.col("raw"), T.MapType(T.StringType(), T.StringType()), JSON_OPTIONS).isNull()
-    content_rules = F.array(*_field_rules(bar, present, probes), *_value_rules(bar, probes, now_ms))
+    malformed = bar.getField(CORRUPT_RECORD).isNotNull() & _as_map().isNull()
+    content_rules = F.array(*_field_rules(bar, present, probes, number_texts),
+                            *_value_rules(bar, probes, number_texts, now_ms))
     too_large = F.length(F.col("value_bytes")) > S.MAX_MESSAGE_BYTES
     reasons = (
         F.when(is_empty, F.array(F.lit(S.EMPTY)))
@@ -228,10 +254,11 @@ def _duplicate_field() -> Column:
     Reading the object's keys parses the whole text again, and a plain bar does not need it.
     Every string in the text, key or value, is delimited by two unescaped quotes. Each bar
     field the parse set has a key of its own, each string field set a string value of its own
-    (when no string field holds another type's text), and a field named twice has one more key.
-    So a text with no more quotes than twice that count cannot name a field twice; only other
-    texts (unknown fields, a field given as null, an escaped quote, a string field given
-    another type) have their keys read.
+    (when `probes` is null: Spark's reader renders any other JSON value into a string field as
+    text that `probes` tests for), and a field named twice has one more key. So a text with no
+    more quotes than twice that count cannot name a field twice. Only other texts have their
+    keys read: e.g. unknown fields, a field given as null (a bar without its trade count), an
+    escaped quote, a string field holding another type or a string like "42".
     """
     # `&` evaluates its right side only when the left is true: the keys read only for those.
     return ~_names_no_field_twice() & _keys_name_a_field_twice()
@@ -248,9 +275,22 @@ def _names_no_field_twice() -> Column:
     return F.col("probes").isNull() & (quotes <= 2 * strings)
 
 
+def _as_map() -> Column:
+    """`raw` read as one JSON object of any values (each rendered as text), every key kept as
+    often as it occurs (Spark's reader does not merge repeated keys into a map); null when the
+    text is not such an object."""
+    return F.from_json(F.col("raw"), T.MapType(T.StringType(), T.StringType()), JSON_OPTIONS)
+
+
 def _keys_name_a_field_twice() -> Column:
-    """The object's top-level keys (read from `raw`) name some bar field twice."""
-    named = F.filter(F.expr("json_object_keys(raw)"), lambda key: key.isin(*S.BAR_FIELD_NAMES))
+    """The object's top-level keys (read from `raw`) name some bar field twice.
+
+    json_object_keys reads keys alone, the cheapest read, but with its own JSON options: without
+    NaN and Infinity, it gives no keys for a text holding one. Such a text's keys come from the
+    dearer map read with the message's options.
+    """
+    keys = F.coalesce(F.expr("json_object_keys(raw)"), F.map_keys(_as_map()))
+    named = F.filter(keys, lambda key: key.isin(*S.BAR_FIELD_NAMES))
     return F.coalesce(F.size(named) != F.size(F.array_distinct(named)), F.lit(False))
 
 
