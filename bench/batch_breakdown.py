@@ -38,6 +38,7 @@ from bench import report
 from bench.cleanup import drop_run_data
 from bench.latency import HISTORY, MINUTE_MS, RESULTS, ROOT, Series, isolated_env, publish, wait_for
 from finstream.core.config import Settings, local_dir
+from finstream.core.errors import ArgumentParser, HelpFormatter
 from finstream.stores import elastic, topics
 
 # The trigger's parts, in the order Spark runs them (StreamingQueryProgress.durationMs).
@@ -235,13 +236,13 @@ def positive(text: str) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--rate", type=positive, default=10.0, help="bars per second")
-    parser.add_argument("--seconds", type=positive, default=60)
-    parser.add_argument("--tickers", type=lambda text: int(positive(text)), default=100)
+    parser.add_argument("--seconds", type=positive, default=60, help="seconds of feed per variant")
+    parser.add_argument("--tickers", type=lambda text: int(positive(text)), default=100, help="series in the feed")
     parser.add_argument("--variant", action="append", type=parse_variant,
                         help="`default` or KEY=VALUE,... for the stream job (repeat to compare; default: default)")
-    parser.add_argument("--out", default=str(RESULTS / "batch_breakdown"))
+    parser.add_argument("--out", default=str(RESULTS / "batch_breakdown"), help="results path, without .json/.md")
     args = parser.parse_args()
     settings = Settings.load()
     elastic.require_cluster(elastic.client(settings), settings)

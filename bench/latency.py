@@ -17,7 +17,6 @@ the granularity that matters here (one batch). Writes bench/results/latency.{jso
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -39,7 +38,7 @@ from elasticsearch import Elasticsearch
 from bench import report
 from bench.cleanup import drop_run_data
 from finstream.core.config import Settings, local_dir
-from finstream.core.errors import comma_list
+from finstream.core.errors import ArgumentParser, HelpFormatter, comma_list
 from finstream.core.schema import INDEX_MAPPINGS, Bar
 from finstream.stores import elastic, topics
 from producer.publisher import BarPublisher
@@ -231,13 +230,13 @@ def batch_durations(es, settings: Settings, since: float) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rates", type=comma_list(float), default=(10.0, 100.0, 1000.0),
+    parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--rates", type=comma_list(float), default="10,100,1000",
                         help="bars per second, comma-separated")
-    parser.add_argument("--seconds", type=float, default=30)
-    parser.add_argument("--tickers", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=30, help="seconds of feed at each rate")
+    parser.add_argument("--tickers", type=int, default=100, help="series in the feed")
     parser.add_argument("--trigger", default="1 second", help="the stream job's trigger interval")
-    parser.add_argument("--out", default=str(RESULTS / "latency"))
+    parser.add_argument("--out", default=str(RESULTS / "latency"), help="results path, without .json/.md")
     parser.add_argument("--keep", action="store_true", help="keep the topic, indices and folders")
     args = parser.parse_args()
 

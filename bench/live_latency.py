@@ -15,7 +15,6 @@ Writes bench/results/live_latency.{json,md}. A benchmark, never part of `make te
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import statistics
@@ -27,7 +26,7 @@ from pathlib import Path
 from bench import report
 from bench.cleanup import delete_topic
 from finstream.core.config import Secret, Settings
-from finstream.core.errors import comma_list
+from finstream.core.errors import ArgumentParser, HelpFormatter, comma_list
 from finstream.stores import topics
 from producer.live import LiveFeed
 from producer.market_data import MassiveClient
@@ -64,13 +63,13 @@ def summary(values: list[float]) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=5.0)
+    parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--minutes", type=float, default=5.0, help="minutes of live feed")
     parser.add_argument("--tickers", type=int, default=10, help="crypto tickers (their market never closes)")
-    parser.add_argument("--poll-seconds", type=comma_list(float), default=(60.0,),
+    parser.add_argument("--poll-seconds", type=comma_list(float), default="60",
                         help="REST poll interval(s): one REST feed per value, all at once")
     parser.add_argument("--server-lag", type=float, default=0.0, help="seconds the fake socket waits after a close")
-    parser.add_argument("--out", default=str(RESULTS / "live_latency"))
+    parser.add_argument("--out", default=str(RESULTS / "live_latency"), help="results path, without .json/.md")
     args = parser.parse_args()
 
     run_id = uuid.uuid4().hex[:8]

@@ -30,7 +30,7 @@ import time
 from bench import latency as L  # its generator, watcher, isolation, training and clean-up
 from bench import report
 from finstream.core.config import local_dir
-from finstream.core.errors import comma_list
+from finstream.core.errors import ArgumentParser, HelpFormatter, comma_list
 from finstream.stores import elastic
 
 BURST_HISTORY = 20  # bars per burst ticker before its burst: exactly what a prediction needs
@@ -78,12 +78,12 @@ def positive_sizes(text: str) -> tuple[int, ...]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=positive_sizes, default=(1000, 5000, 10000),
+    parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--sizes", type=positive_sizes, default="1000,5000,10000",
                         help="tickers per burst, comma-separated (at most 10000)")
     parser.add_argument("--repeats", type=int, default=2, help="bursts of each size (in turn: 1k, 5k, 10k, 1k, ...)")
     parser.add_argument("--trigger", default="1 second", help="the stream job's trigger interval")
-    parser.add_argument("--out", default=str(L.RESULTS / "market_minute"))
+    parser.add_argument("--out", default=str(L.RESULTS / "market_minute"), help="results path, without .json/.md")
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats must be 1 or more")

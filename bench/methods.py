@@ -21,7 +21,6 @@ topic holds none.
 
 from __future__ import annotations
 
-import argparse
 import json
 import signal
 import sys
@@ -35,6 +34,7 @@ from elasticsearch import helpers
 from kafka import KafkaConsumer
 
 from finstream.core.config import Settings
+from finstream.core.errors import ArgumentParser, HelpFormatter
 from finstream.core.schema import Bar, bar_from_dict
 from finstream.ingest import messages
 from finstream.stores import elastic, topics
@@ -158,9 +158,9 @@ METHODS = {"one_by_one": one_by_one, "bulk": bulk, "parallel_bulk": parallel_bul
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("method", choices=sorted(METHODS))
-    parser.add_argument("--index", required=True)
+    parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("method", choices=sorted(METHODS), help="how to index the topic's messages")
+    parser.add_argument("--index", required=True, help="the index to write (created from the bars template)")
     parser.add_argument("--expected", type=int, required=True, help="messages in the topic")
     args = parser.parse_args()
     stop = threading.Event()  # SIGTERM: finish the current document and report (a time-boxed run)

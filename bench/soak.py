@@ -19,7 +19,6 @@ the reports after the first). Writes bench/results/soak.{json,md}.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -45,6 +44,7 @@ from bench.latency import (
     wait_for,
 )
 from finstream.core.config import Settings, local_dir
+from finstream.core.errors import ArgumentParser, HelpFormatter
 from finstream.stores import checkpoints, topics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,13 +146,13 @@ def window_latencies(sends: list[float], timeline: list[tuple[float, int]], base
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--rate", type=float, default=200, help="bars per second")
-    parser.add_argument("--minutes", type=float, default=30)
-    parser.add_argument("--report-minutes", type=float, default=5)
-    parser.add_argument("--tickers", type=int, default=200)
+    parser.add_argument("--minutes", type=float, default=30, help="minutes of feed")
+    parser.add_argument("--report-minutes", type=float, default=5, help="minutes between samples")
+    parser.add_argument("--tickers", type=int, default=200, help="series in the feed")
     parser.add_argument("--trigger", default="1 second", help="the stream job's trigger interval")
-    parser.add_argument("--out", default=str(RESULTS / "soak"))
+    parser.add_argument("--out", default=str(RESULTS / "soak"), help="results path, without .json/.md")
     parser.add_argument("--keep", action="store_true", help="keep the topic, indices and folders")
     args = parser.parse_args()
 

@@ -29,7 +29,6 @@ Writes bench/results/state_step_cost.{json,md}.
 
 from __future__ import annotations
 
-import argparse
 import random
 import statistics
 import time
@@ -43,6 +42,7 @@ from pyspark.sql.pandas.types import to_arrow_type
 
 from bench import report
 from bench.latency import MINUTE_MS, RESULTS
+from finstream.core.errors import ArgumentParser, HelpFormatter
 from finstream.core.questions import served
 from finstream.core.series_sets import SeriesSet
 from finstream.features.spec import FORECAST_FEATURES
@@ -197,10 +197,10 @@ def table(results: dict[str, dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--repeats", type=int, default=5, help="runs of each scenario")
     parser.add_argument("--buckets", type=int, default=50, help="buckets (calls) per run")
-    parser.add_argument("--out", default=str(RESULTS / "state_step_cost"))
+    parser.add_argument("--out", default=str(RESULTS / "state_step_cost"), help="results path, without .json/.md")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.buckets < 1:
         parser.error("--repeats and --buckets must be at least 1")

@@ -11,7 +11,6 @@ afterwards. Writes bench/results/stream_throughput[-predict].json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -22,15 +21,16 @@ from pathlib import Path
 from bench import latency as L  # the latency benchmark's generator, isolation and clean-up
 from bench import report
 from bench.cpu import TreeCpu, server_cpu_seconds, server_cpu_spent
+from finstream.core.errors import ArgumentParser, HelpFormatter
 from finstream.stores import elastic
 
 BENCH = Path(__file__).resolve().parent
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bars", type=int, default=200_000)
-    parser.add_argument("--tickers", type=int, default=200)
+    parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--bars", type=int, default=200_000, help="generated minute bars in the backlog")
+    parser.add_argument("--tickers", type=int, default=200, help="series the bars spread over")
     parser.add_argument("--predict", action="store_true", help="with the predict-bars query and a trained model")
     parser.add_argument("--out", help="the JSON file (default bench/results/stream_throughput[-predict].json)")
     args = parser.parse_args()

@@ -8,7 +8,6 @@ Writes bench/results/train_scaling.json and .md. A benchmark, never part of `mak
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -19,7 +18,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from finstream.core.errors import choice_list, comma_list
+from finstream.core.errors import ArgumentParser, HelpFormatter, choice_list, comma_list
 from finstream.core.questions import QUESTIONS, SERVED
 from finstream.training import selection
 from finstream.training.regressors import load_params
@@ -69,11 +68,13 @@ def measure(spark: SparkSession, size: int, folds: int, question: str = "lags") 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=comma_list(int), default=(10_000, 100_000, 1_000_000))
+    parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--sizes", type=comma_list(int), default="10000,100000,1000000",
+                        help="daily bars per run, comma-separated")
     parser.add_argument("--folds", type=int, default=0, help="walk-forward folds (0: holdout only)")
-    parser.add_argument("--questions", type=choice_list(tuple(QUESTIONS)), default=SERVED)
-    parser.add_argument("--out", default=str(RESULTS / "train_scaling"))
+    parser.add_argument("--questions", type=choice_list(tuple(QUESTIONS)), default=",".join(SERVED),
+                        help="forecasting questions to time, comma-separated")
+    parser.add_argument("--out", default=str(RESULTS / "train_scaling"), help="results path, without .json/.md")
     args = parser.parse_args()
     spark = SparkSession.builder.appName("finstream-bench-train").getOrCreate()
     rows = []

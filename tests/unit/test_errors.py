@@ -6,7 +6,15 @@ import argparse
 
 import pytest
 
-from finstream.core.errors import ArgumentParser, UserError, choice_list, exit_on_user_error, ticker_list
+from finstream.core.errors import (
+    ArgumentParser,
+    HelpFormatter,
+    UserError,
+    choice_list,
+    comma_list,
+    exit_on_user_error,
+    ticker_list,
+)
 
 
 def test_ticker_lists_are_split_trimmed_and_checked():
@@ -42,3 +50,19 @@ def test_a_user_error_is_one_line_and_exit_2(capsys):
     assert exit_on_user_error(main) == 2
     assert capsys.readouterr().err == "error: cannot reach Kafka at x: start it\n"
     assert exit_on_user_error(lambda: None) == 0
+
+
+def test_help_shows_each_default_once_and_none_where_there_is_none():
+    parser = ArgumentParser(prog="bench", description="Line one.\n  kept as written", formatter_class=HelpFormatter)
+    parser.add_argument("--seconds", type=float, default=30, help="seconds of feed")
+    parser.add_argument("--lag", type=float, default=0.0, help="seconds to wait")
+    parser.add_argument("--rates", type=comma_list(float), default="10,100", help="bars per second")
+    parser.add_argument("--out", help="the file (default: next to the others)")
+    parser.add_argument("--keep", action="store_true", help="keep the folders")
+    parser.add_argument("--refresh", default="", help="refresh interval")
+    text = " ".join(parser.format_help().split())
+    assert "Line one.\n  kept as written" in parser.format_help()
+    assert "seconds of feed (default: 30)" in text and "seconds to wait (default: 0.0)" in text
+    assert "bars per second (default: 10,100)" in text
+    assert text.count("(default:") == 4  # not after --keep, --refresh, nor a second one after --out
+    assert parser.parse_args([]).rates == (10.0, 100.0)  # a string default goes through the type

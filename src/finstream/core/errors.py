@@ -82,6 +82,16 @@ def choice_list(choices) -> Callable[[str], tuple[str, ...]]:
     return comma_list(choice, what="name", example=f" (from {','.join(choices)})")
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's help with the description as written and each option's default after its help
+    ("(default: 30)"); an option without a default (None, False, "" or []) says nothing more."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:  # argparse's hook
+        if action.default is None or action.default is False or action.default in ("", []):
+            return action.help
+        return super()._get_help_string(action)
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse, with a bad flag reported as one line (the message and where to look) and exit 2."""
 
