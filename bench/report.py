@@ -19,13 +19,16 @@ def run_info(benchmark: str) -> dict:
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}
 
 
-def commit() -> str:
-    """The checkout's commit, with `+` when tracked files differ from it; "" outside git."""
-    root = Path(__file__).resolve().parents[1]
+def commit(root: Path | None = None) -> str:
+    """The checkout's commit, with `+` when tracked files other than bench/results/ differ from it
+    (a run's own results, or an earlier run's in the same sitting, do not make the code differ);
+    "" outside git."""
+    root = Path(__file__).resolve().parents[1] if root is None else root
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)bench/results"], cwd=root,
                                capture_output=True, text=True, timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
