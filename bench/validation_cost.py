@@ -2,7 +2,9 @@
 checked_messages over N valid bar messages in a local Spark batch (no Kafka or Elasticsearch
 needed), as it is, with each of the two
 rules that may read the whole text again (one JSON value; duplicate field) left out, and with
-both rules reading every text again (their shortcuts for a plain bar left out).
+one or both rules reading every text again (their shortcuts for a plain bar left out); on bars
+with every field set, and on bars without vwap and trade count (null), for which the
+duplicate-field rule's shortcut does not apply.
 
     .venv/bin/python -m bench.validation_cost
     .venv/bin/python -m bench.validation_cost --messages 500000 --repeats 7 --out /tmp/validation_cost
@@ -15,8 +17,8 @@ cached in memory before the timing. Writes bench/results/validation_cost.{json,m
 
 from __future__ import annotations
 
-import argparse
 import contextlib
+import dataclasses
 import statistics
 import time
 from collections.abc import Callable
@@ -27,6 +29,8 @@ from pyspark.sql import functions as F
 
 from bench import latency as L
 from bench import report
+from finstream.core.errors import ArgumentParser, HelpFormatter
+from finstream.core.schema import Bar
 from finstream.ingest import validation as B
 
 NOW_MS = 1_800_000_000_000  # after every generated bar: the future-timestamp rule passes
@@ -35,16 +39,26 @@ FORMS: dict[str, dict[str, Callable]] = {
     "as is": {},
     "without the one-value rule": {"_one_value": lambda: F.lit(True)},
     "without the duplicate-field rule": {"_duplicate_field": lambda: F.lit(False)},
+    "without the duplicate-field shortcut": {"_names_no_field_twice": lambda: F.lit(False)},
     # Both rules reading every text again, as they did before their shortcuts.
     "without the shortcuts": {"_closes_at_the_end": lambda: F.lit(False),
                               "_names_no_field_twice": lambda: F.lit(False)},
 }
 
 
-def records(spark: SparkSession, messages: int) -> DataFrame:
-    """`messages` valid bars as Kafka source rows (key, value, topic, partition, offset, timestamp), cached."""
+# The generated bars have no vwap or trade count (null in their JSON, as an index's or a WebSocket
+# bar's are); a stock bar from the aggregates endpoint has both.
+KINDS: dict[str, Callable[[Bar], Bar]] = {
+    "every field set": lambda bar: dataclasses.replace(bar, vwap=bar.close, transactions=1 + int(bar.volume) // 100),
+    "vwap and trade count null": lambda bar: bar,
+}
+
+
+def records(spark: SparkSession, messages: int, kind: str = "every field set") -> DataFrame:
+    """`messages` valid bars of `kind` (a KINDS key) as Kafka source rows (key, value, topic, partition,
+    offset, timestamp), cached."""
     series = L.Series(1_000, start_ms=1_717_459_200_000)
-    rows = [(bar.key, bar.to_json(), "bench", 0, offset, bar.timestamp)
+    rows = [(bar.key, KINDS[kind](bar).to_json(), "bench", 0, offset, bar.timestamp)
             for offset, bar in enumerate(series.bars(messages))]
     frame = spark.createDataFrame(rows, "key binary, value binary, topic string, partition int, offset long, "
                                         "published long")
@@ -68,43 +82,49 @@ def seconds(frame: DataFrame, form: str) -> float:
 
 
 def measure(spark: SparkSession, messages: int, repeats: int) -> dict:
-    """µs per message of each form: median, min and max over `repeats` runs."""
-    frame = records(spark, messages)
-    times: dict[str, list[float]] = {form: [] for form in FORMS}
-    for form in FORMS:
-        seconds(frame, form)  # unmeasured
-    for _ in range(repeats):
+    """Per kind of bar, µs per message of each form: median, min and max over `repeats` runs."""
+    result = {}
+    for kind in KINDS:
+        frame = records(spark, messages, kind)
+        times: dict[str, list[float]] = {form: [] for form in FORMS}
         for form in FORMS:
-            times[form].append(seconds(frame, form))
-    frame.unpersist()
-    per_message = {form: [1e6 * t / messages for t in runs] for form, runs in times.items()}
-    return {form: {"median": round(statistics.median(v), 2), "min": round(min(v), 2), "max": round(max(v), 2)}
-            for form, v in per_message.items()}
+            seconds(frame, form)  # unmeasured
+        for _ in range(repeats):
+            for form in FORMS:
+                times[form].append(seconds(frame, form))
+        frame.unpersist()
+        per_message = {form: [1e6 * t / messages for t in runs] for form, runs in times.items()}
+        result[kind] = {form: {"median": round(statistics.median(v), 2), "min": round(min(v), 2),
+                               "max": round(max(v), 2)} for form, v in per_message.items()}
+    return result
 
 
 def table(result: dict) -> str:
     lines = [f"{result['messages']:,} valid minute bars, local[{result['parallelism']}], {result['repeats']} runs "
              f"each; {result['date'][:10]}",
              "",
-             "| checked_messages | µs per message, median | min | max |",
-             "|---|---:|---:|---:|"]
-    for form, v in result["forms"].items():
-        lines.append(f"| {form} | {v['median']} | {v['min']} | {v['max']} |")
+             "µs per message, median (min-max):",
+             "",
+             "| checked_messages | " + " | ".join(result["kinds"]) + " |",
+             "|---|" + "---:|" * len(result["kinds"])]
+    for form in FORMS:
+        cells = [result["kinds"][kind][form] for kind in result["kinds"]]
+        lines.append(f"| {form} | " + " | ".join(f"{v['median']} ({v['min']}-{v['max']})" for v in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--messages", type=int, default=200_000)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", default=str(L.RESULTS / "validation_cost"))
+    parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--messages", type=int, default=200_000, help="valid bar messages checked per run")
+    parser.add_argument("--repeats", type=int, default=5, help="measured runs of each form")
+    parser.add_argument("--out", default=str(L.RESULTS / "validation_cost"), help="results path, without .json/.md")
     args = parser.parse_args()
     spark = (SparkSession.builder.master("local[*]").appName("bench-validation-cost")
              .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2").getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
-    forms = measure(spark, args.messages, args.repeats)
+    kinds = measure(spark, args.messages, args.repeats)
     result = {**report.run_info("validation_cost"), "messages": args.messages, "repeats": args.repeats,
-              "parallelism": spark.sparkContext.defaultParallelism, "forms": forms}
+              "parallelism": spark.sparkContext.defaultParallelism, "kinds": kinds}
     report.write(args.out, result, table(result))
     spark.stop()
     return 0
