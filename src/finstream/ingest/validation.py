@@ -206,8 +206,6 @@ def _value_rules(bar: Column, probes: Column, number_texts: Column, now_ms: Colu
     return rules
 
 
-
-
 def check_messages(parsed: DataFrame, now_ms: Column | None = None) -> DataFrame:
     """Adds `reasons`: every rule the message breaks (empty for a valid bar).
 
