@@ -44,6 +44,7 @@ ACCEPTED = {
     "a field's name as a nested key": message(exchange={"ticker": "AAPL"}),
     "an escaped quote in a string": message(source='feed "x"'),
     "an escaped field name": message().replace(b'"source"', b'"\\u0073ource"'),
+    "an unknown field holding a 5 000-digit integer": message()[:-1] + b', "note": 1' + b"0" * 5000 + b"}",
 }
 
 REFUSED = {
@@ -101,6 +102,9 @@ REFUSED = {
                                            "wrong type: transactions (expected integer)"),
     'a volume as the string "+Infinity"': (message(volume="+Infinity"), "wrong type: volume (expected number)"),
     "an unquoted field name": (message()[:-1] + b", close: 11.0}", "malformed JSON"),
+    # More digits than Python's int() converts (4 300): a double reads it as infinity.
+    "a 5 000-digit price": (message().replace(b'"open": 10.0', b'"open": 1' + b"0" * 5000),
+                            "not a finite number: open"),
     "a ticker with a final line break": (message(ticker="AAPL\n"), "invalid ticker (1-32 of A-Z 0-9 . : -)"),
     "a ticker with a final carriage return": (message(ticker="AAPL\r"), "invalid ticker (1-32 of A-Z 0-9 . : -)"),
     "a ticker with a final line separator": (message(ticker="AAPL\u2028"), "invalid ticker (1-32 of A-Z 0-9 . : -)"),
