@@ -38,7 +38,7 @@ from bench import report
 from bench.cleanup import drop_run_data
 from bench.latency import HISTORY, MINUTE_MS, RESULTS, ROOT, Series, isolated_env, publish, wait_for
 from finstream.core.config import Settings, local_dir
-from finstream.core.errors import ArgumentParser, HelpFormatter
+from finstream.core.errors import ArgumentParser, HelpFormatter, positive, positive_int
 from finstream.stores import elastic, topics
 
 # The trigger's parts, in the order Spark runs them (StreamingQueryProgress.durationMs).
@@ -227,19 +227,11 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
     return text, overrides
 
 
-def positive(text: str) -> float:
-    """An argparse type: a number above 0."""
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} is not above 0")
-    return value
-
-
 def main() -> int:
     parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--rate", type=positive, default=10.0, help="bars per second")
     parser.add_argument("--seconds", type=positive, default=60, help="seconds of feed per variant")
-    parser.add_argument("--tickers", type=lambda text: int(positive(text)), default=100, help="series in the feed")
+    parser.add_argument("--tickers", type=positive_int, default=100, help="series in the feed")
     parser.add_argument("--variant", action="append", type=parse_variant,
                         help="`default` or KEY=VALUE,... for the stream job (repeat to compare; default: default)")
     parser.add_argument("--out", default=str(RESULTS / "batch_breakdown"), help="results path, without .json/.md")

@@ -38,7 +38,7 @@ from elasticsearch import Elasticsearch
 from bench import report
 from bench.cleanup import drop_run_data
 from finstream.core.config import Settings, local_dir
-from finstream.core.errors import ArgumentParser, HelpFormatter, comma_list
+from finstream.core.errors import ArgumentParser, HelpFormatter, comma_list, positive, positive_int
 from finstream.core.schema import INDEX_MAPPINGS, Bar
 from finstream.stores import elastic, topics
 from producer.publisher import BarPublisher
@@ -231,10 +231,10 @@ def batch_durations(es, settings: Settings, since: float) -> dict[str, float]:
 
 def main() -> int:
     parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument("--rates", type=comma_list(float), default="10,100,1000",
+    parser.add_argument("--rates", type=comma_list(positive), default="10,100,1000",
                         help="bars per second, comma-separated")
-    parser.add_argument("--seconds", type=float, default=30, help="seconds of feed at each rate")
-    parser.add_argument("--tickers", type=int, default=100, help="series in the feed")
+    parser.add_argument("--seconds", type=positive, default=30, help="seconds of feed at each rate")
+    parser.add_argument("--tickers", type=positive_int, default=100, help="series in the feed")
     parser.add_argument("--trigger", default="1 second", help="the stream job's trigger interval")
     parser.add_argument("--out", default=str(RESULTS / "latency"), help="results path, without .json/.md")
     parser.add_argument("--keep", action="store_true", help="keep the topic, indices and folders")

@@ -30,7 +30,7 @@ import time
 from bench import latency as L  # its generator, watcher, isolation, training and clean-up
 from bench import report
 from finstream.core.config import local_dir
-from finstream.core.errors import ArgumentParser, HelpFormatter, comma_list
+from finstream.core.errors import ArgumentParser, HelpFormatter, comma_list, positive_int
 from finstream.stores import elastic
 
 BURST_HISTORY = 20  # bars per burst ticker before its burst: exactly what a prediction needs
@@ -71,7 +71,7 @@ def table(bursts: list[dict]) -> str:
 
 
 def positive_sizes(text: str) -> tuple[int, ...]:
-    sizes = tuple(int(v) for v in comma_list(float)(text))
+    sizes = comma_list(positive_int)(text)
     if not sizes or min(sizes) < 1 or max(sizes) > 10_000:
         raise argparse.ArgumentTypeError("sizes are ticker counts from 1 to 10000, comma-separated")
     return sizes

@@ -36,7 +36,7 @@ def test_the_table_gives_the_median_and_the_spread_of_the_runs():
                    "| 1.0 / 2.0; 1.0 / 2.0; 1.0 / 2.0 |")
 
 
-@pytest.mark.parametrize("text", ["0", "1000,20000", ""])
+@pytest.mark.parametrize("text", ["0", "1000,20000", "", "inf", "1.5", "-1"])
 def test_sizes_outside_one_to_ten_thousand_are_refused(text):
     with pytest.raises(argparse.ArgumentTypeError):
         market_minute.positive_sizes(text)

@@ -13,6 +13,8 @@ from finstream.core.errors import (
     choice_list,
     comma_list,
     exit_on_user_error,
+    positive,
+    positive_int,
     ticker_list,
 )
 
@@ -66,3 +68,16 @@ def test_help_shows_each_default_once_and_none_where_there_is_none():
     assert "bars per second (default: 10,100)" in text
     assert text.count("(default:") == 4  # not after --keep, --refresh, nor a second one after --out
     assert parser.parse_args([]).rates == (10.0, 100.0)  # a string default goes through the type
+
+
+@pytest.mark.parametrize("text", ["0", "-5", "nan", "inf", "abc", ""])
+def test_positive_refuses_what_is_not_a_finite_number_above_zero(text):
+    with pytest.raises(ValueError):
+        positive(text)
+
+
+def test_positive_lists_and_whole_numbers():
+    assert comma_list(positive)("10,0.5") == (10.0, 0.5) and positive_int("3") == 3
+    for text in ("0", "1.5", "inf"):
+        with pytest.raises(ValueError):
+            positive_int(text)

@@ -5,6 +5,7 @@ point into that line on stderr and exit code 2, never a traceback."""
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 from collections.abc import Callable
@@ -71,6 +72,22 @@ def _ticker(text: str) -> str:
 
 # An argparse type: comma-separated tickers, each matching TICKER_PATTERN.
 ticker_list = comma_list(_ticker, what="ticker", example=" (e.g. AAPL,X:BTCUSD)")
+
+
+def positive(text: str) -> float:
+    """An argparse type (or comma_list item): a finite number above 0; ValueError otherwise."""
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{text} is not a number above 0")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse type (or comma_list item): a whole number above 0; ValueError otherwise."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"{text} is not a whole number above 0")
+    return value
 
 
 def choice_list(choices) -> Callable[[str], tuple[str, ...]]:
