@@ -38,7 +38,7 @@ from bench import report
 from bench.cleanup import drop_run_data
 from bench.latency import HISTORY, MINUTE_MS, RESULTS, ROOT, Series, isolated_env, publish, wait_for
 from finstream.core.config import Settings, local_dir
-from finstream.core.errors import ArgumentParser, HelpFormatter, positive, positive_int
+from finstream.core.errors import ArgumentParser, HelpFormatter, exit_on_user_error, positive, positive_int
 from finstream.stores import elastic, topics
 
 # The trigger's parts, in the order Spark runs them (StreamingQueryProgress.durationMs).
@@ -247,4 +247,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_on_user_error(main))

@@ -41,7 +41,7 @@ from bench import report
 from bench.cpu import server_cpu_seconds, server_cpu_spent
 from bench.methods import CHUNK, document
 from finstream.core.config import Settings, local_dir
-from finstream.core.errors import ArgumentParser, HelpFormatter, choice_list
+from finstream.core.errors import ArgumentParser, HelpFormatter, choice_list, exit_on_user_error
 from finstream.stores import elastic
 
 BENCH = Path(__file__).resolve().parent
@@ -234,4 +234,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_on_user_error(main))

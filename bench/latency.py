@@ -38,7 +38,7 @@ from elasticsearch import Elasticsearch
 from bench import report
 from bench.cleanup import drop_run_data
 from finstream.core.config import Settings, local_dir
-from finstream.core.errors import ArgumentParser, HelpFormatter, comma_list, positive, positive_int
+from finstream.core.errors import ArgumentParser, HelpFormatter, comma_list, exit_on_user_error, positive, positive_int
 from finstream.core.schema import INDEX_MAPPINGS, Bar
 from finstream.stores import elastic, topics
 from producer.publisher import BarPublisher
@@ -318,4 +318,4 @@ def cleanup(es, settings: Settings, run_id: str) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_on_user_error(main))

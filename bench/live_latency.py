@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import statistics
+import sys
 import threading
 import time
 import uuid
@@ -26,7 +27,7 @@ from pathlib import Path
 from bench import report
 from bench.cleanup import delete_topic
 from finstream.core.config import Secret, Settings
-from finstream.core.errors import ArgumentParser, HelpFormatter, comma_list
+from finstream.core.errors import ArgumentParser, HelpFormatter, comma_list, exit_on_user_error
 from finstream.stores import topics
 from producer.live import LiveFeed
 from producer.market_data import MassiveClient
@@ -127,4 +128,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(exit_on_user_error(main))

@@ -30,7 +30,7 @@ import time
 from bench import latency as L  # its generator, watcher, isolation, training and clean-up
 from bench import report
 from finstream.core.config import local_dir
-from finstream.core.errors import ArgumentParser, HelpFormatter, comma_list, positive_int
+from finstream.core.errors import ArgumentParser, HelpFormatter, comma_list, exit_on_user_error, positive_int
 from finstream.stores import elastic
 
 BURST_HISTORY = 20  # bars per burst ticker before its burst: exactly what a prediction needs
@@ -141,4 +141,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_on_user_error(main))

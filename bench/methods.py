@@ -34,7 +34,7 @@ from elasticsearch import helpers
 from kafka import KafkaConsumer
 
 from finstream.core.config import Settings
-from finstream.core.errors import ArgumentParser, HelpFormatter
+from finstream.core.errors import ArgumentParser, HelpFormatter, exit_on_user_error
 from finstream.core.schema import Bar, bar_from_dict
 from finstream.ingest import messages
 from finstream.stores import elastic, topics
@@ -173,4 +173,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_on_user_error(main))

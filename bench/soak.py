@@ -44,7 +44,7 @@ from bench.latency import (
     wait_for,
 )
 from finstream.core.config import Settings, local_dir
-from finstream.core.errors import ArgumentParser, HelpFormatter
+from finstream.core.errors import ArgumentParser, HelpFormatter, exit_on_user_error
 from finstream.stores import checkpoints, topics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -270,4 +270,4 @@ def table(result: dict) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_on_user_error(main))

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import random
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from unittest import mock
@@ -42,7 +43,7 @@ from pyspark.sql.pandas.types import to_arrow_type
 
 from bench import report
 from bench.latency import MINUTE_MS, RESULTS
-from finstream.core.errors import ArgumentParser, HelpFormatter
+from finstream.core.errors import ArgumentParser, HelpFormatter, exit_on_user_error
 from finstream.core.questions import served
 from finstream.core.series_sets import SeriesSet
 from finstream.features.spec import FORECAST_FEATURES
@@ -212,4 +213,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(exit_on_user_error(main))

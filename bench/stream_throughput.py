@@ -21,7 +21,7 @@ from pathlib import Path
 from bench import latency as L  # the latency benchmark's generator, isolation and clean-up
 from bench import report
 from bench.cpu import TreeCpu, server_cpu_seconds, server_cpu_spent
-from finstream.core.errors import ArgumentParser, HelpFormatter
+from finstream.core.errors import ArgumentParser, HelpFormatter, exit_on_user_error
 from finstream.stores import elastic
 
 BENCH = Path(__file__).resolve().parent
@@ -85,4 +85,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_on_user_error(main))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from finstream.core.errors import ArgumentParser, HelpFormatter, choice_list, comma_list
+from finstream.core.errors import ArgumentParser, HelpFormatter, choice_list, comma_list, exit_on_user_error
 from finstream.core.questions import QUESTIONS, SERVED
 from finstream.training import selection
 from finstream.training.regressors import load_params
@@ -97,4 +98,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_on_user_error(main))

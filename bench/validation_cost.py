@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from unittest import mock
@@ -29,7 +30,7 @@ from pyspark.sql import functions as F
 
 from bench import latency as L
 from bench import report
-from finstream.core.errors import ArgumentParser, HelpFormatter
+from finstream.core.errors import ArgumentParser, HelpFormatter, exit_on_user_error
 from finstream.core.schema import Bar
 from finstream.ingest import validation as B
 
@@ -131,4 +132,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(exit_on_user_error(main))
