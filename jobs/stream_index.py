@@ -96,23 +96,23 @@ def monitor(spark: SparkSession, settings: Settings, es: Elasticsearch, predicti
     return progress
 
 
-def start_indexing(spark: SparkSession, records: DataFrame, settings: Settings, es_options: dict[str, str],
+def start_indexing(spark: SparkSession, checked: DataFrame, settings: Settings, es_options: dict[str, str],
                    args: argparse.Namespace) -> StreamingQuery:
-    """index-bars: every message -> a bar document or a dead letter."""
-    messages = B.checked_messages(records).observe("messages", *B.message_counts())
+    """index-bars: every checked message (validation.checked_messages) -> a bar document or a dead letter."""
+    messages = checked.observe("messages", *B.message_counts())
     return start(spark, messages.writeStream.foreachBatch(BatchWriter(settings, es_options)), "index-bars",
                  settings, args)
 
 
-def start_predicting(spark: SparkSession, records: DataFrame, settings: Settings, es_options: dict[str, str],
-                     args: argparse.Namespace) -> tuple[StreamingQuery, ChampionMirror]:
-    """predict-bars: the registry's champions installed for the workers, then every new valid
-    bar forecast by the per-series state step, and the predictions it answers judged."""
-    installed.require_writable(settings.model_path)
-    mirror = ChampionMirror(settings, SERVED).start()
+def start_predicting(spark: SparkSession, checked: DataFrame, settings: Settings, es_options: dict[str, str],
+                     mirror: ChampionMirror, args: argparse.Namespace) -> StreamingQuery:
+    """predict-bars: once the mirror has installed the registry's champions for the workers,
+    every new valid bar among the checked messages forecast by the per-series state step, and
+    the predictions it answers judged."""
+    mirror.ready()
     models = ServedForecasts(settings.model_path, SERVED)
     models.current()  # load (or warn) now, not inside the first micro-batch
-    rows = predictor.prediction_rows(B.valid_bars(B.checked_messages(records)), settings)
+    rows = predictor.prediction_rows(B.valid_bars(checked), settings)
     rows = rows.observe("predictions", *predictor.status_counts(), *predictor.live_skill_sums())
     # Taken by the query when its checkpoint is new; an existing checkpoint keeps its own.
     partitions = predictor.state_partitions(settings.stream_state_partitions, spark.sparkContext.master,
@@ -120,8 +120,7 @@ def start_predicting(spark: SparkSession, records: DataFrame, settings: Settings
     spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
     log.info("predict-bars: %d state partitions if its checkpoint is new (an existing one keeps its own)", partitions)
     writer = PredictionWriter(settings, es_options, models)
-    query = start(spark, rows.writeStream.outputMode("update").foreachBatch(writer), "predict-bars", settings, args)
-    return query, mirror
+    return start(spark, rows.writeStream.outputMode("update").foreachBatch(writer), "predict-bars", settings, args)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -130,15 +129,19 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings.load()
     names = ["index-bars"] + ([] if args.no_predict else ["predict-bars"])
     es, es_options = prepare_servers(settings, names)
+    mirror = None
+    if not args.no_predict:
+        installed.require_writable(settings.model_path)
+        # Its first look at the registry runs while Spark starts and the index query with it.
+        mirror = ChampionMirror(settings, SERVED).start(wait=False)
 
     spark = SparkSession.builder.appName("finstream-stream-index").getOrCreate()
     progress = monitor(spark, settings, es, predicting=not args.no_predict)
-    records = stream_records(spark, settings)
-    queries = [start_indexing(spark, records, settings, es_options, args)]
-    mirror = None
-    if not args.no_predict:
-        query, mirror = start_predicting(spark, records, settings, es_options, args)
-        queries.append(query)
+    # Built once (each build is hundreds of calls into the JVM); both queries start from it.
+    checked = B.checked_messages(stream_records(spark, settings))
+    queries = [start_indexing(spark, checked, settings, es_options, args)]
+    if mirror:
+        queries.append(start_predicting(spark, checked, settings, es_options, mirror, args))
     log.info("Spark UI %s (Structured Streaming tab)", spark.sparkContext.uiWebUrl)
     try:
         await_all(spark, queries)

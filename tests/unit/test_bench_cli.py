@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 NO_STACK = {"ES_NODES": "127.0.0.1:1", "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
 
 
-@pytest.mark.parametrize("module", ["latency", "market_minute", "compare", "stream_throughput", "batch_breakdown"])
+@pytest.mark.parametrize("module", ["latency", "market_minute", "compare", "stream_throughput", "batch_breakdown",
+                                    "startup"])
 def test_a_benchmark_without_its_servers_prints_one_line_and_exits_2(module, monkeypatch):
     for name, value in NO_STACK.items():
         monkeypatch.setenv(name, value)

@@ -36,6 +36,7 @@ class ChampionMirror:
         self._client = None
         self._unreachable = False
         self._stop = threading.Event()
+        self._synced = threading.Event()  # the first sync is done
         self._thread = threading.Thread(target=self._run, name="champion-mirror", daemon=True)
 
     def sync(self) -> None:
@@ -87,17 +88,37 @@ class ChampionMirror:
         log.info("champion %s (run %s) installed: %s for the series set %s serves %s from the next micro-batch",
                  label, current.run_id, question, served_set.key, served.kind)
 
-    def start(self) -> "ChampionMirror":
-        """One sync now, then one every poll_seconds in a daemon thread."""
-        self.sync()
+    def start(self, *, wait: bool = True) -> "ChampionMirror":
+        """Follows the registry: a first sync, then one every poll_seconds, in a daemon thread.
+
+        Args:
+            wait: do the first sync before returning (True), or as the thread's first step, so
+                that the caller does other work meanwhile (the registry's client and first
+                look take about 2 s); `ready()` then waits for it.
+        """
+        if wait:
+            self._first_sync()
         self._thread.start()
         return self
+
+    def ready(self) -> None:
+        """Returns once the first sync is done: the champions of that moment are installed, or
+        the registry was found unreachable (and said so)."""
+        self._synced.wait()
 
     def stop(self) -> None:
         """Stops the polling thread (waits up to 10 s)."""
         self._stop.set()
         self._thread.join(timeout=10)
 
+    def _first_sync(self) -> None:
+        try:
+            self.sync()
+        finally:  # ready() must never wait forever
+            self._synced.set()
+
     def _run(self) -> None:
+        if not self._synced.is_set():
+            self._first_sync()
         while not self._stop.wait(self.poll_seconds):
             self.sync()

@@ -1,0 +1,97 @@
+"""Start-up of the stream job: the wall time of `jobs/stream_index.py --available-now`, launch to
+exit, first on a new topic holding --bars minute bars (its indices, checkpoints and MLflow store
+made on the way), then restarted --restarts times with nothing new: what a restart after a
+crash or a deploy costs before its first batch. Both queries run; no model is trained, so each
+question's reference baseline serves (the same per-bar work as a champion).
+
+    .venv/bin/python -m bench.startup --runs 3
+    .venv/bin/python -m bench.startup --job jobs/stream_index.py --job /tmp/other_stream_index.py
+
+Each --job is a job file run by ./spark-submit.sh with this checkout's package, so two
+versions of the entry point can be compared; the jobs alternate round after round, so they
+share the machine's noise. Every run has its own topic, indices and folders, removed afterwards.
+Writes bench/results/startup.{json,md}.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench import latency as L  # the latency benchmark's generator, isolation and clean-up
+from bench import report
+from finstream.core.errors import ArgumentParser, HelpFormatter, UserError, exit_on_user_error, positive_int
+
+BENCH = Path(__file__).resolve().parent
+DEFAULT_JOB = "jobs/stream_index.py"
+
+
+def timed_run(job: str) -> float:
+    """Seconds from launching `./spark-submit.sh <job> --available-now` to its exit (0 required)."""
+    started = time.perf_counter()
+    process = subprocess.run(["./spark-submit.sh", job, "--available-now"], cwd=L.ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if process.returncode != 0:
+        raise SystemExit(f"{job} failed (exit {process.returncode}):\n{process.stdout[-3000:]}{process.stderr[-2000:]}")
+    return seconds
+
+
+def one_round(job: str, bars: int, restarts: int) -> dict[str, list[float]]:
+    """A first start on a new topic of `bars` bars (100 series), then `restarts` restarts."""
+    run_id, settings, es = L.isolated_run()
+    try:
+        L.publish(settings, L.Series(100, start_ms=L.MINUTE_MS * (int(time.time() * 1000) // L.MINUTE_MS - 10_000))
+                  .bars(bars), None)
+        return {"first": [timed_run(job)], "restart": [timed_run(job) for _ in range(restarts)]}
+    finally:
+        L.cleanup(es, settings, run_id)
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
+
+
+def markdown(result: dict) -> str:
+    lines = [f"Stream job start-up, `--available-now` launch to exit, {result['bars']} bars on a new topic, "
+             f"then restarts with nothing new; {result['runs']} rounds, commit {result['commit']}, "
+             f"{result['date'][:16]} UTC. Seconds, median (min-max).", "",
+             "| job | first start | restart | runs |", "|---|---|---|---:|"]
+    for job, times in result["seconds"].items():
+        lines.append(f"| `{job}` | {spread(times['first'])} | {spread(times['restart'])} | "
+                     f"{len(times['first'])} + {len(times['restart'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--runs", type=positive_int, default=3, help="rounds (a first start and its restarts) per job")
+    parser.add_argument("--restarts", type=positive_int, default=2, help="restarts with nothing new per round")
+    parser.add_argument("--bars", type=positive_int, default=2_000, help="bars on the topic at the first start")
+    parser.add_argument("--job", action="append", help=f"a job file to time (repeat to compare; default {DEFAULT_JOB})")
+    parser.add_argument("--out", default=str(BENCH / "results" / "startup"), help="results path, without .json/.md")
+    args = parser.parse_args()
+    jobs = args.job or [DEFAULT_JOB]
+    for job in jobs:
+        if not (L.ROOT / job).is_file():
+            raise UserError(f"no job file {job} (relative to {L.ROOT}, or absolute)")
+
+    seconds: dict[str, dict[str, list[float]]] = {job: {"first": [], "restart": []} for job in jobs}
+    for round_number in range(args.runs):
+        for job in jobs:
+            times = one_round(job, args.bars, args.restarts)
+            for kind, values in times.items():
+                seconds[job][kind] += values
+            print(f"round {round_number + 1}, {job}: first {times['first'][0]:.1f} s, restarts "
+                  + ", ".join(f"{s:.1f}" for s in times["restart"]) + " s", flush=True)
+    result = {**report.run_info("startup"), "bars": args.bars, "runs": args.runs, "restarts": args.restarts,
+              "seconds": {job: {kind: [round(s, 2) for s in values] for kind, values in times.items()}
+                          for job, times in seconds.items()}}
+    report.write(args.out, result, markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(exit_on_user_error(main))
