@@ -118,12 +118,17 @@ def parse_messages(messages: DataFrame) -> DataFrame:
                         for i, t in enumerate(_OTHER_JSON_TYPES)])
     nonfinite = F.lit(False)
     for name in _NUMBER_FIELDS:
-        nonfinite = nonfinite | F.isnan(parsed.getField(name)) | (F.abs(parsed.getField(name)) == float("inf"))
+        nonfinite = nonfinite | _is_nonfinite(parsed.getField(name))
     return messages.select(
         "*", parsed.alias("bar"),
         F.when(needs_presence, F.from_json(raw, presence_schema(), JSON_OPTIONS)).alias("present"),
         F.when(looks_rendered, probes).alias("probes"),
         F.when(nonfinite, F.from_json(raw, number_text_schema(), JSON_OPTIONS)).alias("number_texts"))
+
+
+def _is_nonfinite(number: Column) -> Column:
+    """NaN, Infinity or -Infinity (Spark's JSON reader takes all three for a double)."""
+    return F.isnan(number) | (F.abs(number) == float("inf"))
 
 
 def _any_required_null(parsed: Column) -> Column:
@@ -173,14 +178,11 @@ def _value_rules(bar: Column, probes: Column, number_texts: Column, now_ms: Colu
         value = bar.getField(name)
         return F.when(~_given_another_type(name, probes), value) if name in _STRING_FIELDS else value
 
-    def is_nonfinite(name: str) -> Column:
-        return F.isnan(raw(name)) | (F.abs(raw(name)) == float("inf"))
-
     def f(name: str) -> Column:
         # Non-finite numbers get their own reason; the other rules see them as absent.
-        return F.when(~is_nonfinite(name), raw(name)) if name in _NUMBER_FIELDS else raw(name)
+        return F.when(~_is_nonfinite(raw(name)), raw(name)) if name in _NUMBER_FIELDS else raw(name)
 
-    rules = [_rule(is_nonfinite(name) & ~_given_a_string(name, number_texts), f"not a finite number: {name}")
+    rules = [_rule(_is_nonfinite(raw(name)) & ~_given_a_string(name, number_texts), f"not a finite number: {name}")
              for name in _NUMBER_FIELDS]
     for name, limit in S.INTEGER_LIMITS.items():
         rules.append(_rule(f(name) % 1 != 0, f"not an integer: {name}"))
