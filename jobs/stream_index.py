@@ -123,20 +123,11 @@ def start_predicting(spark: SparkSession, checked: DataFrame, settings: Settings
     return start(spark, rows.writeStream.outputMode("update").foreachBatch(writer), "predict-bars", settings, args)
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    setup_logging()
-    settings = Settings.load()
-    names = ["index-bars"] + ([] if args.no_predict else ["predict-bars"])
-    es, es_options = prepare_servers(settings, names)
-    mirror = None
-    if not args.no_predict:
-        installed.require_writable(settings.model_path)
-        # Its first look at the registry runs while Spark starts and the index query with it.
-        mirror = ChampionMirror(settings, SERVED).start(wait=False)
-
+def run(settings: Settings, es: Elasticsearch, es_options: dict[str, str], mirror: ChampionMirror | None,
+        names: list[str], args: argparse.Namespace) -> None:
+    """Starts the queries (predict-bars when a mirror is given) and returns when they have ended."""
     spark = SparkSession.builder.appName("finstream-stream-index").getOrCreate()
-    progress = monitor(spark, settings, es, predicting=not args.no_predict)
+    progress = monitor(spark, settings, es, predicting=mirror is not None)
     # Built once (each build is hundreds of calls into the JVM); both queries start from it.
     checked = B.checked_messages(stream_records(spark, settings))
     queries = [start_indexing(spark, checked, settings, es_options, args)]
@@ -153,10 +144,25 @@ def main(argv: list[str] | None = None) -> None:
             if query.isActive:
                 query.stop()
         progress.wait_for_termination_events(len(queries))
-        if mirror:
-            mirror.stop()
     log.info("queries %s stopped", ", ".join(query.name for query in queries))
 
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    setup_logging()
+    settings = Settings.load()
+    names = ["index-bars"] + ([] if args.no_predict else ["predict-bars"])
+    es, es_options = prepare_servers(settings, names)
+    mirror = None
+    if not args.no_predict:
+        installed.require_writable(settings.model_path)
+        # Its first look at the registry runs while Spark starts and the index query with it.
+        mirror = ChampionMirror(settings, SERVED).start(wait=False)
+    try:
+        run(settings, es, es_options, mirror, names, args)
+    finally:
+        if mirror:
+            mirror.stop()
 
 if __name__ == "__main__":
     sys.exit(exit_on_user_error(main))
