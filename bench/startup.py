@@ -1,8 +1,9 @@
 """Start-up of the stream job: the wall time of `jobs/stream_index.py --available-now`, launch to
-exit, first on a new topic holding --bars minute bars (its indices, checkpoints and MLflow store
-made on the way), then restarted --restarts times with nothing new: what a restart after a
-crash or a deploy costs before its first batch. Both queries run; no model is trained, so each
-question's reference baseline serves (the same per-bar work as a champion).
+exit, first on a new topic holding --bars minute bars of 100 tickers (its indices, checkpoints
+and MLflow store made on the way; with 21 or more bars a ticker, each forecast from its 21st),
+then restarted --restarts times with nothing new: what a restart after a crash or a deploy
+costs, its start, an empty batch per query and its stop. Both queries run; no model is trained,
+so each question's reference baseline serves (the same per-bar work as a champion).
 
     .venv/bin/python -m bench.startup --runs 3
     .venv/bin/python -m bench.startup --job jobs/stream_index.py --job /tmp/other_stream_index.py
@@ -27,12 +28,17 @@ from finstream.core.errors import ArgumentParser, HelpFormatter, UserError, exit
 
 BENCH = Path(__file__).resolve().parent
 DEFAULT_JOB = "jobs/stream_index.py"
+JOB_TIMEOUT_S = 600
 
 
 def timed_run(job: str) -> float:
     """Seconds from launching `./spark-submit.sh <job> --available-now` to its exit (0 required)."""
     started = time.perf_counter()
-    process = subprocess.run(["./spark-submit.sh", job, "--available-now"], cwd=L.ROOT, capture_output=True, text=True)
+    try:
+        process = subprocess.run(["./spark-submit.sh", job, "--available-now"], cwd=L.ROOT, capture_output=True,
+                                 text=True, timeout=JOB_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise SystemExit(f"{job} did not finish in {JOB_TIMEOUT_S} s") from None
     seconds = time.perf_counter() - started
     if process.returncode != 0:
         raise SystemExit(f"{job} failed (exit {process.returncode}):\n{process.stdout[-3000:]}{process.stderr[-2000:]}")
@@ -40,7 +46,8 @@ def timed_run(job: str) -> float:
 
 
 def one_round(job: str, bars: int, restarts: int) -> dict[str, list[float]]:
-    """A first start on a new topic of `bars` bars (100 series), then `restarts` restarts."""
+    """A first start on a new topic of `bars` bars (100 series), then `restarts` restarts; the
+    run's topic, indices and folders removed afterwards, whatever happened."""
     run_id, settings, es = L.isolated_run()
     try:
         L.publish(settings, L.Series(100, start_ms=L.MINUTE_MS * (int(time.time() * 1000) // L.MINUTE_MS - 10_000))
@@ -69,11 +76,11 @@ def main() -> int:
     parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--runs", type=positive_int, default=3, help="rounds (a first start and its restarts) per job")
     parser.add_argument("--restarts", type=positive_int, default=2, help="restarts with nothing new per round")
-    parser.add_argument("--bars", type=positive_int, default=2_000, help="bars on the topic at the first start")
+    parser.add_argument("--bars", type=positive_int, default=4_000, help="bars on the topic at the first start")
     parser.add_argument("--job", action="append", help=f"a job file to time (repeat to compare; default {DEFAULT_JOB})")
     parser.add_argument("--out", default=str(BENCH / "results" / "startup"), help="results path, without .json/.md")
     args = parser.parse_args()
-    jobs = args.job or [DEFAULT_JOB]
+    jobs = list(dict.fromkeys(args.job or [DEFAULT_JOB]))
     for job in jobs:
         if not (L.ROOT / job).is_file():
             raise UserError(f"no job file {job} (relative to {L.ROOT}, or absolute)")

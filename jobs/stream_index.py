@@ -106,10 +106,12 @@ def start_indexing(spark: SparkSession, checked: DataFrame, settings: Settings, 
 
 def start_predicting(spark: SparkSession, checked: DataFrame, settings: Settings, es_options: dict[str, str],
                      mirror: ChampionMirror, args: argparse.Namespace) -> StreamingQuery:
-    """predict-bars: once the mirror has installed the registry's champions for the workers,
-    every new valid bar among the checked messages forecast by the per-series state step, and
-    the predictions it answers judged."""
-    mirror.ready()
+    """predict-bars: once the mirror's first look at the registry is done (its champions
+    installed for the workers), every new valid bar among the checked messages forecast by the
+    per-series state step, and the predictions it answers judged."""
+    if not mirror.ready(timeout=10):
+        log.info("predict-bars waits for the model registry at %s", registry.tracking_uri(settings))
+        mirror.ready()
     models = ServedForecasts(settings.model_path, SERVED)
     models.current()  # load (or warn) now, not inside the first micro-batch
     rows = predictor.prediction_rows(B.valid_bars(checked), settings)
@@ -131,10 +133,10 @@ def run(settings: Settings, es: Elasticsearch, es_options: dict[str, str], mirro
     # Built once (each build is hundreds of calls into the JVM); both queries start from it.
     checked = B.checked_messages(stream_records(spark, settings))
     queries = [start_indexing(spark, checked, settings, es_options, args)]
-    if mirror:
-        queries.append(start_predicting(spark, checked, settings, es_options, mirror, args))
-    log.info("Spark UI %s (Structured Streaming tab)", spark.sparkContext.uiWebUrl)
     try:
+        if mirror is not None:
+            queries.append(start_predicting(spark, checked, settings, es_options, mirror, args))
+        log.info("Spark UI %s (Structured Streaming tab)", spark.sparkContext.uiWebUrl)
         await_all(spark, queries)
     except StreamingQueryException:
         checkpoints.require_no_gap(settings, names)  # a gap opened while running: say which records
@@ -156,13 +158,15 @@ def main(argv: list[str] | None = None) -> None:
     mirror = None
     if not args.no_predict:
         installed.require_writable(settings.model_path)
-        # Its first look at the registry runs while Spark starts and the index query with it.
-        mirror = ChampionMirror(settings, SERVED).start(wait=False)
+        # Its first look at the registry runs while Spark starts and the index query with it,
+        # unless it would make the store (MLflow's migrations set up logging process-wide).
+        mirror = ChampionMirror(settings, SERVED).start(wait=registry.may_migrate(settings))
     try:
         run(settings, es, es_options, mirror, names, args)
     finally:
-        if mirror:
+        if mirror is not None:
             mirror.stop()
+
 
 if __name__ == "__main__":
     sys.exit(exit_on_user_error(main))

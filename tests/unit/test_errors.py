@@ -52,6 +52,7 @@ def test_a_user_error_is_one_line_and_exit_2(capsys):
     assert exit_on_user_error(main) == 2
     assert capsys.readouterr().err == "error: cannot reach Kafka at x: start it\n"
     assert exit_on_user_error(lambda: None) == 0
+    assert exit_on_user_error(lambda: 1) == 1  # a main's own exit code stands
 
 
 def test_help_shows_each_default_once_and_none_where_there_is_none():

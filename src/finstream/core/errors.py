@@ -25,18 +25,19 @@ def exit_on_user_error(main: Callable[[], object]) -> int:
     """Runs an entry point, turning a UserError into one line on stderr and exit code 2.
 
     Args:
-        main: the entry point, called without arguments; what it returns is ignored.
+        main: the entry point, called without arguments; it may return an exit code (an int).
 
     Returns:
-        The process's exit code: 0, or USER_ERROR_EXIT (2) after printing `error: <message>`.
-        Any other exception propagates (a bug: its traceback is wanted).
+        The process's exit code: main's int (0 when it returns anything else), or
+        USER_ERROR_EXIT (2) after printing `error: <message>`. Any other exception propagates
+        (a bug: its traceback is wanted).
     """
     try:
-        main()
+        code = main()
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return USER_ERROR_EXIT
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 def comma_list(item: Callable[[str], T] = str, *, what: str = "value",

@@ -89,27 +89,37 @@ class ChampionMirror:
                  label, current.run_id, question, served_set.key, served.kind)
 
     def start(self, *, wait: bool = True) -> "ChampionMirror":
-        """Follows the registry: a first sync, then one every poll_seconds, in a daemon thread.
+        """Follows the registry: a first sync, then one every poll_seconds in a daemon thread.
 
         Args:
             wait: do the first sync before returning (True), or as the thread's first step, so
-                that the caller does other work meanwhile (the registry's client and first
-                look take about 2 s); `ready()` then waits for it.
+                that the caller does other work meanwhile (MLflow's import and the first look
+                take about 2 s); `ready()` then waits for it. Keep True when opening the store
+                may run MLflow's schema migrations (registry.may_migrate): they set up logging
+                for the whole process while they run.
         """
         if wait:
             self._first_sync()
         self._thread.start()
         return self
 
-    def ready(self) -> None:
-        """Returns once the first sync is done: the champions of that moment are installed, or
-        the registry was found unreachable (and said so)."""
-        self._synced.wait()
+    def ready(self, timeout: float | None = None) -> bool:
+        """Waits until the first sync is done: the champions of that moment installed, or a
+        version refused, or the registry found unreachable (each said in the log).
+
+        Args:
+            timeout: seconds to wait at most (None: until it is done).
+
+        Returns:
+            Whether the first sync is done.
+        """
+        return self._synced.wait(timeout)
 
     def stop(self) -> None:
-        """Stops the polling thread (waits up to 10 s)."""
+        """Stops the polling thread (waits up to 10 s); a first sync not yet begun never runs."""
         self._stop.set()
-        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
 
     def _first_sync(self) -> None:
         try:
@@ -119,6 +129,9 @@ class ChampionMirror:
 
     def _run(self) -> None:
         if not self._synced.is_set():
+            if self._stop.is_set():  # stopped before it began: the job is ending
+                self._synced.set()
+                return
             self._first_sync()
         while not self._stop.wait(self.poll_seconds):
             self.sync()

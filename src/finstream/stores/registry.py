@@ -40,6 +40,16 @@ def tracking_uri(settings: Settings) -> str:
     return settings.mlflow_tracking_uri or f"sqlite:///{local_dir() / 'mlflow' / 'mlflow.db'}"
 
 
+def may_migrate(settings: Settings) -> bool:
+    """Whether opening the store may run MLflow's schema migrations: the embedded SQLite file not
+    made yet, or any other database URI. (A tracking server, an existing SQLite file or a file
+    store: no.) The migrations' alembic set-up takes over the process's logging while it runs."""
+    uri = tracking_uri(settings)
+    if uri.startswith("sqlite:///"):
+        return not Path(uri.removeprefix("sqlite:///")).exists()
+    return not uri.startswith(("http://", "https://", "file:", "databricks")) and "://" in uri
+
+
 def client(settings: Settings):
     """An MlflowClient on the configured store (created on first use when embedded).
 

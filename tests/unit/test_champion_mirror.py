@@ -1,0 +1,81 @@
+"""The champion mirror's start in the stream job's driver: its first look at the registry in the
+background, predict-bars waiting for it, and a stop that never leaves a first look half done."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from finstream.core.config import Settings
+from finstream.serving.champions import ChampionMirror
+from finstream.stores import registry
+
+
+class Gate:
+    """A sync that blocks until released, counting its calls."""
+
+    def __init__(self, error: Exception | None = None):
+        self.release, self.calls, self.error = threading.Event(), 0, error
+
+    def __call__(self) -> None:
+        self.calls += 1
+        assert self.release.wait(10)
+        if self.error:
+            raise self.error
+
+
+@pytest.fixture
+def mirror(tmp_path):
+    settings = Settings.load(environ={"MODEL_DIR": str(tmp_path / "models"),
+                                      "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    return ChampionMirror(settings, ("lags",), poll_seconds=3600)
+
+
+def test_a_background_first_sync_is_waited_for_by_ready(mirror):
+    mirror.sync = gate = Gate()
+    mirror.start(wait=False)  # returns while the first sync runs
+    assert not mirror.ready(timeout=0.2)
+    gate.release.set()
+    assert mirror.ready(timeout=10)
+    assert gate.calls == 1
+    mirror.stop()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread's traceback
+def test_ready_returns_even_when_the_first_sync_fails(mirror):
+    mirror.sync = gate = Gate(RuntimeError("a bug in the sync"))
+    gate.release.set()
+    mirror.start(wait=False)
+    assert mirror.ready(timeout=10)
+    mirror.stop()
+
+
+def test_a_stop_before_the_first_sync_began_skips_it(mirror):
+    mirror.sync = gate = Gate()
+    mirror.stop()  # the job failed before the thread ran
+    mirror._run()
+    assert gate.calls == 0 and mirror.ready(timeout=0)
+
+
+def test_a_waited_first_sync_is_done_on_return(mirror):
+    mirror.sync = gate = Gate()
+    gate.release.set()
+    mirror.start()
+    assert gate.calls == 1 and mirror.ready(timeout=0)
+    mirror.stop()
+
+
+@pytest.mark.parametrize(("uri", "existing", "expected"), [
+    ("sqlite:///{tmp}/mlflow.db", False, True),   # the embedded store, not made yet: migrations
+    ("sqlite:///{tmp}/mlflow.db", True, False),
+    ("postgresql://u@db/mlflow", False, True),
+    ("http://127.0.0.1:5000", False, False),
+    ("https://mlflow.example.org", False, False),
+    ("file:///{tmp}/mlruns", False, False),
+])
+def test_only_a_database_store_not_made_yet_may_migrate(tmp_path, uri, existing, expected):
+    uri = uri.format(tmp=tmp_path)
+    if existing:
+        (tmp_path / "mlflow.db").write_bytes(b"")
+    assert registry.may_migrate(Settings.load(environ={"MLFLOW_TRACKING_URI": uri})) is expected
