@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import statistics
 import sys
 import time
 
@@ -50,13 +49,6 @@ def burst_result(size: int, sends: list[float], bars_at: float, predictions_at: 
             "median_batch_s": batches}
 
 
-def spread(values: list[float]) -> str:
-    """`median (min-max)` of the runs, or the one value."""
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
-
-
 def table(bursts: list[dict]) -> str:
     rows = ["| tickers | runs | publish (s) | last bar searchable (s) | last prediction searchable (s) "
             "| median batch (s): index / predict |", "|---:|---:|---|---|---|---|"]
@@ -64,15 +56,15 @@ def table(bursts: list[dict]) -> str:
         runs = [b for b in bursts if b["tickers"] == size]
         batches = [f"{b['median_batch_s'].get('index-bars', '-')} / {b['median_batch_s'].get('predict-bars', '-')}"
                    for b in runs]
-        rows.append(f"| {size:,} | {len(runs)} | {spread([b['publish_s'] for b in runs])} "
-                    f"| {spread([b['last_bar_searchable_s'] for b in runs])} "
-                    f"| {spread([b['last_prediction_searchable_s'] for b in runs])} | {'; '.join(batches)} |")
+        rows.append(f"| {size:,} | {len(runs)} | {report.spread([b['publish_s'] for b in runs])} "
+                    f"| {report.spread([b['last_bar_searchable_s'] for b in runs])} "
+                    f"| {report.spread([b['last_prediction_searchable_s'] for b in runs])} | {'; '.join(batches)} |")
     return "\n".join(rows) + "\n"
 
 
 def positive_sizes(text: str) -> tuple[int, ...]:
     sizes = comma_list(positive_int)(text)
-    if not sizes or min(sizes) < 1 or max(sizes) > 10_000:
+    if max(sizes) > 10_000:  # comma_list and positive_int refuse none and below 1
         raise argparse.ArgumentTypeError("sizes are ticker counts from 1 to 10000, comma-separated")
     return sizes
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,6 +34,13 @@ def commit(root: Path | None = None) -> str:
     except (OSError, subprocess.SubprocessError):
         return ""
     return head + ("+" if dirty else "")
+
+
+def spread(values: list[float], digits: int = 2) -> str:
+    """Runs of one figure as `median (min-max)`, or the one value, with `digits` decimals."""
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
 def write(out: str | Path, result: dict, markdown: str | None = None) -> None:

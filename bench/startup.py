@@ -16,7 +16,6 @@ Writes bench/results/startup.{json,md}.
 
 from __future__ import annotations
 
-import statistics
 import subprocess
 import sys
 import time
@@ -57,17 +56,13 @@ def one_round(job: str, bars: int, restarts: int) -> dict[str, list[float]]:
         L.cleanup(es, settings, run_id)
 
 
-def spread(values: list[float]) -> str:
-    return f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
-
-
 def markdown(result: dict) -> str:
     lines = [f"Stream job start-up, `--available-now` launch to exit, {result['bars']} bars on a new topic, "
              f"then restarts with nothing new; {result['runs']} rounds, commit {result['commit']}, "
              f"{result['date'][:16]} UTC. Seconds, median (min-max).", "",
              "| job | first start | restart | runs |", "|---|---|---|---:|"]
     for job, times in result["seconds"].items():
-        lines.append(f"| `{job}` | {spread(times['first'])} | {spread(times['restart'])} | "
+        lines.append(f"| `{job}` | {report.spread(times['first'], 1)} | {report.spread(times['restart'], 1)} | "
                      f"{len(times['first'])} + {len(times['restart'])} |")
     return "\n".join(lines) + "\n"
 

@@ -11,5 +11,5 @@ def test_the_table_gives_each_jobs_median_and_range():
                           "/tmp/old.py": {"first": [15.1], "restart": [10.3, 10.2]}}}
     table = startup.markdown(result)
     assert "| `jobs/stream_index.py` | 14.7 (14.2-15.0) | 8.9 (8.7-9.4) | 3 + 4 |" in table
-    assert "| `/tmp/old.py` | 15.1 (15.1-15.1) | 10.2 (10.2-10.3) | 1 + 2 |" in table
+    assert "| `/tmp/old.py` | 15.1 | 10.2 (10.2-10.3) | 1 + 2 |" in table
     assert "2000 bars" in table and "3 rounds, commit abc1234" in table
