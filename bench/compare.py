@@ -41,7 +41,15 @@ from bench import report
 from bench.cpu import server_cpu_seconds, server_cpu_spent
 from bench.methods import CHUNK, document
 from finstream.core.config import Settings, local_dir
-from finstream.core.errors import ArgumentParser, HelpFormatter, choice_list, exit_on_user_error
+from finstream.core.errors import (
+    ArgumentParser,
+    HelpFormatter,
+    choice_list,
+    exit_on_user_error,
+    non_negative_int,
+    positive,
+    positive_int,
+)
 from finstream.stores import elastic
 
 BENCH = Path(__file__).resolve().parent
@@ -190,15 +198,15 @@ def table(result: dict) -> str:
 
 def main() -> int:
     parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument("--bars", type=int, default=1_000_000, help="generated minute bars in the topic")
-    parser.add_argument("--tickers", type=int, default=1_000, help="series the bars spread over")
+    parser.add_argument("--bars", type=positive_int, default=1_000_000, help="generated minute bars in the topic")
+    parser.add_argument("--tickers", type=positive_int, default=1_000, help="series the bars spread over")
     parser.add_argument("--methods", type=choice_list(METHODS), default=",".join(METHODS),
                         help="indexing methods to run, comma-separated, in this order")
-    parser.add_argument("--one-by-one-seconds", type=float, default=60,
+    parser.add_argument("--one-by-one-seconds", type=positive, default=60,
                         help="time box of the one-request-per-bar method (its rate is extrapolated)")
     parser.add_argument("--refresh", default="",
                         help="index refresh_interval for every method (default: the template's)")
-    parser.add_argument("--warm-up", type=int, default=200_000, metavar="DOCUMENTS",
+    parser.add_argument("--warm-up", type=non_negative_int, default=200_000, metavar="DOCUMENTS",
                         help="documents bulk-indexed into a throwaway index before the first method (0: none)")
     parser.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
                         help="extra --conf for the stream job (tuning experiments); repeatable")

@@ -27,7 +27,7 @@ from pathlib import Path
 from bench import report
 from bench.cleanup import delete_topic
 from finstream.core.config import Secret, Settings
-from finstream.core.errors import ArgumentParser, HelpFormatter, comma_list, exit_on_user_error
+from finstream.core.errors import ArgumentParser, HelpFormatter, comma_list, exit_on_user_error, positive, positive_int
 from finstream.stores import topics
 from producer.live import LiveFeed
 from producer.market_data import MassiveClient
@@ -65,9 +65,9 @@ def summary(values: list[float]) -> dict:
 
 def main() -> int:
     parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument("--minutes", type=float, default=5.0, help="minutes of live feed")
-    parser.add_argument("--tickers", type=int, default=10, help="crypto tickers (their market never closes)")
-    parser.add_argument("--poll-seconds", type=comma_list(float), default="60",
+    parser.add_argument("--minutes", type=positive, default=5.0, help="minutes of live feed")
+    parser.add_argument("--tickers", type=positive_int, default=10, help="crypto tickers (their market never closes)")
+    parser.add_argument("--poll-seconds", type=comma_list(positive), default="60",
                         help="REST poll interval(s): one REST feed per value, all at once")
     parser.add_argument("--server-lag", type=float, default=0.0, help="seconds the fake socket waits after a close")
     parser.add_argument("--out", default=str(RESULTS / "live_latency"), help="results path, without .json/.md")

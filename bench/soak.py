@@ -44,7 +44,7 @@ from bench.latency import (
     wait_for,
 )
 from finstream.core.config import Settings, local_dir
-from finstream.core.errors import ArgumentParser, HelpFormatter, exit_on_user_error
+from finstream.core.errors import ArgumentParser, HelpFormatter, exit_on_user_error, positive, positive_int
 from finstream.stores import checkpoints, topics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,10 +147,10 @@ def window_latencies(sends: list[float], timeline: list[tuple[float, int]], base
 
 def main() -> int:
     parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument("--rate", type=float, default=200, help="bars per second")
-    parser.add_argument("--minutes", type=float, default=30, help="minutes of feed")
-    parser.add_argument("--report-minutes", type=float, default=5, help="minutes between samples")
-    parser.add_argument("--tickers", type=int, default=200, help="series in the feed")
+    parser.add_argument("--rate", type=positive, default=200, help="bars per second")
+    parser.add_argument("--minutes", type=positive, default=30, help="minutes of feed")
+    parser.add_argument("--report-minutes", type=positive, default=5, help="minutes between samples")
+    parser.add_argument("--tickers", type=positive_int, default=200, help="series in the feed")
     parser.add_argument("--trigger", default="1 second", help="the stream job's trigger interval")
     parser.add_argument("--out", default=str(RESULTS / "soak"), help="results path, without .json/.md")
     parser.add_argument("--keep", action="store_true", help="keep the topic, indices and folders")

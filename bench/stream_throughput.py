@@ -21,7 +21,7 @@ from pathlib import Path
 from bench import latency as L  # the latency benchmark's generator, isolation and clean-up
 from bench import report
 from bench.cpu import TreeCpu, server_cpu_seconds, server_cpu_spent
-from finstream.core.errors import ArgumentParser, HelpFormatter, exit_on_user_error
+from finstream.core.errors import ArgumentParser, HelpFormatter, exit_on_user_error, positive_int
 from finstream.stores import elastic
 
 BENCH = Path(__file__).resolve().parent
@@ -29,8 +29,8 @@ BENCH = Path(__file__).resolve().parent
 
 def main() -> int:
     parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument("--bars", type=int, default=200_000, help="generated minute bars in the backlog")
-    parser.add_argument("--tickers", type=int, default=200, help="series the bars spread over")
+    parser.add_argument("--bars", type=positive_int, default=200_000, help="generated minute bars in the backlog")
+    parser.add_argument("--tickers", type=positive_int, default=200, help="series the bars spread over")
     parser.add_argument("--predict", action="store_true", help="with the predict-bars query and a trained model")
     parser.add_argument("--out", help="the JSON file (default bench/results/stream_throughput[-predict].json)")
     args = parser.parse_args()

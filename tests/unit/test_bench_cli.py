@@ -25,3 +25,25 @@ def test_a_benchmark_without_its_servers_prints_one_line_and_exits_2(module, mon
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: cannot reach "), result.stderr[-2000:]
     assert "start it" in lines[0]
+
+
+@pytest.mark.parametrize(("module", "flags", "reason"), [
+    ("compare", ["--bars", "0"], "0 is not a whole number above 0"),
+    ("compare", ["--tickers", "-3"], "-3 is not a whole number above 0"),
+    ("compare", ["--one-by-one-seconds", "nan"], "nan is not a number above 0"),
+    ("compare", ["--warm-up", "-10"], "-10 is not a whole number above 0"),
+    ("stream_throughput", ["--tickers", "0"], "0 is not a whole number above 0"),
+    ("soak", ["--report-minutes", "0"], "0 is not a number above 0"),
+    ("live_latency", ["--poll-seconds", "60,-10"], "-10 is not a number above 0"),
+    ("validation_cost", ["--repeats", "0"], "0 is not a whole number above 0"),
+    ("startup", ["--runs", "abc"], "abc is not a whole number above 0"),
+    ("latency", ["--seconds", "0"], "0 is not a number above 0"),
+])
+def test_a_bad_number_is_refused_with_its_reason_before_any_work(module, flags, reason, monkeypatch):
+    for name, value in NO_STACK.items():
+        monkeypatch.setenv(name, value)
+    result = subprocess.run([sys.executable, "-m", f"bench.{module}", *flags], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
+    assert lines[0].startswith("error: argument ") and reason in lines[0], lines[0]

@@ -82,3 +82,14 @@ def test_positive_lists_and_whole_numbers():
     for text in ("0", "1.5", "inf"):
         with pytest.raises(ValueError):
             positive_int(text)
+
+
+def test_numbers_refused_with_their_reason():
+    from finstream.core.errors import non_negative_int, positive, positive_int
+    for parse, text, reason in ((positive, "abc", "abc is not a number above 0"),
+                                (positive, "inf", "inf is not a number above 0"),
+                                (positive_int, "1.5", "1.5 is not a whole number above 0"),
+                                (non_negative_int, "-1", "-1 is not a whole number above 0")):
+        with pytest.raises(argparse.ArgumentTypeError, match=reason):
+            parse(text)
+    assert (positive("0.5"), positive_int("3"), non_negative_int("0")) == (0.5, 3, 0)

@@ -75,20 +75,36 @@ def _ticker(text: str) -> str:
 ticker_list = comma_list(_ticker, what="ticker", example=" (e.g. AAPL,X:BTCUSD)")
 
 
+class Refused(argparse.ArgumentTypeError, ValueError):
+    """A flag's value refused, with the reason: argparse prints the message itself (an
+    ArgumentTypeError), and comma_list reports it for one item of a list (a ValueError)."""
+
+
 def positive(text: str) -> float:
-    """An argparse type (or comma_list item): a finite number above 0; ValueError otherwise."""
-    value = float(text)
+    """An argparse type (or comma_list item): a finite number above 0; Refused otherwise."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
     if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{text} is not a number above 0")
+        raise Refused(f"{text} is not a number above 0")
     return value
 
 
 def positive_int(text: str) -> int:
-    """An argparse type (or comma_list item): a whole number above 0; ValueError otherwise."""
-    value = int(text)
+    """An argparse type (or comma_list item): a whole number above 0; Refused otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise ValueError(f"{text} is not a whole number above 0")
+        raise Refused(f"{text} is not a whole number above 0")
     return value
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: a whole number, 0 or more; Refused otherwise."""
+    return 0 if text.strip() == "0" else positive_int(text)
 
 
 def choice_list(choices) -> Callable[[str], tuple[str, ...]]:
