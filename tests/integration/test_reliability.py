@@ -40,7 +40,7 @@ def generated_bars(tickers: int, days: int) -> list[Bar]:
             for t in range(tickers) for d in range(days)]
 
 
-KILLS = 3  # the README's Guarantees table says the same
+KILLS = 3  # docs/reliability.md's table says the same
 OUTAGE_SECONDS = 12
 
 
