@@ -17,7 +17,15 @@ import sys
 from pyspark.sql import SparkSession
 
 from finstream.core.config import Settings
-from finstream.core.errors import ArgumentParser, choice_list, exit_on_user_error, ticker_list
+from finstream.core.errors import (
+    ArgumentParser,
+    choice_list,
+    exit_on_user_error,
+    fraction,
+    non_negative_int,
+    positive_int,
+    ticker_list,
+)
 from finstream.core.logs import setup_logging
 from finstream.core.questions import QUESTIONS, SERVED
 from finstream.core.series_sets import SeriesSet
@@ -55,9 +63,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tickers", type=ticker_list, default=defaults.tickers,
                         help="comma-separated (default: every ticker of the timespan)")
     parser.add_argument("--timespan", default=defaults.timespan)
-    parser.add_argument("--multiplier", type=int, default=defaults.multiplier)
-    parser.add_argument("--test-fraction", type=float, default=defaults.test_fraction)
-    parser.add_argument("--folds", type=int, default=defaults.folds, help="walk-forward folds (expanding window)")
+    parser.add_argument("--multiplier", type=positive_int, default=defaults.multiplier)
+    parser.add_argument("--test-fraction", type=fraction, default=defaults.test_fraction)
+    parser.add_argument("--folds", type=non_negative_int, default=defaults.folds,
+                        help="walk-forward folds (expanding window)")
     parser.add_argument("--models", type=choice_list(tuple(REGRESSORS)), default=defaults.models)
     parser.add_argument("--tune", action="store_true", default=defaults.tune,
                         help="choose hyper-parameters from conf/models.toml's grid on the validation slice")

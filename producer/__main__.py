@@ -1,5 +1,6 @@
 import sys
 
+from finstream.core.errors import exit_on_user_error
 from producer.cli import main
 
-sys.exit(main())
+sys.exit(exit_on_user_error(main))

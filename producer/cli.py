@@ -21,7 +21,16 @@ from datetime import date
 from tqdm import tqdm
 
 from finstream.core.config import Settings
-from finstream.core.errors import ArgumentParser, UserError, ticker_list
+from finstream.core.errors import (
+    ArgumentParser,
+    Refused,
+    UserError,
+    non_negative,
+    non_negative_int,
+    positive,
+    positive_int,
+    ticker_list,
+)
 from finstream.core.logs import setup_logging
 from finstream.core.schema import TIMESPANS, Bar
 from finstream.stores import topics
@@ -33,6 +42,16 @@ from producer.publisher import BarPublisher, PublishError
 log = logging.getLogger(__name__)
 
 
+def speed(text: str) -> float | str:
+    """An argparse type: bars per second above 0, or "max"; Refused otherwise."""
+    if text == "max":
+        return text
+    try:
+        return positive(text)
+    except Refused:
+        raise Refused(f"{text} is neither a number of bars per second above 0 nor max") from None
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = ArgumentParser(prog="python -m producer", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -42,32 +61,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     backfill.add_argument("--tickers", type=ticker_list, default="AAPL",
                           help="comma-separated, e.g. AAPL,MSFT,C:EURUSD,X:BTCUSD")
     backfill.add_argument("--timespan", default="day", choices=TIMESPANS)
-    backfill.add_argument("--multiplier", type=int, default=1)
+    backfill.add_argument("--multiplier", type=positive_int, default=1)
     backfill.add_argument("--from", dest="start", type=date.fromisoformat, help="YYYY-MM-DD (default: 5 years ago)")
     backfill.add_argument("--to", dest="end", type=date.fromisoformat, help="YYYY-MM-DD (default: yesterday)")
-    backfill.add_argument("--max-requests-per-minute", type=int,
-                          help="request cap (free tier: 5); default POLYGON_MAX_REQUESTS_PER_MINUTE")
+    backfill.add_argument("--max-requests-per-minute", type=non_negative_int,
+                          help="request cap (free tier: 5; 0: none); default POLYGON_MAX_REQUESTS_PER_MINUTE")
 
     live = commands.add_parser("live", help="publish new bars as they close, until stopped (SIGINT/SIGTERM)")
     live.add_argument("--tickers", type=ticker_list, default="AAPL", help="comma-separated, e.g. AAPL,MSFT,X:BTCUSD")
     live.add_argument("--timespan", default="minute", choices=TIMESPANS)
-    live.add_argument("--multiplier", type=int, default=1)
+    live.add_argument("--multiplier", type=positive_int, default=1)
     live.add_argument("--source", choices=("rest", "websocket"),
                       help="rest: poll the aggregates endpoint (every plan); websocket: each minute bar pushed as it "
                            "closes (plans with WebSocket access; minute bars only); default LIVE_SOURCE")
     live.add_argument("--feed", choices=("realtime", "delayed"),
                       help="WebSocket host: real-time, or 15 minutes delayed; default POLYGON_WS_FEED")
-    live.add_argument("--poll-seconds", type=float, help="default LIVE_POLL_SECONDS")
-    live.add_argument("--delay-minutes", type=float,
+    live.add_argument("--poll-seconds", type=positive, help="default LIVE_POLL_SECONDS")
+    live.add_argument("--delay-minutes", type=non_negative,
                       help="how long after a bar closes the API serves it (free plans: 15); default LIVE_DELAY_MINUTES")
-    live.add_argument("--max-requests-per-minute", type=int,
-                      help="request cap (free tier: 5); default POLYGON_MAX_REQUESTS_PER_MINUTE")
+    live.add_argument("--max-requests-per-minute", type=non_negative_int,
+                      help="request cap (free tier: 5; 0: none); default POLYGON_MAX_REQUESTS_PER_MINUTE")
 
     replay = commands.add_parser("replay", help="publish the bundled sample bars (no key, no network)")
     replay.add_argument("--dataset", default=samples.ALL, choices=[*samples.DATASETS, samples.ALL])
-    replay.add_argument("--speed", default="max", help="bars per second, or 'max' (default)")
-    replay.add_argument("--skip", type=int, default=0, help="leave out the first N bars of each dataset")
-    replay.add_argument("--limit", type=int, help="publish at most N bars of each dataset")
+    replay.add_argument("--speed", type=speed, default="max", help="bars per second, or 'max' (default)")
+    replay.add_argument("--skip", type=non_negative_int, default=0, help="leave out the first N bars of each dataset")
+    replay.add_argument("--limit", type=non_negative_int, help="publish at most N bars of each dataset")
     return parser.parse_args(argv)
 
 
@@ -143,9 +162,7 @@ def live(args: argparse.Namespace, settings: Settings, publisher: BarPublisher) 
 
 
 def replay(args: argparse.Namespace, settings: Settings, publisher: BarPublisher) -> int:
-    per_second = None if args.speed == "max" else float(args.speed)
-    if per_second is not None and per_second <= 0:
-        raise ValueError("--speed must be a positive number of bars per second, or 'max'")
+    per_second = None if args.speed == "max" else args.speed
     total = 0
     for name in samples.dataset_names(args.dataset):
         bars = samples.load_bars(name)[args.skip:]

@@ -5,7 +5,8 @@ import tomllib
 
 import pytest
 
-from finstream.core.config import Secret, Settings, conf_dir
+from finstream.core.config import Secret, SettingError, Settings, conf_dir
+from finstream.core.errors import exit_on_user_error
 
 
 def test_defaults_come_from_conf():
@@ -31,6 +32,36 @@ def test_environment_overrides_with_types():
 def test_bad_value_names_the_setting():
     with pytest.raises(ValueError, match="KAFKA_TOPIC_PARTITIONS"):
         Settings.load(environ={"KAFKA_TOPIC_PARTITIONS": "many"})
+
+
+RANGED = [f for f in dataclasses.fields(Settings) if f.metadata]
+
+
+def test_every_number_has_a_range_its_default_meets():
+    numbers = {f.name for f in dataclasses.fields(Settings) if f.type in ("int", "float", int, float)}
+    assert numbers == {f.name for f in RANGED}
+    Settings.load(environ={})
+
+
+@pytest.mark.parametrize("setting", RANGED, ids=lambda f: f.name.upper())
+def test_a_number_out_of_its_range_is_refused_in_one_line(setting):
+    key = setting.name.upper()
+    low = setting.metadata.get("at_least", setting.metadata.get("above"))
+    just_out = low - 1 if "at_least" in setting.metadata else low
+    for raw in (str(just_out), "nan", "inf") if setting.type in ("float", float) else (str(just_out),):
+        with pytest.raises(SettingError, match=rf"^setting {key}='{raw}' is out of range: give a .*"):
+            Settings.load(environ={key: raw})
+    edge = low if "at_least" in setting.metadata else low + 0.5 if setting.type in ("float", float) else low + 1
+    assert getattr(Settings.load(environ={key: str(edge)}), setting.name) == edge
+
+
+def test_a_refused_setting_is_a_user_error_one_line_exit_2(capsys):
+    def main():
+        Settings.load(environ={"STREAM_STATE_BUCKETS": "0"})
+
+    assert exit_on_user_error(main) == 2
+    assert capsys.readouterr().err == ("error: setting STREAM_STATE_BUCKETS='0' is out of range: give a whole "
+                                       "number, 1 or more (docs/configuration.md)\n")
 
 
 def test_secrets_come_from_env_or_file_and_never_print(tmp_path, monkeypatch):

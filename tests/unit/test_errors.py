@@ -85,11 +85,18 @@ def test_positive_lists_and_whole_numbers():
 
 
 def test_numbers_refused_with_their_reason():
-    from finstream.core.errors import non_negative_int, positive, positive_int
+    from finstream.core.errors import fraction, non_negative, non_negative_int, positive, positive_int
     for parse, text, reason in ((positive, "abc", "abc is not a number above 0"),
                                 (positive, "inf", "inf is not a number above 0"),
                                 (positive_int, "1.5", "1.5 is not a whole number above 0"),
-                                (non_negative_int, "-1", "-1 is not a whole number above 0")):
+                                (non_negative_int, "-1", "-1 is not a whole number, 0 or more"),
+                                (non_negative_int, "x", "x is not a whole number, 0 or more"),
+                                (non_negative, "-0.5", "-0.5 is not a number, 0 or more"),
+                                (non_negative, "nan", "nan is not a number, 0 or more"),
+                                (fraction, "1", "1 is not a number between 0 and 1"),
+                                (fraction, "0", "0 is not a number between 0 and 1"),
+                                (fraction, "nan", "nan is not a number between 0 and 1")):
         with pytest.raises(argparse.ArgumentTypeError, match=reason):
             parse(text)
-    assert (positive("0.5"), positive_int("3"), non_negative_int("0")) == (0.5, 3, 0)
+    assert (positive("0.5"), positive_int("3"), non_negative_int("0"), non_negative_int("7")) == (0.5, 3, 0, 7)
+    assert (non_negative("0"), non_negative("15"), fraction("0.2")) == (0.0, 15.0, 0.2)

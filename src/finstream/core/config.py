@@ -4,10 +4,13 @@ variable of the same name. Secrets never have defaults and never print."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from finstream.core.errors import UserError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]  # src/finstream/core/config.py
 
@@ -64,6 +67,20 @@ def read_secret(name: str) -> Secret:
     return Secret(value.strip())
 
 
+class SettingError(UserError, ValueError):
+    """A setting's value refused: the message names the setting, the value and what it must be."""
+
+
+def at_least(lowest: int) -> dict:
+    """A numeric field's metadata: its value must be `lowest` or more (and finite)."""
+    return {"at_least": lowest}
+
+
+def above(lowest: int) -> dict:
+    """A numeric field's metadata: its value must be more than `lowest` (and finite)."""
+    return {"above": lowest}
+
+
 @dataclass(frozen=True)
 class Settings:
     """The pipeline's settings: one field per key of conf/pipeline.toml, in lower case.
@@ -75,10 +92,10 @@ class Settings:
 
     kafka_bootstrap_servers: str
     kafka_topic: str
-    kafka_topic_partitions: int
-    kafka_replication_factor: int
-    kafka_min_insync_replicas: int
-    kafka_retention_ms: int
+    kafka_topic_partitions: int = field(metadata=at_least(1))
+    kafka_replication_factor: int = field(metadata=at_least(0))
+    kafka_min_insync_replicas: int = field(metadata=at_least(0))
+    kafka_retention_ms: int = field(metadata=at_least(-1))
     kafka_security_protocol: str
     kafka_sasl_mechanism: str
     kafka_sasl_username: str
@@ -93,38 +110,38 @@ class Settings:
     es_index_predictions: str
     es_index_model_metrics: str
     es_index_pipeline_metrics: str
-    es_number_of_replicas: int
+    es_number_of_replicas: int = field(metadata=at_least(-1))
     es_nodes_wan_only: bool
-    es_batch_size_entries: int
+    es_batch_size_entries: int = field(metadata=at_least(1))
     es_batch_size_bytes: str
-    es_batch_write_retry_count: int
+    es_batch_write_retry_count: int = field(metadata=at_least(0))
     es_batch_write_retry_wait: str
     es_batch_write_refresh: bool
     checkpoint_dir: str
     stream_trigger_interval: str
-    stream_max_offsets_per_trigger: int
-    stream_min_partitions: int
-    kafka_fetch_max_wait_ms: int
-    stream_state_partitions: int
-    stream_state_buckets: int
-    stream_series_idle_hours: float
+    stream_max_offsets_per_trigger: int = field(metadata=at_least(0))
+    stream_min_partitions: int = field(metadata=at_least(0))
+    kafka_fetch_max_wait_ms: int = field(metadata=at_least(0))
+    stream_state_partitions: int = field(metadata=at_least(0))
+    stream_state_buckets: int = field(metadata=at_least(1))
+    stream_series_idle_hours: float = field(metadata=above(0))
     polygon_base_url: str
-    polygon_max_requests_per_minute: int
-    polygon_timeout_seconds: float
-    polygon_max_retries: int
-    live_poll_seconds: float
-    live_start_hours_back: float
-    live_delay_minutes: float
+    polygon_max_requests_per_minute: int = field(metadata=at_least(0))
+    polygon_timeout_seconds: float = field(metadata=above(0))
+    polygon_max_retries: int = field(metadata=at_least(0))
+    live_poll_seconds: float = field(metadata=above(0))
+    live_start_hours_back: float = field(metadata=above(0))
+    live_delay_minutes: float = field(metadata=at_least(0))
     live_source: str
     polygon_ws_feed: str
     polygon_ws_realtime_url: str
     polygon_ws_delayed_url: str
-    live_ws_reconnect_cap_seconds: float
-    live_ws_max_refusals: int
-    live_ws_steady_seconds: float
+    live_ws_reconnect_cap_seconds: float = field(metadata=above(0))
+    live_ws_max_refusals: int = field(metadata=at_least(1))
+    live_ws_steady_seconds: float = field(metadata=above(0))
     model_dir: str
     mlflow_tracking_uri: str
-    model_poll_seconds: float
+    model_poll_seconds: float = field(metadata=above(0))
 
     @classmethod
     def load(cls, environ: dict[str, str] | None = None, path: Path | None = None) -> "Settings":
@@ -139,8 +156,9 @@ class Settings:
 
         Raises:
             KeyError: the file has no default for a field.
-            ValueError: a value is not of its field's type (the message names the setting and the
-                value), or the file is not valid TOML.
+            SettingError: a value is not of its field's type, or is out of its range (the message
+                names the setting and the value, and says what it must be).
+            ValueError: the file is not valid TOML.
             OSError: the file cannot be read.
         """
         environ = os.environ if environ is None else environ
@@ -148,12 +166,12 @@ class Settings:
         with open(path, "rb") as f:
             defaults = tomllib.load(f)
         values = {}
-        for field in dataclasses.fields(cls):
-            key = field.name.upper()
+        for setting in dataclasses.fields(cls):
+            key = setting.name.upper()
             if key not in defaults:
                 raise KeyError(f"{path} has no default for {key}")
             raw = environ.get(key, defaults[key])
-            values[field.name] = _coerce(key, raw, field.type)
+            values[setting.name] = _in_range(key, raw, _coerce(key, raw, setting.type), setting.metadata)
         return cls(**values)
 
     # -- derived values ------------------------------------------------------------------
@@ -247,4 +265,19 @@ def _coerce(key: str, raw, kind):
             return float(raw)
         return str(raw)
     except ValueError:
-        raise ValueError(f"setting {key}={raw!r} is not a valid {kind}") from None
+        raise SettingError(f"setting {key}={raw!r} is not a valid {kind}") from None
+
+
+def _in_range(key: str, raw, value, metadata) -> object:
+    """`value` when it is within the field's range (at_least / above), else SettingError."""
+    if "at_least" in metadata:
+        low, inclusive = metadata["at_least"], True
+    elif "above" in metadata:
+        low, inclusive = metadata["above"], False
+    else:
+        return value
+    if not (math.isfinite(value) and (value >= low if inclusive else value > low)):
+        what = "a whole number" if isinstance(value, int) else "a number"
+        bound = f"{low} or more" if inclusive else f"above {low}"
+        raise SettingError(f"setting {key}={raw!r} is out of range: give {what}, {bound} (docs/configuration.md)")
+    return value

@@ -104,7 +104,35 @@ def positive_int(text: str) -> int:
 
 def non_negative_int(text: str) -> int:
     """An argparse type: a whole number, 0 or more; Refused otherwise."""
-    return 0 if text.strip() == "0" else positive_int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise Refused(f"{text} is not a whole number, 0 or more")
+    return value
+
+
+def non_negative(text: str) -> float:
+    """An argparse type: a finite number, 0 or more; Refused otherwise."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise Refused(f"{text} is not a number, 0 or more")
+    return value
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number strictly between 0 and 1; Refused otherwise."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:
+        raise Refused(f"{text} is not a number between 0 and 1")
+    return value
 
 
 def choice_list(choices) -> Callable[[str], tuple[str, ...]]:
@@ -127,7 +155,18 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, with a bad flag reported as one line (the message and where to look) and exit 2."""
+    """argparse, with a bad flag reported as one line (the message and where to look) and exit 2.
+
+    Without a `prog`, a module run with `python -m` is named as that command (argparse's
+    default, the file's name, is not one the user can run).
+    """
+
+    def __init__(self, *args, **kwargs):
+        if "prog" not in kwargs:
+            spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+            if spec is not None and spec.name:
+                kwargs["prog"] = f"python -m {spec.name.removesuffix('.__main__')}"
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # noqa: D401 - argparse's hook
         """Prints `error: <message> (see <prog> --help)` on stderr and exits with code 2 (SystemExit)."""

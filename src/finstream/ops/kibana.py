@@ -23,6 +23,7 @@ from typing import Any
 
 from finstream.core import schema
 from finstream.core.config import PROJECT_ROOT, Settings
+from finstream.core.errors import exit_on_user_error
 from finstream.core.questions import Question, watched
 
 NDJSON_PATH = PROJECT_ROOT / "conf" / "kibana" / "dashboards.ndjson"
@@ -438,4 +439,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(exit_on_user_error(lambda: main(sys.argv[1:])))
