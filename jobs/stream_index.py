@@ -28,7 +28,7 @@ from finstream.core.logs import setup_logging
 from finstream.core.questions import SERVED
 from finstream.ingest import validation as B
 from finstream.ingest.indexing import BatchWriter
-from finstream.ingest.source import stream_records
+from finstream.ingest.source import processing_time, stream_records
 from finstream.ops.monitoring import ProgressListener
 from finstream.serving import installed, predictor
 from finstream.serving.champions import ChampionMirror
@@ -59,7 +59,8 @@ def start(spark: SparkSession, stream: DataStreamWriter, name: str, settings: Se
     if args.available_now:
         stream = stream.trigger(availableNow=True)
     else:
-        stream = stream.trigger(processingTime=args.trigger or settings.stream_trigger_interval)
+        source = "--trigger" if args.trigger else "STREAM_TRIGGER_INTERVAL"
+        stream = processing_time(stream, args.trigger or settings.stream_trigger_interval, source)
     query = stream.start()
     log.info("query %s started; checkpoint %s", name, settings.query_checkpoint(name))
     return query

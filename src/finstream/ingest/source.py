@@ -3,9 +3,12 @@ job (a streaming read) and for training (a batch read of the whole log)."""
 
 from __future__ import annotations
 
+from pyspark.errors import IllegalArgumentException
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming import DataStreamWriter
 
 from finstream.core.config import Settings
+from finstream.core.errors import UserError
 
 
 def kafka_options(settings: Settings) -> dict[str, str]:
@@ -64,3 +67,22 @@ def log_records(spark: SparkSession, settings: Settings) -> DataFrame:
         A batch DataFrame with the Kafka source's columns, as stream_records'.
     """
     return spark.read.format("kafka").options(**kafka_options(settings), endingOffsets="latest").load()
+
+
+def processing_time(stream: DataStreamWriter, interval: str, source: str) -> DataStreamWriter:
+    """The stream with a processing-time trigger of `interval`, as Spark parses it.
+
+    Args:
+        stream: a streaming query's writer.
+        interval: Spark's interval text, e.g. "1 second", "500 milliseconds", "0 seconds".
+        source: where the value came from, for the message (e.g. "STREAM_TRIGGER_INTERVAL").
+
+    Raises:
+        UserError: Spark refuses the interval (unparsable, negative, in months or years, empty).
+    """
+    # Spark's own parser decides: a copy of its interval grammar here would drift from it.
+    try:
+        return stream.trigger(processingTime=interval)
+    except (IllegalArgumentException, ValueError):  # ValueError: pyspark refuses an empty one itself
+        raise UserError(f"{source}={interval!r} is not a trigger interval Spark accepts; give a "
+                        "duration of 0 or more, e.g. '1 second' or '500 milliseconds'") from None
