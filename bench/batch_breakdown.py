@@ -73,7 +73,7 @@ def run_variant(name: str, overrides: dict[str, str], rate: float, seconds: floa
         expected = (HISTORY - 20) * tickers
         wait_for(lambda: es.indices.exists(index=settings.es_index_predictions)
                  and elastic.count(es, settings.es_index_predictions) >= expected, 300,
-                 f"the stream job to catch up (log: {log_path})")
+                 f"the stream job to catch up (log: {log_path})", stream)
         publish(settings, series.bars(int(rate * seconds)), rate)
         time.sleep(10)  # the last batches
     finally:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -44,6 +45,7 @@ from finstream.core.config import Settings, local_dir
 from finstream.core.errors import (
     ArgumentParser,
     HelpFormatter,
+    Refused,
     choice_list,
     exit_on_user_error,
     non_negative_int,
@@ -196,6 +198,15 @@ def table(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def refresh_interval(text: str) -> str:
+    """An argparse type: an Elasticsearch time value for refresh_interval ("30s", "500ms", "-1"
+    for none), checked before anything is published; Refused otherwise (Elasticsearch would
+    refuse it only when the first method's index is set up)."""
+    if not re.fullmatch(r"-1|0|\d+\s*(nanos|micros|ms|s|m|h|d)", text.strip().lower()):
+        raise Refused(f"{text!r} is not an Elasticsearch time value (e.g. 1s, 30s, 500ms, or -1 for no refresh)")
+    return text.strip()
+
+
 def main() -> int:
     parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--bars", type=positive_int, default=1_000_000, help="generated minute bars in the topic")
@@ -204,7 +215,7 @@ def main() -> int:
                         help="indexing methods to run, comma-separated, in this order")
     parser.add_argument("--one-by-one-seconds", type=positive, default=60,
                         help="time box of the one-request-per-bar method (its rate is extrapolated)")
-    parser.add_argument("--refresh", default="",
+    parser.add_argument("--refresh", type=refresh_interval,
                         help="index refresh_interval for every method (default: the template's)")
     parser.add_argument("--warm-up", type=non_negative_int, default=200_000, metavar="DOCUMENTS",
                         help="documents bulk-indexed into a throwaway index before the first method (0: none)")
@@ -227,7 +238,7 @@ def main() -> int:
         print(f"published {args.bars:,} bars at {publish_rate:,.0f}/s", flush=True)
         warm_up(es, settings, args.warm_up)
         for method in methods:
-            row = run_method(method, settings, es, args.bars, args.one_by_one_seconds, log_dir, args.refresh,
+            row = run_method(method, settings, es, args.bars, args.one_by_one_seconds, log_dir, args.refresh or "",
                              args.spark_conf)
             print(json.dumps(row), flush=True)
             rows.append(row)

@@ -150,9 +150,17 @@ class CountWatcher(threading.Thread):
         self.join()
 
 
-def wait_for(condition, timeout: float, what: str) -> None:
+def wait_for(condition, timeout: float, what: str, job: subprocess.Popen | None = None) -> None:
+    """Polls `condition` every 0.5 s until it holds.
+
+    Raises:
+        SystemExit: after `timeout` seconds, or as soon as `job` (the stream job, when given)
+            has exited, which no waiting can mend; the message names `what` was awaited.
+    """
     deadline = time.monotonic() + timeout
     while not condition():
+        if job is not None and job.poll() is not None:
+            raise SystemExit(f"the stream job exited (code {job.returncode}) while waiting for {what}")
         if time.monotonic() > deadline:
             raise SystemExit(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(0.5)
@@ -261,7 +269,7 @@ def main() -> int:
         watcher.start()
         wait_for(lambda: watcher.last(bars_index) == HISTORY * args.tickers
                  and watcher.last(predictions_index) == (HISTORY - 20) * args.tickers, 300,
-                 f"the stream job to catch up (log: {stream_log})")
+                 f"the stream job to catch up (log: {stream_log})", stream)
         watcher.stop()
 
         phases = []
@@ -275,7 +283,7 @@ def main() -> int:
             sends = publish(settings, series.bars(count), rate)
             # Called within this iteration: the loop variables cannot change under it.
             wait_for(lambda: all(watcher.last(i) >= base[i] + count for i in base), 180,  # noqa: B023
-                     f"{count} bars and predictions to be searchable (log: {stream_log})")
+                     f"{count} bars and predictions to be searchable (log: {stream_log})", stream)
             watcher.stop()
             phase = {
                 "rate": rate, "bars": count, "achieved_rate": round(count / (sends[-1] - sends[0]), 1),

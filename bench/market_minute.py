@@ -100,7 +100,7 @@ def main() -> int:
         history_predictions = sum(max(0, s - 20) for s in training.steps)
         L.wait_for(lambda: watcher.last(bars_index) == history_bars
                  and watcher.last(predictions_index) == history_predictions, 900,
-                 f"the stream job to catch up (log: {stream_log})")
+                 f"the stream job to catch up (log: {stream_log})", stream)
         watcher.stop()
         time.sleep(5)  # the catch-up's trailing triggers done
 
@@ -112,7 +112,7 @@ def main() -> int:
             sends = L.publish(settings, market.minute(size), None)
             # Called within this iteration: the loop variables cannot change under it.
             L.wait_for(lambda: all(watcher.last(i) >= base[i] + size for i in base), 300,  # noqa: B023
-                     f"{size} bars and predictions to be searchable (log: {stream_log})")
+                     f"{size} bars and predictions to be searchable (log: {stream_log})", stream)
             watcher.stop()
             time.sleep(3)  # the burst's last progress documents indexed; the next minute starts on a quiet job
             found = {i: first_time_at(watcher.timelines[i], base[i] + size) for i in base}

@@ -155,6 +155,9 @@ def main() -> int:
     parser.add_argument("--out", default=str(RESULTS / "soak"), help="results path, without .json/.md")
     parser.add_argument("--keep", action="store_true", help="keep the topic, indices and folders")
     args = parser.parse_args()
+    if args.report_minutes > args.minutes:
+        parser.error(f"--report-minutes {args.report_minutes:g} is longer than --minutes {args.minutes:g}: "
+                     "no report would be whole")
 
     run_id, settings, es = isolated_run()
     series = Series(args.tickers, start_ms=(int(time.time() * 1000) // MINUTE_MS - 30 * 24 * 60) * MINUTE_MS)
@@ -171,7 +174,7 @@ def main() -> int:
         watcher.start()
         wait_for(lambda: watcher.last(bars_index) == HISTORY * args.tickers
                  and watcher.last(predictions_index) == (HISTORY - 20) * args.tickers, 600,
-                 f"the stream job to catch up (log: {stream_log})")
+                 f"the stream job to catch up (log: {stream_log})", stream)
         base = {bars_index: watcher.last(bars_index), predictions_index: watcher.last(predictions_index)}
 
         feed = Feed(settings, series, args.rate, args.minutes * 60)

@@ -16,6 +16,8 @@ Writes bench/results/startup.{json,md}.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -33,14 +35,18 @@ JOB_TIMEOUT_S = 600
 def timed_run(job: str) -> float:
     """Seconds from launching `./spark-submit.sh <job> --available-now` to its exit (0 required)."""
     started = time.perf_counter()
+    # Its own session: on a time-out the whole group goes (spark-submit, its JVM, the Python driver).
+    process = subprocess.Popen(["./spark-submit.sh", job, "--available-now"], cwd=L.ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        process = subprocess.run(["./spark-submit.sh", job, "--available-now"], cwd=L.ROOT, capture_output=True,
-                                 text=True, timeout=JOB_TIMEOUT_S)
+        stdout, stderr = process.communicate(timeout=JOB_TIMEOUT_S)
     except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
         raise SystemExit(f"{job} did not finish in {JOB_TIMEOUT_S} s") from None
     seconds = time.perf_counter() - started
     if process.returncode != 0:
-        raise SystemExit(f"{job} failed (exit {process.returncode}):\n{process.stdout[-3000:]}{process.stderr[-2000:]}")
+        raise SystemExit(f"{job} failed (exit {process.returncode}):\n{stdout[-3000:]}{stderr[-2000:]}")
     return seconds
 
 

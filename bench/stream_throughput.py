@@ -6,12 +6,11 @@ the local Kafka and Elasticsearch over the run say what bounds it (bench/cpu.py)
 
     .venv/bin/python -m bench.stream_throughput --bars 200000 --tickers 200 [--predict]
 Runs on the local stack (`make up`) in its own topic, indices and checkpoint, removed
-afterwards. Writes bench/results/stream_throughput[-predict].json.
+afterwards. Writes bench/results/stream_throughput[-predict].{json,md}.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -32,7 +31,8 @@ def main() -> int:
     parser.add_argument("--bars", type=positive_int, default=200_000, help="generated minute bars in the backlog")
     parser.add_argument("--tickers", type=positive_int, default=200, help="series the bars spread over")
     parser.add_argument("--predict", action="store_true", help="with the predict-bars query and a trained model")
-    parser.add_argument("--out", help="the JSON file (default bench/results/stream_throughput[-predict].json)")
+    parser.add_argument("--out", help="results path, without .json/.md "
+                        "(default bench/results/stream_throughput[-predict])")
     args = parser.parse_args()
 
     run_id, settings, es = L.isolated_run()
@@ -77,11 +77,26 @@ def main() -> int:
               "job_wall_s": round(wall_s, 1), "cpu_s": cpu_s, "cores": os.cpu_count(),
               "batch_s": {q: round(s, 1) for q, s in busy.items()}, "batches": batches,
               "bars_per_s": {q: round(args.bars / s) for q, s in busy.items()}}
-    out = Path(args.out) if args.out else BENCH / "results" / (
-        "stream_throughput-predict.json" if args.predict else "stream_throughput.json")
-    out.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    out = args.out or BENCH / "results" / ("stream_throughput-predict" if args.predict else "stream_throughput")
+    report.write(out, result, markdown(result))
     return 0
+
+
+def markdown(result: dict) -> str:
+    """The run as a table: each query's rate over its busy time, and the CPU seconds by process."""
+    lines = [f"Backlog of {result['bars']:,} minute bars over {result['tickers']} tickers, one --available-now run"
+             f"{' with predict-bars' if result['predict'] else ''}; commit {result['commit']}, "
+             f"{result['date'][:16]} UTC, {result['cores']} cores. Job wall time {result['job_wall_s']} s.", "",
+             "| query | bars/s | micro-batches | busy (s) |", "|---|---:|---:|---:|"]
+    for query, rate in sorted(result["bars_per_s"].items()):
+        lines.append(f"| {query} | {rate:,} | {result['batches'][query]} | {result['batch_s'][query]} |")
+    cpu = result["cpu_s"]
+    parts = [f"{role} {seconds}" for role, seconds in cpu.get("job", {}).items()]
+    parts += [f"{name} {seconds}" for name, seconds in cpu.items() if name != "job"]
+    lines += ["", f"CPU seconds over the run: {', '.join(parts)}."]
+    if result["predict"]:
+        lines.append(f"Predictions indexed: {result['predictions']:,}.")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -19,7 +19,15 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from finstream.core.errors import ArgumentParser, HelpFormatter, choice_list, comma_list, exit_on_user_error
+from finstream.core.errors import (
+    ArgumentParser,
+    HelpFormatter,
+    choice_list,
+    comma_list,
+    exit_on_user_error,
+    non_negative_int,
+    positive_int,
+)
 from finstream.core.questions import QUESTIONS, SERVED
 from finstream.training import selection
 from finstream.training.regressors import load_params
@@ -69,10 +77,11 @@ def measure(spark: SparkSession, size: int, folds: int, question: str = "lags") 
 
 
 def main() -> None:
-    parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument("--sizes", type=comma_list(int), default="10000,100000,1000000",
+    parser = ArgumentParser(prog="./spark-submit.sh bench/train_scaling.py", description=__doc__,
+                            formatter_class=HelpFormatter)
+    parser.add_argument("--sizes", type=comma_list(positive_int), default="10000,100000,1000000",
                         help="daily bars per run, comma-separated")
-    parser.add_argument("--folds", type=int, default=0, help="walk-forward folds (0: holdout only)")
+    parser.add_argument("--folds", type=non_negative_int, default=0, help="walk-forward folds (0: holdout only)")
     parser.add_argument("--questions", type=choice_list(tuple(QUESTIONS)), default=",".join(SERVED),
                         help="forecasting questions to time, comma-separated")
     parser.add_argument("--out", default=str(RESULTS / "train_scaling"), help="results path, without .json/.md")

@@ -31,13 +31,16 @@ def test_a_benchmark_without_its_servers_prints_one_line_and_exits_2(module, mon
     ("compare", ["--bars", "0"], "0 is not a whole number above 0"),
     ("compare", ["--tickers", "-3"], "-3 is not a whole number above 0"),
     ("compare", ["--one-by-one-seconds", "nan"], "nan is not a number above 0"),
-    ("compare", ["--warm-up", "-10"], "-10 is not a whole number above 0"),
+    ("compare", ["--warm-up", "-10"], "-10 is not a whole number, 0 or more"),
     ("stream_throughput", ["--tickers", "0"], "0 is not a whole number above 0"),
     ("soak", ["--report-minutes", "0"], "0 is not a number above 0"),
     ("live_latency", ["--poll-seconds", "60,-10"], "-10 is not a number above 0"),
     ("validation_cost", ["--repeats", "0"], "0 is not a whole number above 0"),
     ("startup", ["--runs", "abc"], "abc is not a whole number above 0"),
     ("latency", ["--seconds", "0"], "0 is not a number above 0"),
+    ("compare", ["--refresh", "fast"], "'fast' is not an Elasticsearch time value"),
+    ("compare", ["--refresh", "1.5s"], "'1.5s' is not an Elasticsearch time value"),
+    ("soak", ["--minutes", "5", "--report-minutes", "10"], "--report-minutes 10 is longer than --minutes 5"),
 ])
 def test_a_bad_number_is_refused_with_its_reason_before_any_work(module, flags, reason, monkeypatch):
     for name, value in NO_STACK.items():
@@ -46,4 +49,13 @@ def test_a_bad_number_is_refused_with_its_reason_before_any_work(module, flags, 
                             text=True, timeout=120)
     lines = result.stderr.splitlines()
     assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
-    assert lines[0].startswith("error: argument ") and reason in lines[0], lines[0]
+    assert lines[0].startswith("error: ") and reason in lines[0], lines[0]
+    assert lines[0].endswith(f"(see python -m bench.{module} --help)"), lines[0]
+
+
+@pytest.mark.parametrize(("text", "expected"), [("1s", "1s"), (" 30S ", "30S"), ("500ms", "500ms"), ("-1", "-1"),
+                                                ("0", "0"), ("2 m", "2 m")])
+def test_refresh_intervals_elasticsearch_accepts(text, expected):
+    from bench.compare import refresh_interval
+
+    assert refresh_interval(text) == expected

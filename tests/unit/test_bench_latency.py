@@ -42,3 +42,21 @@ def test_generated_bars_are_valid_and_continue_each_series(bench):
     for bars in by_ticker.values():
         assert [b.timestamp for b in bars] == [1_700_000_000_000 + i * 60_000 for i in range(3)]
         assert all(b.open == a.close for a, b in zip(bars, bars[1:], strict=False))  # each bar opens at the last close
+
+
+def test_waiting_ends_as_soon_as_the_stream_job_has_exited(bench):
+    import subprocess
+    import sys
+    import time
+
+    job = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    job.wait(timeout=30)
+    started = time.monotonic()
+    with pytest.raises(SystemExit, match=r"^the stream job exited \(code 3\) while waiting for the bars \(log: x\)$"):
+        bench.wait_for(lambda: False, 600, "the bars (log: x)", job)
+    assert time.monotonic() - started < 5
+
+
+def test_waiting_without_a_job_times_out_with_what_it_waited_for(bench):
+    with pytest.raises(SystemExit, match=r"^timed out after 0 s waiting for the bars$"):
+        bench.wait_for(lambda: False, 0.1, "the bars")
