@@ -15,7 +15,8 @@ for each size in turn (--repeats times), publish one bar for each of the first N
 the next minute, as fast as the producer's publisher goes, and poll both indices' counts
 every 50 ms until all N bars and N predictions are searchable. Times count from the burst's
 first send (its publish takes part of them, given too) to the first poll that saw the last
-document. Writes bench/results/market_minute.{json,md}.
+document. Writes bench/results/market_minute.{json,md}. A run takes about 4 minutes on 2 cores
+(5 with --repeats 3).
 """
 
 from __future__ import annotations

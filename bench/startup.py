@@ -41,9 +41,11 @@ def timed_run(job: str) -> float:
     try:
         stdout, stderr = process.communicate(timeout=JOB_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
         raise SystemExit(f"{job} did not finish in {JOB_TIMEOUT_S} s") from None
+    finally:  # a time-out, Ctrl-C or any error here: the job's group does not outlive the benchmark
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
     seconds = time.perf_counter() - started
     if process.returncode != 0:
         raise SystemExit(f"{job} failed (exit {process.returncode}):\n{stdout[-3000:]}{stderr[-2000:]}")

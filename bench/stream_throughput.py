@@ -6,7 +6,8 @@ the local Kafka and Elasticsearch over the run say what bounds it (bench/cpu.py)
 
     .venv/bin/python -m bench.stream_throughput --bars 200000 --tickers 200 [--predict]
 Runs on the local stack (`make up`) in its own topic, indices and checkpoint, removed
-afterwards. Writes bench/results/stream_throughput[-predict].{json,md}.
+afterwards. Writes bench/results/stream_throughput[-predict].{json,md}. A run of 200 000 bars
+takes about 3 minutes on 2 cores with --predict (training included).
 """
 
 from __future__ import annotations

@@ -43,9 +43,10 @@ log = logging.getLogger(__name__)
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(prog="jobs/stream_index.py", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--available-now", action="store_true",
-                        help="process everything the topic holds now, then stop")
-    parser.add_argument("--trigger", help="processing-time trigger interval (default: STREAM_TRIGGER_INTERVAL)")
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument("--available-now", action="store_true",
+                      help="process everything the topic holds now, then stop")
+    when.add_argument("--trigger", help="processing-time trigger interval (default: STREAM_TRIGGER_INTERVAL)")
     parser.add_argument("--no-predict", action="store_true", help="index bars and dead letters only")
     return parser.parse_args(argv)
 

@@ -28,6 +28,7 @@ from finstream.core.errors import (
 )
 from finstream.core.logs import setup_logging
 from finstream.core.questions import QUESTIONS, SERVED
+from finstream.core.schema import TIMESPANS
 from finstream.core.series_sets import SeriesSet
 from finstream.stores import registry
 from finstream.training import selection, steps
@@ -62,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              f"stream serves, {','.join(SERVED)}; --features is the old name)")
     parser.add_argument("--tickers", type=ticker_list, default=defaults.tickers,
                         help="comma-separated (default: every ticker of the timespan)")
-    parser.add_argument("--timespan", default=defaults.timespan)
+    parser.add_argument("--timespan", default=defaults.timespan, choices=TIMESPANS)
     parser.add_argument("--multiplier", type=positive_int, default=defaults.multiplier)
     parser.add_argument("--test-fraction", type=fraction, default=defaults.test_fraction)
     parser.add_argument("--folds", type=non_negative_int, default=defaults.folds,

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
-from datetime import date
+from datetime import date, timedelta
 
 from tqdm import tqdm
 
@@ -119,9 +119,22 @@ def api_client(args: argparse.Namespace, settings: Settings, sleep=None) -> Mass
                          rate_limiter=RateLimiter(per_minute, **pauses), **pauses)
 
 
+def backfill_range(start: date | None, end: date | None, today: date | None = None) -> tuple[date, date]:
+    """--from and --to, each defaulting (to yesterday, and to five years before the end).
+
+    Raises:
+        UserError: the start is after the end (the API would answer nothing, and the command
+            would report 0 bars as if there were none).
+    """
+    end = end or default_range(today)[1]
+    start = start or default_range(end + timedelta(days=1))[0]
+    if start > end:
+        raise UserError(f"--from {start} is after --to {end}: give a start on or before the end")
+    return start, end
+
+
 def backfill(args: argparse.Namespace, settings: Settings, publisher: BarPublisher) -> int:
-    start, end = default_range()
-    start, end = args.start or start, args.end or end
+    start, end = backfill_range(args.start, args.end)
     client = api_client(args, settings)
     total = 0
     for ticker in args.tickers:

@@ -29,6 +29,14 @@ from producer.sessions import market, next_open, should_poll
 log = logging.getLogger(__name__)
 
 
+def first_start(now_ms: int, closed_before_ms: int, hours_back: float, bar_ms: int) -> int:
+    """Where a ticker the topic has never carried starts (epoch ms): LIVE_START_HOURS_BACK
+    before now, or earlier when that window holds no whole bar (daily bars and 24 h, or a
+    delay longer than the window): two bars before the delay's edge always hold one whole
+    bar, so the feed's first poll publishes the last closed bar instead of nothing, forever."""
+    return min(now_ms - int(hours_back * 3_600_000), closed_before_ms - 2 * bar_ms)
+
+
 # -- the feed ----------------------------------------------------------------------------------
 @dataclass
 class LiveFeed:
@@ -86,7 +94,8 @@ class LiveFeed:
         now_ms = int(self.clock() * 1000)
         closed_before = now_ms - int(self.delay.total_seconds() * 1000)
         last = self.last.get(ticker)
-        lo = last + 1 if last is not None else now_ms - int(self.settings.live_start_hours_back * 3_600_000)
+        lo = last + 1 if last is not None else first_start(now_ms, closed_before, self.settings.live_start_hours_back,
+                                                            self.bar_ms)
         sent = 0
         for bar in closed_bars(self.client, ticker, self.timespan, self.multiplier, lo, closed_before):
             self.publisher.publish(bar)

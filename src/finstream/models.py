@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from finstream.core.config import Settings
-from finstream.core.errors import ArgumentParser, UserError, choice_list, exit_on_user_error
+from finstream.core.errors import ArgumentParser, Refused, UserError, choice_list, exit_on_user_error, positive_int
 from finstream.core.logs import setup_logging
 from finstream.core.questions import SERVED
 from finstream.core.retry import first_line
@@ -61,8 +61,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     rollback.add_argument("--question", choices=QUESTIONS, required=True)
     rollback.add_argument("--set", dest="series_set", type=series_set, required=True)
     ui = commands.add_parser("ui", help="MLflow's UI on the tracking store (loopback only)")
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--port", type=port, default=5000)
     return parser.parse_args(argv)
+
+
+def port(text: str) -> int:
+    """An argparse type: a TCP port to listen on, 1-65535; Refused otherwise."""
+    number = positive_int(text)
+    if number > 65_535:
+        raise Refused(f"{text} is not a port (1-65535)")
+    return number
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -39,17 +39,27 @@ def test_bad_tickers_and_flags(pipeline):
     live_ws = (*PRODUCER, "live", "--source", "websocket", "--tickers", "AAPL")
     assert "minute bars only" in pipeline.mistake(*live_ws, "--timespan", "day", env={"POLYGON_API_KEY": "k"})
     assert "no API key" in pipeline.mistake(*live_ws, env={"POLYGON_API_KEY": ""})
-    assert "choose rest or websocket" in pipeline.mistake(*PRODUCER, "live", env={"LIVE_SOURCE": "socket"})
+    line = pipeline.mistake(*PRODUCER, "live", env={"LIVE_SOURCE": "socket"})
+    assert "setting LIVE_SOURCE='socket' (from the environment) is not one of: 'rest', 'websocket'" in line
     # Numbers out of range: refused before anything is sent or read, not sliced or looped on.
-    assert "-1 is not a whole number, 0 or more" in pipeline.mistake(*PRODUCER, "replay", "--skip", "-1")
+    assert pipeline.mistake(*PRODUCER, "replay", "--skip", "-1") == (
+        "error: argument --skip: -1 is not a whole number, 0 or more (see python -m producer replay --help)")
     assert "fast is neither a number of bars per second" in pipeline.mistake(*PRODUCER, "replay", "--speed", "fast")
     assert "0 is not a whole number above 0" in pipeline.mistake(*PRODUCER, "backfill", "--multiplier", "0")
     assert "-1 is not a number above 0" in pipeline.mistake(*PRODUCER, "live", "--poll-seconds", "-1")
     assert "1.5 is not a number between 0 and 1" in pipeline.mistake(*TRAIN, "--test-fraction", "1.5")
     line = pipeline.mistake(*PRODUCER, "replay", env={"KAFKA_TOPIC_PARTITIONS": "0"})
-    assert "setting KAFKA_TOPIC_PARTITIONS='0' is out of range: give a whole number, 1 or more" in line
+    assert line == ("error: setting KAFKA_TOPIC_PARTITIONS='0' (from the environment) is out of range: give a "
+                    "whole number of 1 or more (docs/configuration.md)")
     line = pipeline.mistake(*PRODUCER, "replay", env={"LIVE_POLL_SECONDS": "soon"})
-    assert "setting LIVE_POLL_SECONDS='soon' is not a valid float" in line
+    assert "setting LIVE_POLL_SECONDS='soon' (from the environment) is not a valid float" in line
+    line = pipeline.mistake(*PRODUCER, "replay", env={"KAFKA_SECURITY_PROTOCOL": "sasl_ssl"})
+    assert "setting KAFKA_SECURITY_PROTOCOL='sasl_ssl' (from the environment) is not one of: 'PLAINTEXT'" in line
+
+
+def test_a_trigger_interval_spark_refuses(pipeline):
+    line = pipeline.mistake("./spark-submit.sh", "jobs/stream_index.py", "--no-predict", "--trigger", "fast")
+    assert line.startswith("error: --trigger='fast' is not a trigger interval Spark accepts; give a duration")
 
 
 def test_train_without_bars_for_the_request_lists_what_there_is(pipeline):

@@ -313,3 +313,15 @@ def test_closed_bars_are_in_time_order_and_a_correction_wins():
             {"t": "1704067260000", "o": 5, "h": 5, "l": 5, "c": 5, "v": 1}]  # no integral time: skipped, logged
     bars = list(closed_bars(Answers(rows), "X:BTCUSD", "minute", 1, t0, t0 + 10 * minute))
     assert [(b.timestamp, b.close) for b in bars] == [(t0, 4), (t0 + minute, 3), (t0 + 2 * minute, 1)]
+
+
+def test_a_backfill_range_defaults_from_its_end_and_refuses_a_start_after_it():
+    from finstream.core.errors import UserError
+    from producer.cli import backfill_range
+
+    today = date(2026, 12, 4)
+    assert backfill_range(None, None, today) == (date(2021, 12, 3), date(2026, 12, 3))
+    assert backfill_range(None, date(2015, 6, 30), today) == (date(2010, 6, 30), date(2015, 6, 30))
+    assert backfill_range(date(2026, 1, 2), date(2026, 1, 2), today) == (date(2026, 1, 2), date(2026, 1, 2))
+    with pytest.raises(UserError, match=r"^--from 2026-02-01 is after --to 2026-01-31: give a start on or before"):
+        backfill_range(date(2026, 2, 1), date(2026, 1, 31), today)

@@ -16,7 +16,8 @@ def test_intervals_spark_accepts(writer, interval):
     assert processing_time(writer, interval, "STREAM_TRIGGER_INTERVAL") is writer
 
 
-@pytest.mark.parametrize("interval", ["fast", "1 fortnight", "-1 second", "1 month", "", "   ", "1s"])
+@pytest.mark.parametrize("interval", ["fast", "1 fortnight", "-1 second", "1 month", "", "   ", "1s",
+                                      "200000000 days"])
 def test_a_refused_interval_names_its_setting(writer, interval):
     with pytest.raises(UserError) as refused:
         processing_time(writer, interval, "STREAM_TRIGGER_INTERVAL")

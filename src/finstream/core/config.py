@@ -81,6 +81,14 @@ def above(lowest: int) -> dict:
     return {"above": lowest}
 
 
+def one_of(*choices: str) -> dict:
+    """A text field's metadata: its value must be one of `choices` (as written)."""
+    return {"one_of": choices}
+
+
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")  # both clients' logins (kafka_spark_options)
+
+
 @dataclass(frozen=True)
 class Settings:
     """The pipeline's settings: one field per key of conf/pipeline.toml, in lower case.
@@ -96,12 +104,12 @@ class Settings:
     kafka_replication_factor: int = field(metadata=at_least(0))
     kafka_min_insync_replicas: int = field(metadata=at_least(0))
     kafka_retention_ms: int = field(metadata=at_least(-1))
-    kafka_security_protocol: str
-    kafka_sasl_mechanism: str
+    kafka_security_protocol: str = field(metadata=one_of("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"))
+    kafka_sasl_mechanism: str = field(metadata=one_of("", *SASL_MECHANISMS))
     kafka_sasl_username: str
     kafka_ssl_cafile: str
     es_nodes: str
-    es_scheme: str
+    es_scheme: str = field(metadata=one_of("http", "https"))
     es_username: str
     es_ca_certs: str
     es_truststore_path: str
@@ -112,7 +120,7 @@ class Settings:
     es_index_pipeline_metrics: str
     es_number_of_replicas: int = field(metadata=at_least(-1))
     es_nodes_wan_only: bool
-    es_batch_size_entries: int = field(metadata=at_least(1))
+    es_batch_size_entries: int = field(metadata=at_least(0))
     es_batch_size_bytes: str
     es_batch_write_retry_count: int = field(metadata=at_least(0))
     es_batch_write_retry_wait: str
@@ -132,8 +140,8 @@ class Settings:
     live_poll_seconds: float = field(metadata=above(0))
     live_start_hours_back: float = field(metadata=above(0))
     live_delay_minutes: float = field(metadata=at_least(0))
-    live_source: str
-    polygon_ws_feed: str
+    live_source: str = field(metadata=one_of("rest", "websocket"))
+    polygon_ws_feed: str = field(metadata=one_of("realtime", "delayed"))
     polygon_ws_realtime_url: str
     polygon_ws_delayed_url: str
     live_ws_reconnect_cap_seconds: float = field(metadata=above(0))
@@ -155,24 +163,28 @@ class Settings:
             The settings, each value converted to its field's type (bool, int, float or str).
 
         Raises:
-            KeyError: the file has no default for a field.
-            SettingError: a value is not of its field's type, or is out of its range (the message
-                names the setting and the value, and says what it must be).
-            ValueError: the file is not valid TOML.
-            OSError: the file cannot be read.
+            SettingError: the file cannot be read, is not TOML or lacks a field's default; or a
+                value is not of its field's type, is out of its range or not one of its choices,
+                or SASL is asked for without a mechanism. The message names the setting, the
+                value, where it came from and what it must be.
         """
         environ = os.environ if environ is None else environ
         path = path or conf_dir() / "pipeline.toml"
-        with open(path, "rb") as f:
-            defaults = tomllib.load(f)
+        defaults = _read_defaults(path)
         values = {}
         for setting in dataclasses.fields(cls):
             key = setting.name.upper()
             if key not in defaults:
-                raise KeyError(f"{path} has no default for {key}")
+                raise SettingError(f"{path} has no default for {key} (a file of an older version?): add it; "
+                                   f"{PROJECT_ROOT / 'conf' / 'pipeline.toml'} has every key")
             raw = environ.get(key, defaults[key])
-            values[setting.name] = _in_range(key, raw, _coerce(key, raw, setting.type), setting.metadata)
-        return cls(**values)
+            source = "from the environment" if key in environ else f"in {path}"
+            values[setting.name] = _checked(key, raw, setting.type, setting.metadata, source)
+        settings = cls(**values)
+        if settings.kafka_security_protocol.startswith("SASL") and not settings.kafka_sasl_mechanism:
+            raise SettingError(f"KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol} needs "
+                               f"KAFKA_SASL_MECHANISM: one of {', '.join(SASL_MECHANISMS)}")
+        return settings
 
     # -- derived values ------------------------------------------------------------------
     def local_path(self, value: str) -> Path:
@@ -248,36 +260,58 @@ class Settings:
         return options
 
 
-def _coerce(key: str, raw, kind):
-    kind = kind if isinstance(kind, str) else kind.__name__
+def _read_defaults(path: Path) -> dict:
     try:
-        if kind == "bool":
-            if isinstance(raw, bool):
-                return raw
-            if str(raw).lower() in ("1", "true", "yes", "on"):
-                return True
-            if str(raw).lower() in ("0", "false", "no", "off", ""):
-                return False
-            raise ValueError(raw)
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-        return str(raw)
-    except ValueError:
-        raise SettingError(f"setting {key}={raw!r} is not a valid {kind}") from None
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as exc:
+        raise SettingError(f"cannot read the settings file {path} ({exc.strerror or exc}): set "
+                           "FINSTREAM_CONF_DIR to a folder holding pipeline.toml, or unset it") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingError(f"{path} is not valid TOML: {exc}") from None
 
 
-def _in_range(key: str, raw, value, metadata) -> object:
-    """`value` when it is within the field's range (at_least / above), else SettingError."""
-    if "at_least" in metadata:
-        low, inclusive = metadata["at_least"], True
-    elif "above" in metadata:
-        low, inclusive = metadata["above"], False
-    else:
-        return value
-    if not (math.isfinite(value) and (value >= low if inclusive else value > low)):
-        what = "a whole number" if isinstance(value, int) else "a number"
-        bound = f"{low} or more" if inclusive else f"above {low}"
-        raise SettingError(f"setting {key}={raw!r} is out of range: give {what}, {bound} (docs/configuration.md)")
+def _checked(key: str, raw, kind, metadata, source: str):
+    """`raw` (the file's TOML value or the environment's text) as the field's type, within its
+    range or choices; SettingError naming the setting, the value and `source` otherwise."""
+    kind = kind if isinstance(kind, str) else kind.__name__
+    value = _coerce(raw, kind)
+    if value is None:
+        raise SettingError(f"setting {key}={raw!r} ({source}) is not a valid {kind}")
+    if "one_of" in metadata and value not in metadata["one_of"]:
+        raise SettingError(f"setting {key}={raw!r} ({source}) is not one of: "
+                           f"{', '.join(repr(c) for c in metadata['one_of'])}")
+    if "at_least" in metadata or "above" in metadata:
+        low = metadata.get("at_least", metadata.get("above"))
+        inside = value >= low if "at_least" in metadata else value > low
+        if not (math.isfinite(value) and inside):
+            what = "a whole number" if kind == "int" else "a number"
+            bound = f"of {low} or more" if "at_least" in metadata else f"above {low}"
+            raise SettingError(f"setting {key}={raw!r} ({source}) is out of range: give {what} {bound} "
+                               "(docs/configuration.md)")
     return value
+
+
+def _coerce(raw, kind: str):
+    """`raw` as `kind` (bool, int, float or str), or None when it is not one: a bool is not a
+    number, and an int is whole (3.9 is not 3)."""
+    if kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).lower()
+        return True if text in ("1", "true", "yes", "on") else False if text in ("0", "false", "no", "off", "") \
+            else None
+    if kind == "str":
+        return str(raw)
+    if isinstance(raw, bool):
+        return None
+    try:
+        number = float(raw)
+    except (TypeError, ValueError):
+        return None
+    if kind == "float":
+        return number
+    if not number.is_integer():
+        return None
+    # Whole numbers beyond a double's exact range keep their digits.
+    return int(raw) if isinstance(raw, int) or str(raw).strip().lstrip("+-").isdigit() else int(number)
