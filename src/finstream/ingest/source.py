@@ -3,8 +3,7 @@ job (a streaming read) and for training (a batch read of the whole log)."""
 
 from __future__ import annotations
 
-from py4j.protocol import Py4JJavaError
-from pyspark.errors import IllegalArgumentException
+from pyspark.errors import ArithmeticException, IllegalArgumentException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import DataStreamWriter
 
@@ -85,8 +84,8 @@ def processing_time(stream: DataStreamWriter, interval: str, source: str) -> Dat
     # Spark's own parser decides: a copy of its interval grammar here would drift from it.
     try:
         return stream.trigger(processingTime=interval)
-    # ValueError: pyspark refuses an empty one itself; Py4JJavaError: one too long for Spark's
-    # arithmetic (ArithmeticException) is not turned into a Python exception of its own.
-    except (IllegalArgumentException, ValueError, Py4JJavaError):
+    # ValueError: pyspark refuses an empty one itself; ArithmeticException: one too long for a
+    # long of microseconds.
+    except (IllegalArgumentException, ArithmeticException, ValueError):
         raise UserError(f"{source}={interval!r} is not a trigger interval Spark accepts; give a "
                         "duration of 0 or more, e.g. '1 second' or '500 milliseconds'") from None
