@@ -80,59 +80,27 @@ class Refused(argparse.ArgumentTypeError, ValueError):
     ArgumentTypeError), and comma_list reports it for one item of a list (a ValueError)."""
 
 
-def positive(text: str) -> float:
-    """An argparse type (or comma_list item): a finite number above 0; Refused otherwise."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise Refused(f"{text} is not a number above 0")
-    return value
+def _number(kind: type, accept: Callable[[float], bool], wanted: str, name: str) -> Callable[[str], float]:
+    """An argparse type (or comma_list item): `kind(text)` when `accept` holds for it, else
+    Refused saying "<text> is not <wanted>"."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise Refused(f"{text} is not {wanted}")
+        return value
+    parse.__name__ = parse.__qualname__ = name
+    parse.__doc__ = f"An argparse type (or comma_list item): {wanted}; Refused otherwise."
+    return parse
 
 
-def positive_int(text: str) -> int:
-    """An argparse type (or comma_list item): a whole number above 0; Refused otherwise."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise Refused(f"{text} is not a whole number above 0")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """An argparse type: a whole number, 0 or more; Refused otherwise."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise Refused(f"{text} is not a whole number, 0 or more")
-    return value
-
-
-def non_negative(text: str) -> float:
-    """An argparse type: a finite number, 0 or more; Refused otherwise."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        raise Refused(f"{text} is not a number, 0 or more")
-    return value
-
-
-def fraction(text: str) -> float:
-    """An argparse type: a number strictly between 0 and 1; Refused otherwise."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < 1:
-        raise Refused(f"{text} is not a number between 0 and 1")
-    return value
+positive = _number(float, lambda v: math.isfinite(v) and v > 0, "a number above 0", "positive")
+positive_int = _number(int, lambda v: v >= 1, "a whole number above 0", "positive_int")
+non_negative = _number(float, lambda v: math.isfinite(v) and v >= 0, "a number, 0 or more", "non_negative")
+non_negative_int = _number(int, lambda v: v >= 0, "a whole number, 0 or more", "non_negative_int")
+fraction = _number(float, lambda v: 0 < v < 1, "a number between 0 and 1", "fraction")
 
 
 def choice_list(choices) -> Callable[[str], tuple[str, ...]]:
