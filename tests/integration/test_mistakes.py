@@ -53,6 +53,9 @@ def test_bad_tickers_and_flags(pipeline):
                     "whole number of 1 or more (docs/configuration.md)")
     line = pipeline.mistake(*PRODUCER, "replay", env={"LIVE_POLL_SECONDS": "soon"})
     assert "setting LIVE_POLL_SECONDS='soon' (from the environment) is not a valid float" in line
+    line = pipeline.mistake(*PRODUCER, "replay", env={"KAFKA_TOPIC": f"{pipeline.settings.kafka_topic}-new",
+                                                       "KAFKA_REPLICATION_FACTOR": "3"})
+    assert "KAFKA_REPLICATION_FACTOR=3, but the cluster at" in line and "has 1 broker(s)" in line
     line = pipeline.mistake(*PRODUCER, "replay", env={"KAFKA_SECURITY_PROTOCOL": "sasl_ssl"})
     assert "setting KAFKA_SECURITY_PROTOCOL='sasl_ssl' (from the environment) is not one of: 'PLAINTEXT'" in line
 

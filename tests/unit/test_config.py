@@ -111,3 +111,35 @@ def test_a_refused_setting_is_a_user_error_one_line_exit_2(capsys):
     assert exit_on_user_error(main) == 2
     assert capsys.readouterr().err == ("error: setting STREAM_STATE_BUCKETS='0' (from the environment) is out of "
                                        "range: give a whole number of 1 or more (docs/configuration.md)\n")
+
+
+@pytest.mark.parametrize(("key", "value", "ok"), [
+    ("KAFKA_TOPIC", "finance-data", True), ("KAFKA_TOPIC", "bars.v2_X", True), ("KAFKA_TOPIC", "my topic", False),
+    ("KAFKA_TOPIC", "..", False), ("KAFKA_TOPIC", "t" * 250, False), ("KAFKA_TOPIC", "a/b", False),
+    ("ES_INDEX_BARS", "finance-bars", True), ("ES_INDEX_BARS", ".finance", True), ("ES_INDEX_BARS", "Finance", False),
+    ("ES_INDEX_DEAD_LETTERS", "_dead", False), ("ES_INDEX_PREDICTIONS", "a:b", False),
+    ("ES_INDEX_MODEL_METRICS", "a b", False), ("ES_INDEX_PIPELINE_METRICS", "x" * 256, False)])
+def test_names_kafka_and_elasticsearch_would_refuse_are_refused_at_load(key, value, ok):
+    if ok:
+        assert Settings.load(environ={key: value})
+    else:
+        with pytest.raises(SettingError, match=rf"^setting {key}=.* is not an? (Kafka topic|Elasticsearch index) name"):
+            Settings.load(environ={key: value})
+
+
+@pytest.mark.parametrize(("environ", "brokers", "expected"), [
+    ({}, 1, (1, 1)), ({}, 3, (3, 2)), ({}, 5, (3, 2)), ({"KAFKA_REPLICATION_FACTOR": "2"}, 3, (2, 1)),
+    ({"KAFKA_REPLICATION_FACTOR": "3"}, 1, "KAFKA_REPLICATION_FACTOR=3, but the cluster at .* has 1 broker"),
+    ({"KAFKA_MIN_INSYNC_REPLICAS": "2"}, 1,
+     "KAFKA_MIN_INSYNC_REPLICAS=2 is more than the topic's replication factor, 1"),
+])
+def test_a_topic_replication_the_cluster_cannot_give_is_one_line(environ, brokers, expected):
+    from finstream.core.errors import UserError
+    from finstream.stores.topics import replication
+
+    settings = Settings.load(environ=environ)
+    if isinstance(expected, tuple):
+        assert replication(settings, brokers) == expected
+    else:
+        with pytest.raises(UserError, match=expected):
+            replication(settings, brokers)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +87,18 @@ def one_of(*choices: str) -> dict:
     return {"one_of": choices}
 
 
+def matching(pattern: str, wanted: str) -> dict:
+    """A text field's metadata: its value must match `pattern` whole; `wanted` says what that is."""
+    return {"pattern": pattern, "wanted": wanted}
+
+
+# Kafka's legal topic names, and Elasticsearch's index names (lower case; none of \ / * ? " < > |
+# space , # :; not starting with - _ +; not . or ..): refused here, not by the server mid-run.
+TOPIC_NAME = matching(r"(?!\.{1,2}$)[A-Za-z0-9._-]{1,249}", "a Kafka topic name (letters, digits, . _ -; at most 249)")
+INDEX_NAME = matching(r"(?!\.{1,2}$)(?![-_+])[^A-Z\\/*?\"<>| ,#:]{1,255}",
+                      "an Elasticsearch index name (lower case, none of \\ / * ? \" < > | , # : or spaces, "
+                      "not starting with - _ +)")
+
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")  # both clients' logins (kafka_spark_options)
 
 
@@ -99,7 +112,7 @@ class Settings:
     """
 
     kafka_bootstrap_servers: str
-    kafka_topic: str
+    kafka_topic: str = field(metadata=TOPIC_NAME)
     kafka_topic_partitions: int = field(metadata=at_least(1))
     kafka_replication_factor: int = field(metadata=at_least(0))
     kafka_min_insync_replicas: int = field(metadata=at_least(0))
@@ -113,11 +126,11 @@ class Settings:
     es_username: str
     es_ca_certs: str
     es_truststore_path: str
-    es_index_bars: str
-    es_index_dead_letters: str
-    es_index_predictions: str
-    es_index_model_metrics: str
-    es_index_pipeline_metrics: str
+    es_index_bars: str = field(metadata=INDEX_NAME)
+    es_index_dead_letters: str = field(metadata=INDEX_NAME)
+    es_index_predictions: str = field(metadata=INDEX_NAME)
+    es_index_model_metrics: str = field(metadata=INDEX_NAME)
+    es_index_pipeline_metrics: str = field(metadata=INDEX_NAME)
     es_number_of_replicas: int = field(metadata=at_least(-1))
     es_nodes_wan_only: bool
     es_batch_size_entries: int = field(metadata=at_least(0))
@@ -278,6 +291,8 @@ def _checked(key: str, raw, kind, metadata, source: str):
     value = _coerce(raw, kind)
     if value is None:
         raise SettingError(f"setting {key}={raw!r} ({source}) is not a valid {kind}")
+    if "pattern" in metadata and not re.fullmatch(metadata["pattern"], value):
+        raise SettingError(f"setting {key}={raw!r} ({source}) is not {metadata['wanted']}")
     if "one_of" in metadata and value not in metadata["one_of"]:
         raise SettingError(f"setting {key}={raw!r} ({source}) is not one of: "
                            f"{', '.join(repr(c) for c in metadata['one_of'])}")

@@ -29,9 +29,19 @@ def replication(settings: Settings, brokers: int) -> tuple[int, int]:
     Returns:
         (replication factor, min.insync.replicas): the configured values, or for 0 (automatic)
         min(3, brokers) copies, of which 2 must have each write when there are 3 or more (else 1).
+
+    Raises:
+        UserError: more copies than brokers (Kafka would refuse the topic), or more in-sync
+            replicas than copies (Kafka would create it, and refuse every acks=all write).
     """
     factor = settings.kafka_replication_factor or min(3, brokers)
     in_sync = settings.kafka_min_insync_replicas or (2 if factor >= 3 else 1)
+    if factor > brokers:
+        raise UserError(f"KAFKA_REPLICATION_FACTOR={factor}, but the cluster at {settings.kafka_bootstrap_servers} "
+                        f"has {brokers} broker(s): set it to {brokers} or fewer, or to 0 (automatic)")
+    if in_sync > factor:
+        raise UserError(f"KAFKA_MIN_INSYNC_REPLICAS={in_sync} is more than the topic's replication factor, {factor}: "
+                        f"every write would be refused; set it to {factor} or fewer, or to 0 (automatic)")
     return factor, in_sync
 
 
