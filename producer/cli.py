@@ -20,7 +20,7 @@ from datetime import date, timedelta
 
 from tqdm import tqdm
 
-from finstream.core.config import Settings
+from finstream.core.config import LIVE_SOURCES, WS_FEEDS, Settings
 from finstream.core.errors import (
     ArgumentParser,
     Refused,
@@ -71,10 +71,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     live.add_argument("--tickers", type=ticker_list, default="AAPL", help="comma-separated, e.g. AAPL,MSFT,X:BTCUSD")
     live.add_argument("--timespan", default="minute", choices=TIMESPANS)
     live.add_argument("--multiplier", type=positive_int, default=1)
-    live.add_argument("--source", choices=("rest", "websocket"),
+    live.add_argument("--source", choices=LIVE_SOURCES,
                       help="rest: poll the aggregates endpoint (every plan); websocket: each minute bar pushed as it "
                            "closes (plans with WebSocket access; minute bars only); default LIVE_SOURCE")
-    live.add_argument("--feed", choices=("realtime", "delayed"),
+    live.add_argument("--feed", choices=WS_FEEDS,
                       help="WebSocket host: real-time, or 15 minutes delayed; default POLYGON_WS_FEED")
     live.add_argument("--poll-seconds", type=positive, help="default LIVE_POLL_SECONDS")
     live.add_argument("--delay-minutes", type=non_negative,
@@ -164,11 +164,9 @@ def live(args: argparse.Namespace, settings: Settings, publisher: BarPublisher) 
         if not client.api_key:
             raise UserError("no API key: set POLYGON_API_KEY (or POLYGON_API_KEY_FILE)")
         feed = websocket_feed.WebSocketFeed(settings, client, publisher, list(args.tickers), stop=stop)
-    elif settings.live_source == "rest":
+    else:  # "rest": Settings.load and --source admit LIVE_SOURCES only
         feed = live_feed.LiveFeed(settings, client, publisher, list(args.tickers), args.timespan, args.multiplier,
                                   stop=stop)
-    else:
-        raise UserError(f"LIVE_SOURCE={settings.live_source!r}: choose rest or websocket")
     sent = feed.run()
     log.info("stopped: %d bars published this run, all flushed", sent)
     return sent

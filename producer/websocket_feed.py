@@ -162,13 +162,9 @@ class Minutes:
             self.sent = {m for m in self.sent if m >= now_ms - EVENT_MAX_AGE_MS}
 
 
-FEEDS = ("realtime", "delayed")
-
-
 def ws_url(settings: Settings, cluster: str) -> str:
-    """The cluster's URL on the configured feed: real-time, or the 15-minute-delayed host."""
-    if settings.polygon_ws_feed not in FEEDS:
-        raise UserError(f"POLYGON_WS_FEED={settings.polygon_ws_feed!r}: choose realtime or delayed")
+    """The cluster's URL on the configured feed (one of WS_FEEDS, as Settings.load checks):
+    real-time, or the 15-minute-delayed host."""
     base = settings.polygon_ws_realtime_url if settings.polygon_ws_feed == "realtime" \
         else settings.polygon_ws_delayed_url
     return f"{base.rstrip('/')}/{cluster}"

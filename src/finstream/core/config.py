@@ -99,6 +99,8 @@ INDEX_NAME = matching(r"(?!\.{1,2}$)(?![-_+])[^A-Z\\/*?\"<>| ,#:]{1,255}",
                       "an Elasticsearch index name (lower case, none of \\ / * ? \" < > | , # : or spaces, "
                       "not starting with - _ +)")
 
+LIVE_SOURCES = ("rest", "websocket")  # LIVE_SOURCE and the producer's --source
+WS_FEEDS = ("realtime", "delayed")  # POLYGON_WS_FEED and --feed
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")  # both clients' logins (kafka_spark_options)
 
 
@@ -153,8 +155,8 @@ class Settings:
     live_poll_seconds: float = field(metadata=above(0))
     live_start_hours_back: float = field(metadata=above(0))
     live_delay_minutes: float = field(metadata=at_least(0))
-    live_source: str = field(metadata=one_of("rest", "websocket"))
-    polygon_ws_feed: str = field(metadata=one_of("realtime", "delayed"))
+    live_source: str = field(metadata=one_of(*LIVE_SOURCES))
+    polygon_ws_feed: str = field(metadata=one_of(*WS_FEEDS))
     polygon_ws_realtime_url: str
     polygon_ws_delayed_url: str
     live_ws_reconnect_cap_seconds: float = field(metadata=above(0))
