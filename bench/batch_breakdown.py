@@ -34,7 +34,7 @@ import uuid
 from collections import defaultdict
 from pathlib import Path
 
-from bench import report
+from bench import flags, report
 from bench.cleanup import drop_run_data
 from bench.latency import HISTORY, MINUTE_MS, RESULTS, ROOT, Series, isolated_env, publish, wait_for
 from finstream.core.config import Settings, local_dir
@@ -234,7 +234,8 @@ def main() -> int:
     parser.add_argument("--tickers", type=positive_int, default=100, help="series in the feed")
     parser.add_argument("--variant", action="append", type=parse_variant,
                         help="`default` or KEY=VALUE,... for the stream job (repeat to compare; default: default)")
-    parser.add_argument("--out", default=str(RESULTS / "batch_breakdown"), help="results path, without .json/.md")
+    parser.add_argument("--out", type=flags.results_path, default=str(RESULTS / "batch_breakdown"),
+                        help="results path, without .json/.md")
     args = parser.parse_args()
     settings = Settings.load()
     elastic.require_cluster(elastic.client(settings), settings)

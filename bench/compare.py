@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -37,15 +36,14 @@ from pathlib import Path
 
 from elasticsearch import helpers
 
+from bench import flags, report
 from bench import latency as L  # the bar generator, publisher, count watcher, isolation, clean-up
-from bench import report
 from bench.cpu import server_cpu_seconds, server_cpu_spent
 from bench.methods import CHUNK, document
 from finstream.core.config import Settings, local_dir
 from finstream.core.errors import (
     ArgumentParser,
     HelpFormatter,
-    Refused,
     choice_list,
     exit_on_user_error,
     non_negative_int,
@@ -198,15 +196,6 @@ def table(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def refresh_interval(text: str) -> str:
-    """An argparse type: an Elasticsearch time value for refresh_interval ("30s", "500ms", "-1"
-    for none), checked before anything is published; Refused otherwise (Elasticsearch would
-    refuse it only when the first method's index is set up)."""
-    if not re.fullmatch(r"-1|0|\d+\s*(nanos|micros|ms|s|m|h|d)", text.strip().lower()):
-        raise Refused(f"{text!r} is not an Elasticsearch time value (e.g. 1s, 30s, 500ms, or -1 for no refresh)")
-    return text.strip()
-
-
 def main() -> int:
     parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--bars", type=positive_int, default=1_000_000, help="generated minute bars in the topic")
@@ -215,13 +204,14 @@ def main() -> int:
                         help="indexing methods to run, comma-separated, in this order")
     parser.add_argument("--one-by-one-seconds", type=positive, default=60,
                         help="time box of the one-request-per-bar method (its rate is extrapolated)")
-    parser.add_argument("--refresh", type=refresh_interval,
+    parser.add_argument("--refresh", type=flags.refresh_interval,
                         help="index refresh_interval for every method (default: the template's)")
     parser.add_argument("--warm-up", type=non_negative_int, default=200_000, metavar="DOCUMENTS",
                         help="documents bulk-indexed into a throwaway index before the first method (0: none)")
-    parser.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--spark-conf", type=flags.spark_conf, action="append", default=[], metavar="KEY=VALUE",
                         help="extra --conf for the stream job (tuning experiments); repeatable")
-    parser.add_argument("--out", default=str(L.RESULTS / "compare"), help="results path, without .json/.md")
+    parser.add_argument("--out", type=flags.results_path, default=str(L.RESULTS / "compare"),
+                        help="results path, without .json/.md")
     args = parser.parse_args()
     methods = args.methods
 

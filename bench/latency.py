@@ -35,7 +35,7 @@ from pathlib import Path
 
 from elasticsearch import Elasticsearch
 
-from bench import report
+from bench import flags, report
 from bench.cleanup import drop_run_data
 from finstream.core.config import Settings, local_dir
 from finstream.core.errors import ArgumentParser, HelpFormatter, comma_list, exit_on_user_error, positive, positive_int
@@ -243,8 +243,10 @@ def main() -> int:
                         help="bars per second, comma-separated")
     parser.add_argument("--seconds", type=positive, default=30, help="seconds of feed at each rate")
     parser.add_argument("--tickers", type=positive_int, default=100, help="series in the feed")
-    parser.add_argument("--trigger", default="1 second", help="the stream job's trigger interval")
-    parser.add_argument("--out", default=str(RESULTS / "latency"), help="results path, without .json/.md")
+    parser.add_argument("--trigger", type=flags.trigger_interval, default="1 second",
+                        help="the stream job's trigger interval")
+    parser.add_argument("--out", type=flags.results_path, default=str(RESULTS / "latency"),
+                        help="results path, without .json/.md")
     parser.add_argument("--keep", action="store_true", help="keep the topic, indices and folders")
     args = parser.parse_args()
 

@@ -24,10 +24,18 @@ import time
 import uuid
 from pathlib import Path
 
-from bench import report
+from bench import flags, report
 from bench.cleanup import delete_topic
 from finstream.core.config import Secret, Settings
-from finstream.core.errors import ArgumentParser, HelpFormatter, comma_list, exit_on_user_error, positive, positive_int
+from finstream.core.errors import (
+    ArgumentParser,
+    HelpFormatter,
+    comma_list,
+    exit_on_user_error,
+    non_negative,
+    positive,
+    positive_int,
+)
 from finstream.stores import topics
 from producer.live import LiveFeed
 from producer.market_data import MassiveClient
@@ -69,8 +77,10 @@ def main() -> int:
     parser.add_argument("--tickers", type=positive_int, default=10, help="crypto tickers (their market never closes)")
     parser.add_argument("--poll-seconds", type=comma_list(positive), default="60",
                         help="REST poll interval(s): one REST feed per value, all at once")
-    parser.add_argument("--server-lag", type=float, default=0.0, help="seconds the fake socket waits after a close")
-    parser.add_argument("--out", default=str(RESULTS / "live_latency"), help="results path, without .json/.md")
+    parser.add_argument("--server-lag", type=non_negative, default=0.0,
+                        help="seconds the fake socket waits after a close")
+    parser.add_argument("--out", type=flags.results_path, default=str(RESULTS / "live_latency"),
+                        help="results path, without .json/.md")
     args = parser.parse_args()
 
     run_id = uuid.uuid4().hex[:8]

@@ -27,8 +27,8 @@ import signal
 import sys
 import time
 
+from bench import flags, report
 from bench import latency as L  # its generator, watcher, isolation, training and clean-up
-from bench import report
 from finstream.core.config import local_dir
 from finstream.core.errors import ArgumentParser, HelpFormatter, comma_list, exit_on_user_error, positive_int
 from finstream.stores import elastic
@@ -75,8 +75,10 @@ def main() -> int:
     parser.add_argument("--sizes", type=positive_sizes, default="1000,5000,10000",
                         help="tickers per burst, comma-separated (at most 10000)")
     parser.add_argument("--repeats", type=int, default=2, help="bursts of each size (in turn: 1k, 5k, 10k, 1k, ...)")
-    parser.add_argument("--trigger", default="1 second", help="the stream job's trigger interval")
-    parser.add_argument("--out", default=str(L.RESULTS / "market_minute"), help="results path, without .json/.md")
+    parser.add_argument("--trigger", type=flags.trigger_interval, default="1 second",
+                        help="the stream job's trigger interval")
+    parser.add_argument("--out", type=flags.results_path, default=str(L.RESULTS / "market_minute"),
+                        help="results path, without .json/.md")
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats must be 1 or more")

@@ -34,7 +34,7 @@ from elasticsearch import helpers
 from kafka import KafkaConsumer
 
 from finstream.core.config import Settings
-from finstream.core.errors import ArgumentParser, HelpFormatter, exit_on_user_error
+from finstream.core.errors import ArgumentParser, HelpFormatter, exit_on_user_error, non_negative_int
 from finstream.core.schema import Bar, bar_from_dict
 from finstream.ingest import messages
 from finstream.stores import elastic, topics
@@ -161,7 +161,7 @@ def main() -> int:
     parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("method", choices=sorted(METHODS), help="how to index the topic's messages")
     parser.add_argument("--index", required=True, help="the index to write (created from the bars template)")
-    parser.add_argument("--expected", type=int, required=True, help="messages in the topic")
+    parser.add_argument("--expected", type=non_negative_int, required=True, help="messages in the topic")
     args = parser.parse_args()
     stop = threading.Event()  # SIGTERM: finish the current document and report (a time-boxed run)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

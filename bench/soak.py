@@ -29,7 +29,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench import report
+from bench import flags, report
 from bench.latency import (
     HISTORY,
     MINUTE_MS,
@@ -151,8 +151,10 @@ def main() -> int:
     parser.add_argument("--minutes", type=positive, default=30, help="minutes of feed")
     parser.add_argument("--report-minutes", type=positive, default=5, help="minutes between samples")
     parser.add_argument("--tickers", type=positive_int, default=200, help="series in the feed")
-    parser.add_argument("--trigger", default="1 second", help="the stream job's trigger interval")
-    parser.add_argument("--out", default=str(RESULTS / "soak"), help="results path, without .json/.md")
+    parser.add_argument("--trigger", type=flags.trigger_interval, default="1 second",
+                        help="the stream job's trigger interval")
+    parser.add_argument("--out", type=flags.results_path, default=str(RESULTS / "soak"),
+                        help="results path, without .json/.md")
     parser.add_argument("--keep", action="store_true", help="keep the topic, indices and folders")
     args = parser.parse_args()
     if args.report_minutes > args.minutes:

@@ -41,7 +41,7 @@ import pyarrow as pa
 from pyspark.sql.pandas.serializers import ApplyInPandasWithStateSerializer
 from pyspark.sql.pandas.types import to_arrow_type
 
-from bench import report
+from bench import flags, report
 from bench.latency import MINUTE_MS, RESULTS
 from finstream.core.errors import ArgumentParser, HelpFormatter, exit_on_user_error
 from finstream.core.questions import served
@@ -201,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--repeats", type=int, default=5, help="runs of each scenario")
     parser.add_argument("--buckets", type=int, default=50, help="buckets (calls) per run")
-    parser.add_argument("--out", default=str(RESULTS / "state_step_cost"), help="results path, without .json/.md")
+    parser.add_argument("--out", type=flags.results_path, default=str(RESULTS / "state_step_cost"),
+                        help="results path, without .json/.md")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.buckets < 1:
         parser.error("--repeats and --buckets must be at least 1")

@@ -18,8 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench import flags, report
 from bench import latency as L  # the latency benchmark's generator, isolation and clean-up
-from bench import report
 from bench.cpu import TreeCpu, server_cpu_seconds, server_cpu_spent
 from finstream.core.errors import ArgumentParser, HelpFormatter, exit_on_user_error, positive_int
 from finstream.stores import elastic
@@ -32,7 +32,7 @@ def main() -> int:
     parser.add_argument("--bars", type=positive_int, default=200_000, help="generated minute bars in the backlog")
     parser.add_argument("--tickers", type=positive_int, default=200, help="series the bars spread over")
     parser.add_argument("--predict", action="store_true", help="with the predict-bars query and a trained model")
-    parser.add_argument("--out", help="results path, without .json/.md "
+    parser.add_argument("--out", type=flags.results_path, help="results path, without .json/.md "
                         "(default bench/results/stream_throughput[-predict])")
     args = parser.parse_args()
 

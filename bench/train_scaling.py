@@ -19,6 +19,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from bench import flags
 from finstream.core.errors import (
     ArgumentParser,
     HelpFormatter,
@@ -84,7 +85,8 @@ def main() -> None:
     parser.add_argument("--folds", type=non_negative_int, default=0, help="walk-forward folds (0: holdout only)")
     parser.add_argument("--questions", type=choice_list(tuple(QUESTIONS)), default=",".join(SERVED),
                         help="forecasting questions to time, comma-separated")
-    parser.add_argument("--out", default=str(RESULTS / "train_scaling"), help="results path, without .json/.md")
+    parser.add_argument("--out", type=flags.results_path, default=str(RESULTS / "train_scaling"),
+                        help="results path, without .json/.md")
     args = parser.parse_args()
     spark = SparkSession.builder.appName("finstream-bench-train").getOrCreate()
     rows = []

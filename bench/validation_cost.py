@@ -28,8 +28,8 @@ from unittest import mock
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from bench import flags, report
 from bench import latency as L
-from bench import report
 from finstream.core.errors import ArgumentParser, HelpFormatter, exit_on_user_error, positive_int
 from finstream.core.schema import Bar
 from finstream.ingest import validation as B
@@ -118,7 +118,8 @@ def main() -> int:
     parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--messages", type=positive_int, default=200_000, help="valid bar messages checked per run")
     parser.add_argument("--repeats", type=positive_int, default=5, help="measured runs of each form")
-    parser.add_argument("--out", default=str(L.RESULTS / "validation_cost"), help="results path, without .json/.md")
+    parser.add_argument("--out", type=flags.results_path, default=str(L.RESULTS / "validation_cost"),
+                        help="results path, without .json/.md")
     args = parser.parse_args()
     spark = (SparkSession.builder.master("local[*]").appName("bench-validation-cost")
              .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2").getOrCreate())

@@ -20,12 +20,11 @@ from datetime import date, timedelta
 
 from tqdm import tqdm
 
-from finstream.core.config import LIVE_SOURCES, WS_FEEDS, Settings
+from finstream.core.config import LIVE_SOURCES, WS_FEEDS, Settings, setting_type
 from finstream.core.errors import (
     ArgumentParser,
     Refused,
     UserError,
-    non_negative,
     non_negative_int,
     positive,
     positive_int,
@@ -42,14 +41,20 @@ from producer.publisher import BarPublisher, PublishError
 log = logging.getLogger(__name__)
 
 
+SLOWEST = 0.001  # bars per second: a bar every 1 000 s; slower ones would wait past the clock's range
+
+
 def speed(text: str) -> float | str:
-    """An argparse type: bars per second above 0, or "max"; Refused otherwise."""
+    """An argparse type: bars per second, SLOWEST or more, or "max"; Refused otherwise."""
     if text == "max":
         return text
     try:
-        return positive(text)
+        value = positive(text)
     except Refused:
-        raise Refused(f"{text} is neither a number of bars per second above 0 nor max") from None
+        value = 0.0
+    if value < SLOWEST:
+        raise Refused(f"{text} is neither a number of bars per second of {SLOWEST} or more nor max")
+    return value
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -64,7 +69,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     backfill.add_argument("--multiplier", type=positive_int, default=1)
     backfill.add_argument("--from", dest="start", type=date.fromisoformat, help="YYYY-MM-DD (default: 5 years ago)")
     backfill.add_argument("--to", dest="end", type=date.fromisoformat, help="YYYY-MM-DD (default: yesterday)")
-    backfill.add_argument("--max-requests-per-minute", type=non_negative_int,
+    backfill.add_argument("--max-requests-per-minute", type=setting_type("polygon_max_requests_per_minute"),
                           help="request cap (free tier: 5; 0: none); default POLYGON_MAX_REQUESTS_PER_MINUTE")
 
     live = commands.add_parser("live", help="publish new bars as they close, until stopped (SIGINT/SIGTERM)")
@@ -76,10 +81,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                            "closes (plans with WebSocket access; minute bars only); default LIVE_SOURCE")
     live.add_argument("--feed", choices=WS_FEEDS,
                       help="WebSocket host: real-time, or 15 minutes delayed; default POLYGON_WS_FEED")
-    live.add_argument("--poll-seconds", type=positive, help="default LIVE_POLL_SECONDS")
-    live.add_argument("--delay-minutes", type=non_negative,
+    live.add_argument("--poll-seconds", type=setting_type("live_poll_seconds"), help="default LIVE_POLL_SECONDS")
+    live.add_argument("--delay-minutes", type=setting_type("live_delay_minutes"),
                       help="how long after a bar closes the API serves it (free plans: 15); default LIVE_DELAY_MINUTES")
-    live.add_argument("--max-requests-per-minute", type=non_negative_int,
+    live.add_argument("--max-requests-per-minute", type=setting_type("polygon_max_requests_per_minute"),
                       help="request cap (free tier: 5; 0: none); default POLYGON_MAX_REQUESTS_PER_MINUTE")
 
     replay = commands.add_parser("replay", help="publish the bundled sample bars (no key, no network)")
@@ -95,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     settings = Settings.load()
     try:
+        check_before_publishing(args, settings)
         topics.ensure_topic(settings)
         with BarPublisher(settings) as publisher:
             run = {"backfill": backfill, "live": live, "replay": replay}[args.command]
@@ -108,6 +114,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: every bar sent so far was flushed", file=sys.stderr)
         return 130
+
+
+def check_before_publishing(args: argparse.Namespace, settings: Settings) -> None:
+    """The command's mistakes that need no server, found before Kafka is reached.
+
+    Raises:
+        UserError: backfill's --from after --to; backfill or live without an API key; the
+            WebSocket asked for other than minute bars.
+    """
+    if args.command == "backfill":
+        backfill_range(args.start, args.end)
+    if args.command in ("backfill", "live") and not settings.polygon_api_key:
+        raise UserError("no API key: set POLYGON_API_KEY (or POLYGON_API_KEY_FILE), "
+                        "or use `python -m producer replay` for the bundled sample bars")
+    source = (args.source or settings.live_source) if args.command == "live" else None
+    if source == "websocket" and (args.timespan, args.multiplier) != ("minute", 1):
+        raise UserError("the WebSocket pushes minute bars only: drop --timespan/--multiplier, or use --source rest")
 
 
 def api_client(args: argparse.Namespace, settings: Settings, sleep=None) -> MassiveClient:
@@ -158,11 +181,7 @@ def live(args: argparse.Namespace, settings: Settings, publisher: BarPublisher) 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     client = api_client(args, settings, sleep=stop.wait)
-    if settings.live_source == "websocket":
-        if (args.timespan, args.multiplier) != ("minute", 1):
-            raise UserError("the WebSocket pushes minute bars only: drop --timespan/--multiplier, or use --source rest")
-        if not client.api_key:
-            raise UserError("no API key: set POLYGON_API_KEY (or POLYGON_API_KEY_FILE)")
+    if settings.live_source == "websocket":  # check_before_publishing: minute bars, a key
         feed = websocket_feed.WebSocketFeed(settings, client, publisher, list(args.tickers), stop=stop)
     else:  # "rest": Settings.load and --source admit LIVE_SOURCES only
         feed = live_feed.LiveFeed(settings, client, publisher, list(args.tickers), args.timespan, args.multiplier,

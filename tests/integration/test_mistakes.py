@@ -46,13 +46,29 @@ def test_bad_tickers_and_flags(pipeline):
         "error: argument --skip: -1 is not a whole number, 0 or more (see python -m producer replay --help)")
     assert "fast is neither a number of bars per second" in pipeline.mistake(*PRODUCER, "replay", "--speed", "fast")
     assert "0 is not a whole number above 0" in pipeline.mistake(*PRODUCER, "backfill", "--multiplier", "0")
-    assert "-1 is not a number above 0" in pipeline.mistake(*PRODUCER, "live", "--poll-seconds", "-1")
+    assert "-1 is not a number above 0, at most 86400" in pipeline.mistake(*PRODUCER, "live", "--poll-seconds", "-1")
+    # ... and numbers too large for the clock they are added to (an OverflowError mid-run before).
+    assert "1e300 is not a number above 0, at most 86400" in pipeline.mistake(*PRODUCER, "live", "--poll-seconds",
+                                                                              "1e300")
+    assert "1e-300 is neither a number of bars per second of 0.001 or more" in pipeline.mistake(
+        *PRODUCER, "replay", "--speed", "1e-300")
+    # Mistakes found before Kafka is reached: no topic is created or written for them.
+    assert pipeline.mistake(*PRODUCER, "backfill", "--from", "2024-02-01", "--to", "2024-01-01",
+                            env={"POLYGON_API_KEY": "k", "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}) == (
+        "error: --from 2024-02-01 is after --to 2024-01-01: give a start on or before the end")
     assert "1.5 is not a number between 0 and 1" in pipeline.mistake(*TRAIN, "--test-fraction", "1.5")
     line = pipeline.mistake(*PRODUCER, "replay", env={"KAFKA_TOPIC_PARTITIONS": "0"})
     assert line == ("error: setting KAFKA_TOPIC_PARTITIONS='0' (from the environment) is out of range: give a "
-                    "whole number of 1 or more (docs/configuration.md)")
+                    "whole number from 1 to 2147483647 (docs/configuration.md)")
     line = pipeline.mistake(*PRODUCER, "replay", env={"LIVE_POLL_SECONDS": "soon"})
-    assert "setting LIVE_POLL_SECONDS='soon' (from the environment) is not a valid float" in line
+    assert "setting LIVE_POLL_SECONDS='soon' (from the environment) is not a number" in line
+    line = pipeline.mistake(*PRODUCER, "replay", env={"KAFKA_BOOTSTRAP_SERVERS": "localhost:abc"})
+    assert "setting KAFKA_BOOTSTRAP_SERVERS='localhost:abc' (from the environment) is not comma-separated " \
+           "host:port" in line
+    line = pipeline.mistake(*PRODUCER, "backfill",
+                            env={"POLYGON_API_KEY": "", "POLYGON_API_KEY_FILE": "/nonexistent/key"})
+    assert line == ("error: POLYGON_API_KEY_FILE=/nonexistent/key: cannot read it (No such file or directory): "
+                    "name a readable file, or set POLYGON_API_KEY instead")
     line = pipeline.mistake(*PRODUCER, "replay", env={"KAFKA_TOPIC": f"{pipeline.settings.kafka_topic}-new",
                                                        "KAFKA_REPLICATION_FACTOR": "3"})
     assert "KAFKA_REPLICATION_FACTOR=3, but the cluster at" in line and "has 1 broker(s)" in line

@@ -41,6 +41,14 @@ def test_a_benchmark_without_its_servers_prints_one_line_and_exits_2(module, mon
     ("compare", ["--refresh", "fast"], "'fast' is not an Elasticsearch time value"),
     ("compare", ["--refresh", "1.5s"], "'1.5s' is not an Elasticsearch time value"),
     ("soak", ["--minutes", "5", "--report-minutes", "10"], "--report-minutes 10 is longer than --minutes 5"),
+    ("latency", ["--out", ""], "'' is not a file path"),
+    ("market_minute", ["--out", "bench"], "bench is a folder: give a file path in it"),
+    ("soak", ["--out", "README.md/soak"], "cannot write under"),
+    ("latency", ["--trigger", "soon"], "'soon' is not a trigger interval"),
+    ("soak", ["--trigger", "1.5 minutes"], "'1.5 minutes' is not a trigger interval"),
+    ("live_latency", ["--server-lag", "nan"], "nan is not a number, 0 or more"),
+    ("compare", ["--spark-conf", "noequals"], "'noequals' is not KEY=VALUE"),
+    ("methods", ["bulk", "--index", "x", "--expected", "-1"], "-1 is not a whole number, 0 or more"),
 ])
 def test_a_bad_number_is_refused_with_its_reason_before_any_work(module, flags, reason, monkeypatch):
     for name, value in NO_STACK.items():
@@ -56,6 +64,13 @@ def test_a_bad_number_is_refused_with_its_reason_before_any_work(module, flags, 
 @pytest.mark.parametrize(("text", "expected"), [("1s", "1s"), (" 30S ", "30S"), ("500ms", "500ms"), ("-1", "-1"),
                                                 ("0", "0"), ("2 m", "2 m")])
 def test_refresh_intervals_elasticsearch_accepts(text, expected):
-    from bench.compare import refresh_interval
+    from bench.flags import refresh_interval
 
     assert refresh_interval(text) == expected
+
+
+@pytest.mark.parametrize("text", ["1 second", "5 seconds", "0.5 seconds", "500 milliseconds", "1 minute", "0 seconds"])
+def test_trigger_intervals_a_benchmark_passes_on(text):
+    from bench.flags import trigger_interval
+
+    assert trigger_interval(f" {text} ") == text

@@ -5,7 +5,7 @@ import tomllib
 
 import pytest
 
-from finstream.core.config import SettingError, Settings, conf_dir
+from finstream.core.config import JAVA_INT_MAX, SettingError, Settings, conf_dir, setting_type
 from finstream.core.errors import exit_on_user_error
 
 
@@ -47,14 +47,34 @@ def test_every_number_has_a_range_its_default_meets():
 @pytest.mark.parametrize("setting", RANGED, ids=lambda f: f.name.upper())
 def test_a_number_out_of_its_range_is_refused_in_one_line(setting):
     key = setting.name.upper()
+    is_float = setting.type in ("float", float)
     low = setting.metadata.get("at_least", setting.metadata.get("above"))
+    most = setting.metadata["at_most"] or JAVA_INT_MAX
     just_out = low - 1 if "at_least" in setting.metadata else low
-    for raw in (str(just_out), "nan", "inf") if setting.type in ("float", float) else (str(just_out),):
+    too_many = most * 2 if is_float else most + 1
+    for raw in (str(just_out), str(too_many), "nan", "inf", "1e300") if is_float else (str(just_out), str(too_many)):
         with pytest.raises(SettingError, match=rf"^setting {key}='{raw}' \(from the environment\) is out of range: "
-                                               rf"give a .*"):
+                                               rf"give a .*, at most {most}|^setting {key}='{raw}' .* to {most} "):
             Settings.load(environ={key: raw})
-    edge = low if "at_least" in setting.metadata else low + 0.5 if setting.type in ("float", float) else low + 1
-    assert getattr(Settings.load(environ={key: str(edge)}), setting.name) == edge
+    edge = low if "at_least" in setting.metadata else low + 0.5 if is_float else low + 1
+    edge = min(edge, most)
+    assert getattr(Settings.load(environ=_with_partner(key, edge)), setting.name) == edge
+    assert getattr(Settings.load(environ=_with_partner(key, most)), setting.name) == most
+
+
+def _with_partner(key: str, value) -> dict[str, str]:
+    """{key: value}, with the setting it must stay apart from moved out of its way: a steady
+    connection lasts longer than the reconnect cap."""
+    if key == "LIVE_WS_STEADY_SECONDS":
+        return {key: str(value), "LIVE_WS_RECONNECT_CAP_SECONDS": str(min(value / 2, 3600))}
+    if key == "LIVE_WS_RECONNECT_CAP_SECONDS":
+        return {key: str(value), "LIVE_WS_STEADY_SECONDS": str(value * 2)}
+    return {key: str(value)}
+
+
+def test_every_float_names_its_largest_value():
+    floats = [f.name for f in RANGED if f.type in ("float", float)]
+    assert floats and all(f.metadata["at_most"] for f in dataclasses.fields(Settings) if f.name in floats)
 
 
 @pytest.mark.parametrize("setting", CHOSEN, ids=lambda f: f.name.upper())
@@ -68,18 +88,18 @@ def test_a_text_outside_its_choices_is_refused(setting):
             Settings.load(environ={key: setting.metadata["one_of"][-1].lower()})
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("7", 7), (" +7 ", 7), ("1e3", 1000), (12345678901234567890,
-                                                                                    12345678901234567890)])
+@pytest.mark.parametrize(("raw", "expected"), [("7", 7), (" +7 ", 7), ("1e3", 1000), (9223372036854775807,
+                                                                                    9223372036854775807)])
 def test_whole_numbers_in_any_spelling(raw, expected):
     assert Settings.load(environ={"STREAM_MAX_OFFSETS_PER_TRIGGER": raw}).stream_max_offsets_per_trigger == expected
 
 
 def test_a_number_in_the_file_is_checked_like_one_from_the_environment(tmp_path):
     text = (conf_dir() / "pipeline.toml").read_text()
-    for line, message in (("KAFKA_TOPIC_PARTITIONS = 3.9", "KAFKA_TOPIC_PARTITIONS=3.9 .* is not a valid int"),
-                          ("KAFKA_TOPIC_PARTITIONS = true", "KAFKA_TOPIC_PARTITIONS=True .* is not a valid int"),
-                          ("LIVE_POLL_SECONDS = true", "LIVE_POLL_SECONDS=True .* is not a valid float"),
-                          ("KAFKA_TOPIC_PARTITIONS = inf", "KAFKA_TOPIC_PARTITIONS=inf .* is not a valid int")):
+    for line, message in (("KAFKA_TOPIC_PARTITIONS = 3.9", "KAFKA_TOPIC_PARTITIONS=3.9 .* is not a whole number"),
+                          ("KAFKA_TOPIC_PARTITIONS = true", "KAFKA_TOPIC_PARTITIONS=True .* is not a whole number"),
+                          ("LIVE_POLL_SECONDS = true", "LIVE_POLL_SECONDS=True .* is not a number"),
+                          ("KAFKA_TOPIC_PARTITIONS = inf", "KAFKA_TOPIC_PARTITIONS=inf .* is not a whole number")):
         key = line.split(" = ")[0]
         path = tmp_path / "pipeline.toml"
         path.write_text("\n".join(line if row.startswith(f"{key} =") else row for row in text.splitlines()))
@@ -110,7 +130,7 @@ def test_a_refused_setting_is_a_user_error_one_line_exit_2(capsys):
 
     assert exit_on_user_error(main) == 2
     assert capsys.readouterr().err == ("error: setting STREAM_STATE_BUCKETS='0' (from the environment) is out of "
-                                       "range: give a whole number of 1 or more (docs/configuration.md)\n")
+                                       "range: give a whole number from 1 to 2147483647 (docs/configuration.md)\n")
 
 
 @pytest.mark.parametrize(("key", "value", "ok"), [
@@ -118,7 +138,10 @@ def test_a_refused_setting_is_a_user_error_one_line_exit_2(capsys):
     ("KAFKA_TOPIC", "..", False), ("KAFKA_TOPIC", "t" * 250, False), ("KAFKA_TOPIC", "a/b", False),
     ("ES_INDEX_BARS", "finance-bars", True), ("ES_INDEX_BARS", ".finance", True), ("ES_INDEX_BARS", "Finance", False),
     ("ES_INDEX_DEAD_LETTERS", "_dead", False), ("ES_INDEX_PREDICTIONS", "a:b", False),
-    ("ES_INDEX_MODEL_METRICS", "a b", False), ("ES_INDEX_PIPELINE_METRICS", "x" * 256, False)])
+    ("ES_INDEX_MODEL_METRICS", "a b", False), ("ES_INDEX_PIPELINE_METRICS", "x" * 256, False),
+    # Kafka's own topics, and Elasticsearch's 255 counted in bytes: 128 two-byte letters are 256.
+    ("KAFKA_TOPIC", "__consumer_offsets", False), ("KAFKA_TOPIC", "__transaction_state", False),
+    ("KAFKA_TOPIC", "_bars", True), ("ES_INDEX_BARS", "é" * 127, True), ("ES_INDEX_BARS", "é" * 128, False)])
 def test_names_kafka_and_elasticsearch_would_refuse_are_refused_at_load(key, value, ok):
     if ok:
         assert Settings.load(environ={key: value})
@@ -143,3 +166,82 @@ def test_a_topic_replication_the_cluster_cannot_give_is_one_line(environ, broker
     else:
         with pytest.raises(UserError, match=expected):
             replication(settings, brokers)
+
+
+def test_two_kinds_of_document_in_one_index_are_refused():
+    with pytest.raises(SettingError, match=r"^ES_INDEX_BARS and ES_INDEX_PREDICTIONS are both 'finance-predictions': "
+                                           r"each kind of document needs its own index"):
+        Settings.load(environ={"ES_INDEX_BARS": "finance-predictions"})
+
+
+@pytest.mark.parametrize(("key", "value", "ok"), [
+    ("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092", True), ("KAFKA_BOOTSTRAP_SERVERS", "a:9092, b.c:9093", True),
+    ("KAFKA_BOOTSTRAP_SERVERS", "[::1]:9092", True), ("KAFKA_BOOTSTRAP_SERVERS", "host:abc", False),
+    ("KAFKA_BOOTSTRAP_SERVERS", "localhost", False), ("KAFKA_BOOTSTRAP_SERVERS", "a:9092,", False),
+    ("KAFKA_BOOTSTRAP_SERVERS", "a:70000", False), ("KAFKA_BOOTSTRAP_SERVERS", "PLAINTEXT://a:9092", False),
+    ("ES_NODES", "localhost", True), ("ES_NODES", "es1:9200,es2:9200", True), ("ES_NODES", "http://es:9200", False),
+    ("ES_NODES", "es:0", False), ("ES_NODES", "", False),
+    ("MLFLOW_TRACKING_URI", "", True), ("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000", True),
+    ("MLFLOW_TRACKING_URI", "sqlite:////tmp/m.db", True), ("MLFLOW_TRACKING_URI", "databricks", True),
+    ("MLFLOW_TRACKING_URI", "not a uri", False), ("MLFLOW_TRACKING_URI", "/srv/mlruns", False),
+])
+def test_addresses_are_checked_at_load(key, value, ok):
+    if ok:
+        assert Settings.load(environ={key: value})
+    else:
+        with pytest.raises(SettingError, match=rf"^setting {key}='.*' \(from the environment\) is not "):
+            Settings.load(environ={key: value})
+
+
+def test_a_steady_connection_is_longer_than_the_reconnect_cap():
+    with pytest.raises(SettingError, match=r"^LIVE_WS_STEADY_SECONDS=30 must be above "
+                                           r"LIVE_WS_RECONNECT_CAP_SECONDS=60"):
+        Settings.load(environ={"LIVE_WS_STEADY_SECONDS": "30"})
+
+
+def test_a_ca_file_that_is_not_there_is_refused(tmp_path):
+    with pytest.raises(SettingError, match=r"^KAFKA_SSL_CAFILE=/nonexistent/ca.pem: no readable file there"):
+        Settings.load(environ={"KAFKA_SSL_CAFILE": "/nonexistent/ca.pem"})
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    assert Settings.load(environ={"ES_CA_CERTS": str(tmp_path / "ca.pem")}).es_ca_certs == str(tmp_path / "ca.pem")
+
+
+def test_a_misspelt_key_or_a_date_in_the_file_is_refused(tmp_path):
+    text = (conf_dir() / "pipeline.toml").read_text()
+    (tmp_path / "typo.toml").write_text(text + "\nKAFKA_TOPIK = \"t\"\n")
+    with pytest.raises(SettingError, match=r"typo.toml sets KAFKA_TOPIK, which is not a setting: did you mean "
+                                           r"KAFKA_TOPIC\?$"):
+        Settings.load(environ={}, path=tmp_path / "typo.toml")
+    (tmp_path / "date.toml").write_text(text.replace('CHECKPOINT_DIR = "checkpoints/stream_index"',
+                                                     "CHECKPOINT_DIR = 2024-01-01"))
+    with pytest.raises(SettingError, match=r"^setting CHECKPOINT_DIR=datetime.date\(2024, 1, 1\) .* is not text"):
+        Settings.load(environ={}, path=tmp_path / "date.toml")
+    (tmp_path / "latin1.toml").write_bytes(text.encode() + "# caf\xe9\n".encode("latin-1"))
+    with pytest.raises(SettingError, match=r"latin1.toml is not UTF-8 text"):
+        Settings.load(environ={}, path=tmp_path / "latin1.toml")
+
+
+def test_a_secret_file_that_cannot_be_read_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.delenv("ES_PASSWORD", raising=False)
+    monkeypatch.setenv("ES_PASSWORD_FILE", str(tmp_path / "missing"))
+    with pytest.raises(SettingError, match=rf"^ES_PASSWORD_FILE={tmp_path}/missing: cannot read it \(No such file"):
+        Settings.load(environ={}).es_password.reveal()
+    (tmp_path / "latin1").write_bytes("s\xe9cret".encode("latin-1"))
+    monkeypatch.setenv("ES_PASSWORD_FILE", str(tmp_path / "latin1"))
+    with pytest.raises(SettingError, match=r"latin1 is not UTF-8 text"):
+        Settings.load(environ={}).es_password.reveal()
+    (tmp_path / "ok").write_text("s3cret\n")
+    monkeypatch.setenv("ES_PASSWORD_FILE", str(tmp_path / "ok"))
+    assert Settings.load(environ={}).es_password.reveal() == "s3cret"
+
+
+def test_a_flag_that_overrides_a_setting_takes_its_range():
+    from finstream.core.errors import Refused
+
+    poll = setting_type("live_poll_seconds")
+    assert poll("30") == 30.0 and poll("86400") == 86400.0
+    for text in ("0", "-1", "1e300", "nan", "soon"):
+        with pytest.raises(Refused, match=rf"^{text} is not a number above 0, at most 86400$"):
+            poll(text)
+    with pytest.raises(Refused, match=r"^-1 is not a whole number from 0 to 2147483647$"):
+        setting_type("polygon_max_requests_per_minute")("-1")

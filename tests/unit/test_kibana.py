@@ -6,6 +6,8 @@ tests/integration/test_predictions.py.)"""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -98,3 +100,19 @@ def test_a_chart_renders_lines_from_an_elasticsearch_shaped_answer():
         for t, m in ((1, 0.81), (2, 1.21), (3, 1.0))]}}]
     svg = to_svg(with_values(chart.spec(DEFAULTS), rows))
     assert svg.count("<path") >= 2 and "GOOG" in svg  # the line, the reference rule, the legend
+
+
+def test_the_command_writes_a_given_path_and_refuses_a_bad_one_in_one_line(tmp_path):
+    def run(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "finstream.ops.kibana", *argv], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+
+    written = run(str(tmp_path / "out" / "d.ndjson"))
+    assert written.returncode == 0, written.stderr
+    assert (tmp_path / "out" / "d.ndjson").read_text() == kibana.render_ndjson(Settings.load())
+    assert run("--help").returncode == 0 and not (tmp_path / "--help").exists()
+    for argv, line in (((str(tmp_path),), f"error: cannot write {tmp_path} (Is a directory): give a file path in "
+                                           "a folder you can write"),
+                       (("a", "b"), "error: unrecognized arguments: b (see python -m finstream.ops.kibana --help)")):
+        refused = run(*argv)
+        assert (refused.returncode, refused.stderr.splitlines()) == (2, [line]), refused.stderr

@@ -325,3 +325,28 @@ def test_a_backfill_range_defaults_from_its_end_and_refuses_a_start_after_it():
     assert backfill_range(date(2026, 1, 2), date(2026, 1, 2), today) == (date(2026, 1, 2), date(2026, 1, 2))
     with pytest.raises(UserError, match=r"^--from 2026-02-01 is after --to 2026-01-31: give a start on or before"):
         backfill_range(date(2026, 2, 1), date(2026, 1, 31), today)
+
+
+@pytest.mark.parametrize(("argv", "environ", "refused"), [
+    (["backfill", "--from", "2024-02-01", "--to", "2024-01-01"], {"POLYGON_API_KEY": "k"}, "is after --to"),
+    (["backfill"], {"POLYGON_API_KEY": ""}, "no API key"),
+    (["live"], {"POLYGON_API_KEY": ""}, "no API key"),
+    (["live", "--source", "websocket", "--timespan", "hour"], {"POLYGON_API_KEY": "k"}, "minute bars only"),
+    (["live", "--timespan", "hour"], {"POLYGON_API_KEY": "k", "LIVE_SOURCE": "websocket"}, "minute bars only"),
+    (["live", "--timespan", "hour"], {"POLYGON_API_KEY": "k"}, None),
+    (["replay"], {"POLYGON_API_KEY": ""}, None),
+])
+def test_mistakes_that_need_no_server_are_found_before_kafka_is_reached(argv, environ, refused, monkeypatch):
+    from finstream.core.config import Settings
+    from finstream.core.errors import UserError
+    from producer.cli import check_before_publishing, parse_args
+
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("POLYGON_API_KEY_FILE", raising=False)
+    args, settings = parse_args(argv), Settings.load()
+    if refused is None:
+        check_before_publishing(args, settings)
+    else:
+        with pytest.raises(UserError, match=refused):
+            check_before_publishing(args, settings)

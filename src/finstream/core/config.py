@@ -4,14 +4,16 @@ variable of the same name. Secrets never have defaults and never print."""
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from finstream.core.errors import UserError
+from finstream.core.errors import Refused, UserError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]  # src/finstream/core/config.py
 
@@ -59,12 +61,18 @@ def read_secret(name: str) -> Secret:
         The Secret; empty (false) when neither the variable nor the file is set.
 
     Raises:
-        OSError: `name`_FILE names a file that cannot be read.
+        SettingError: `name`_FILE names a file that cannot be read, or is not UTF-8 text.
     """
     value = os.environ.get(name, "")
     path = os.environ.get(f"{name}_FILE", "")
     if not value and path:
-        value = Path(path).read_text(encoding="utf-8").strip()
+        try:
+            value = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SettingError(f"{name}_FILE={path}: cannot read it ({exc.strerror or exc}): name a readable "
+                               f"file, or set {name} instead") from None
+        except UnicodeDecodeError:
+            raise SettingError(f"{name}_FILE={path} is not UTF-8 text: save the secret as plain text") from None
     return Secret(value.strip())
 
 
@@ -72,14 +80,24 @@ class SettingError(UserError, ValueError):
     """A setting's value refused: the message names the setting, the value and what it must be."""
 
 
-def at_least(lowest: int) -> dict:
-    """A numeric field's metadata: its value must be `lowest` or more (and finite)."""
-    return {"at_least": lowest}
+# The widest whole numbers the servers take: Kafka's and Spark's Java int and long.
+JAVA_INT_MAX, JAVA_LONG_MAX = 2**31 - 1, 2**63 - 1
+HOURS_IN_10_YEARS = 87_600
 
 
-def above(lowest: int) -> dict:
-    """A numeric field's metadata: its value must be more than `lowest` (and finite)."""
-    return {"above": lowest}
+def at_least(lowest: int, most: float | None = None) -> dict:
+    """A numeric field's metadata: its value must be `lowest` or more, and `most` or less.
+
+    Without `most`, a whole number is at most JAVA_INT_MAX (the servers' int). A float field
+    names its `most`, so that a wait or a time span fits the clock it is added to.
+    """
+    return {"at_least": lowest, "at_most": most}
+
+
+def above(lowest: int, most: float | None = None) -> dict:
+    """A numeric field's metadata: its value must be more than `lowest`, and `most` or less
+    (as in at_least)."""
+    return {"above": lowest, "at_most": most}
 
 
 def one_of(*choices: str) -> dict:
@@ -87,17 +105,46 @@ def one_of(*choices: str) -> dict:
     return {"one_of": choices}
 
 
+def satisfying(valid: Callable[[str], bool], wanted: str) -> dict:
+    """A text field's metadata: `valid(value)` must hold; `wanted` says what the value must be."""
+    return {"valid": valid, "wanted": wanted}
+
+
 def matching(pattern: str, wanted: str) -> dict:
     """A text field's metadata: its value must match `pattern` whole; `wanted` says what that is."""
-    return {"pattern": pattern, "wanted": wanted}
+    return satisfying(lambda value: re.fullmatch(pattern, value) is not None, wanted)
 
 
-# Kafka's legal topic names, and Elasticsearch's index names (lower case; none of \ / * ? " < > |
-# space , # :; not starting with - _ +; not . or ..): refused here, not by the server mid-run.
-TOPIC_NAME = matching(r"(?!\.{1,2}$)[A-Za-z0-9._-]{1,249}", "a Kafka topic name (letters, digits, . _ -; at most 249)")
-INDEX_NAME = matching(r"(?!\.{1,2}$)(?![-_+])[^A-Z\\/*?\"<>| ,#:]{1,255}",
-                      "an Elasticsearch index name (lower case, none of \\ / * ? \" < > | , # : or spaces, "
-                      "not starting with - _ +)")
+def _index_name(value: str) -> bool:
+    # Elasticsearch counts its 255 in bytes, not characters.
+    return re.fullmatch(r"(?!\.{1,2}$)(?![-_+])[^A-Z\\/*?\"<>| ,#:]+", value) is not None \
+        and len(value.encode("utf-8")) <= 255
+
+
+def _host_ports(port_required: bool) -> Callable[[str], bool]:
+    host = r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)"
+    pattern = host + (r":(\d{1,5})" if port_required else r"(?::(\d{1,5}))?")
+
+    def valid(value: str) -> bool:
+        found = [re.fullmatch(pattern, node.strip()) for node in value.split(",")]
+        return all(m is not None and (m.group(2) is None or 1 <= int(m.group(2)) <= 65535) for m in found)
+    return valid
+
+
+# Kafka's legal topic names (not its internal __ ones) and Elasticsearch's index names: refused
+# here, not by the server mid-run.
+TOPIC_NAME = matching(r"(?!\.{1,2}$)(?!__)[A-Za-z0-9._-]{1,249}",
+                      "a Kafka topic name (letters, digits, . _ -; at most 249; not starting with __, which "
+                      "Kafka keeps for its own topics)")
+INDEX_NAME = satisfying(_index_name, "an Elasticsearch index name (lower case, none of \\ / * ? \" < > | , # : or "
+                                     "spaces, not starting with - _ +, at most 255 bytes)")
+HOST_PORTS = satisfying(_host_ports(port_required=True), "comma-separated host:port (e.g. localhost:9092)")
+HOSTS = satisfying(_host_ports(port_required=False), "comma-separated host or host:port (e.g. localhost:9200)")
+# MLflow's tracking URI: empty (the embedded store) or a URI. A bare path would silently make a
+# folder store wherever the command runs.
+TRACKING_URI = matching(r"|databricks(-uc)?|[A-Za-z][A-Za-z0-9+.-]*:.+",
+                        "empty (the embedded store) or a URI (http://host:5000, sqlite:///path/mlflow.db, "
+                        "postgresql://..., file:///path, databricks)")
 
 LIVE_SOURCES = ("rest", "websocket")  # LIVE_SOURCE and the producer's --source
 WS_FEEDS = ("realtime", "delayed")  # POLYGON_WS_FEED and --feed
@@ -113,17 +160,17 @@ class Settings:
     below read them from the environment on each access, so they never print with the settings.
     """
 
-    kafka_bootstrap_servers: str
+    kafka_bootstrap_servers: str = field(metadata=HOST_PORTS)
     kafka_topic: str = field(metadata=TOPIC_NAME)
     kafka_topic_partitions: int = field(metadata=at_least(1))
-    kafka_replication_factor: int = field(metadata=at_least(0))
+    kafka_replication_factor: int = field(metadata=at_least(0, 32767))  # Kafka's short
     kafka_min_insync_replicas: int = field(metadata=at_least(0))
-    kafka_retention_ms: int = field(metadata=at_least(-1))
+    kafka_retention_ms: int = field(metadata=at_least(-1, JAVA_LONG_MAX))
     kafka_security_protocol: str = field(metadata=one_of("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"))
     kafka_sasl_mechanism: str = field(metadata=one_of("", *SASL_MECHANISMS))
     kafka_sasl_username: str
     kafka_ssl_cafile: str
-    es_nodes: str
+    es_nodes: str = field(metadata=HOSTS)
     es_scheme: str = field(metadata=one_of("http", "https"))
     es_username: str
     es_ca_certs: str
@@ -142,29 +189,29 @@ class Settings:
     es_batch_write_refresh: bool
     checkpoint_dir: str
     stream_trigger_interval: str
-    stream_max_offsets_per_trigger: int = field(metadata=at_least(0))
+    stream_max_offsets_per_trigger: int = field(metadata=at_least(0, JAVA_LONG_MAX))
     stream_min_partitions: int = field(metadata=at_least(0))
     kafka_fetch_max_wait_ms: int = field(metadata=at_least(0))
     stream_state_partitions: int = field(metadata=at_least(0))
     stream_state_buckets: int = field(metadata=at_least(1))
-    stream_series_idle_hours: float = field(metadata=above(0))
+    stream_series_idle_hours: float = field(metadata=above(0, HOURS_IN_10_YEARS))
     polygon_base_url: str
     polygon_max_requests_per_minute: int = field(metadata=at_least(0))
-    polygon_timeout_seconds: float = field(metadata=above(0))
+    polygon_timeout_seconds: float = field(metadata=above(0, 3600))
     polygon_max_retries: int = field(metadata=at_least(0))
-    live_poll_seconds: float = field(metadata=above(0))
-    live_start_hours_back: float = field(metadata=above(0))
-    live_delay_minutes: float = field(metadata=at_least(0))
+    live_poll_seconds: float = field(metadata=above(0, 86400))
+    live_start_hours_back: float = field(metadata=above(0, HOURS_IN_10_YEARS))
+    live_delay_minutes: float = field(metadata=at_least(0, 10080))  # a week
     live_source: str = field(metadata=one_of(*LIVE_SOURCES))
     polygon_ws_feed: str = field(metadata=one_of(*WS_FEEDS))
     polygon_ws_realtime_url: str
     polygon_ws_delayed_url: str
-    live_ws_reconnect_cap_seconds: float = field(metadata=above(0))
+    live_ws_reconnect_cap_seconds: float = field(metadata=above(0, 3600))
     live_ws_max_refusals: int = field(metadata=at_least(1))
-    live_ws_steady_seconds: float = field(metadata=above(0))
+    live_ws_steady_seconds: float = field(metadata=above(0, 86400))
     model_dir: str
-    mlflow_tracking_uri: str
-    model_poll_seconds: float = field(metadata=above(0))
+    mlflow_tracking_uri: str = field(metadata=TRACKING_URI)
+    model_poll_seconds: float = field(metadata=above(0, 3600))
 
     @classmethod
     def load(cls, environ: dict[str, str] | None = None, path: Path | None = None) -> "Settings":
@@ -186,6 +233,11 @@ class Settings:
         environ = os.environ if environ is None else environ
         path = path or conf_dir() / "pipeline.toml"
         defaults = _read_defaults(path)
+        names = [setting.name.upper() for setting in dataclasses.fields(cls)]
+        for key in defaults.keys() - set(names):
+            near = difflib.get_close_matches(key, names, n=1)
+            raise SettingError(f"{path} sets {key}, which is not a setting"
+                               + (f": did you mean {near[0]}?" if near else " (docs/configuration.md lists them)"))
         values = {}
         for setting in dataclasses.fields(cls):
             key = setting.name.upper()
@@ -199,6 +251,7 @@ class Settings:
         if settings.kafka_security_protocol.startswith("SASL") and not settings.kafka_sasl_mechanism:
             raise SettingError(f"KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol} needs "
                                f"KAFKA_SASL_MECHANISM: one of {', '.join(SASL_MECHANISMS)}")
+        _check_together(settings)
         return settings
 
     # -- derived values ------------------------------------------------------------------
@@ -284,6 +337,36 @@ def _read_defaults(path: Path) -> dict:
                            "FINSTREAM_CONF_DIR to a folder holding pipeline.toml, or unset it") from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingError(f"{path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise SettingError(f"{path} is not UTF-8 text, as TOML must be: save it as UTF-8") from None
+
+
+def _check_together(settings: Settings) -> None:
+    """The checks that take two settings or a file: SettingError naming them otherwise."""
+    indexes: dict[str, str] = {}
+    for setting in dataclasses.fields(settings):
+        if setting.name.startswith("es_index_"):
+            name = getattr(settings, setting.name)
+            if name in indexes:
+                raise SettingError(f"{indexes[name]} and {setting.name.upper()} are both {name!r}: each kind of "
+                                   "document needs its own index; give them different names")
+            indexes[name] = setting.name.upper()
+    if settings.live_ws_steady_seconds <= settings.live_ws_reconnect_cap_seconds:
+        raise SettingError(f"LIVE_WS_STEADY_SECONDS={settings.live_ws_steady_seconds:g} must be above "
+                           f"LIVE_WS_RECONNECT_CAP_SECONDS={settings.live_ws_reconnect_cap_seconds:g}: another client "
+                           "reconnecting with that back-off would not be caught (docs/configuration.md)")
+    for key in ("KAFKA_SSL_CAFILE", "ES_CA_CERTS"):
+        value = getattr(settings, key.lower())
+        if value and not os.access(value, os.R_OK):
+            raise SettingError(f"{key}={value}: no readable file there: name the CA's PEM file, or leave it empty")
+
+
+def _wanted(kind: str, metadata) -> str:
+    """What a number of the field must be, e.g. "a whole number from 1 to 2147483647"."""
+    low = metadata.get("at_least", metadata.get("above"))
+    most = metadata.get("at_most") or JAVA_INT_MAX
+    what = "a whole number" if kind == "int" else "a number"
+    return f"{what} from {low} to {most}" if "at_least" in metadata else f"{what} above {low}, at most {most}"
 
 
 def _checked(key: str, raw, kind, metadata, source: str):
@@ -292,26 +375,50 @@ def _checked(key: str, raw, kind, metadata, source: str):
     kind = kind if isinstance(kind, str) else kind.__name__
     value = _coerce(raw, kind)
     if value is None:
-        raise SettingError(f"setting {key}={raw!r} ({source}) is not a valid {kind}")
-    if "pattern" in metadata and not re.fullmatch(metadata["pattern"], value):
+        raise SettingError(f"setting {key}={raw!r} ({source}) is not {KINDS[kind]}")
+    if "valid" in metadata and not metadata["valid"](value):
         raise SettingError(f"setting {key}={raw!r} ({source}) is not {metadata['wanted']}")
     if "one_of" in metadata and value not in metadata["one_of"]:
         raise SettingError(f"setting {key}={raw!r} ({source}) is not one of: "
                            f"{', '.join(repr(c) for c in metadata['one_of'])}")
-    if "at_least" in metadata or "above" in metadata:
-        low = metadata.get("at_least", metadata.get("above"))
-        inside = value >= low if "at_least" in metadata else value > low
-        if not (math.isfinite(value) and inside):
-            what = "a whole number" if kind == "int" else "a number"
-            bound = f"of {low} or more" if "at_least" in metadata else f"above {low}"
-            raise SettingError(f"setting {key}={raw!r} ({source}) is out of range: give {what} {bound} "
-                               "(docs/configuration.md)")
+    if not _in_range(value, kind, metadata):
+        raise SettingError(f"setting {key}={raw!r} ({source}) is out of range: give {_wanted(kind, metadata)} "
+                           "(docs/configuration.md)")
     return value
+
+
+def _in_range(value, kind: str, metadata) -> bool:
+    if "at_least" not in metadata and "above" not in metadata:
+        return True
+    low = metadata.get("at_least", metadata.get("above"))
+    most = metadata.get("at_most") or JAVA_INT_MAX
+    inside = value >= low if "at_least" in metadata else value > low
+    return math.isfinite(value) and inside and value <= most
+
+
+KINDS = {"int": "a whole number", "float": "a number", "bool": "true or false",
+         "str": "text (in the file, a quoted TOML string)"}
+
+
+def setting_type(name: str) -> Callable[[str], object]:
+    """An argparse type for a flag that overrides the setting `name` (e.g. "live_poll_seconds"):
+    the flag's text within the setting's own type and range, else Refused saying what it must be.
+    One range for both, so the flag cannot take what the setting would refuse."""
+    setting = next(f for f in dataclasses.fields(Settings) if f.name == name)
+    kind = setting.type if isinstance(setting.type, str) else setting.type.__name__
+
+    def parse(text: str):
+        value = _coerce(text, kind)
+        if value is None or not _in_range(value, kind, setting.metadata):
+            raise Refused(f"{text} is not {_wanted(kind, setting.metadata)}")
+        return value
+    parse.__name__ = parse.__qualname__ = name
+    return parse
 
 
 def _coerce(raw, kind: str):
     """`raw` as `kind` (bool, int, float or str), or None when it is not one: a bool is not a
-    number, and an int is whole (3.9 is not 3)."""
+    number, an int is whole (3.9 is not 3), and text is text (a TOML date is not)."""
     if kind == "bool":
         if isinstance(raw, bool):
             return raw
@@ -319,12 +426,12 @@ def _coerce(raw, kind: str):
         return True if text in ("1", "true", "yes", "on") else False if text in ("0", "false", "no", "off", "") \
             else None
     if kind == "str":
-        return str(raw)
+        return raw if isinstance(raw, str) else None
     if isinstance(raw, bool):
         return None
     try:
         number = float(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if kind == "float":
         return number

@@ -23,7 +23,7 @@ from typing import Any
 
 from finstream.core import schema
 from finstream.core.config import PROJECT_ROOT, Settings
-from finstream.core.errors import exit_on_user_error
+from finstream.core.errors import ArgumentParser, HelpFormatter, UserError, exit_on_user_error
 from finstream.core.questions import Question, watched
 
 NDJSON_PATH = PROJECT_ROOT / "conf" / "kibana" / "dashboards.ndjson"
@@ -426,15 +426,27 @@ def main(argv: list[str] | None = None) -> int:
     The names are the defaults unless the environment overrides them.
 
     Args:
-        argv: [path] (default: NDJSON_PATH, conf/kibana/dashboards.ndjson).
+        argv: the command's arguments, [path] (default: NDJSON_PATH, conf/kibana/dashboards.ndjson).
 
     Returns:
         The exit code, 0.
+
+    Raises:
+        UserError: the path cannot be written (a folder, or a folder that cannot be made).
     """
-    path = Path(argv[0]) if argv else NDJSON_PATH
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_ndjson(Settings.load()), encoding="utf-8")
-    print(f"wrote {len(saved_objects(Settings.load()))} saved objects to {path}")
+    parser = ArgumentParser(description="Write the Kibana dashboards (saved objects, NDJSON) for the configured "
+                                        "index names.", formatter_class=HelpFormatter)
+    parser.add_argument("path", nargs="?", type=Path, default=NDJSON_PATH, help="where to write them")
+    path = parser.parse_args(argv).path
+    settings = Settings.load()
+    text = render_ndjson(settings)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write {path} ({exc.strerror or exc}): give a file path in a folder you can "
+                        "write") from None
+    print(f"wrote {text.count(chr(10))} saved objects to {path}")
     return 0
 
 

@@ -61,8 +61,12 @@ def client(settings: Settings):
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     # Creating a store runs MLflow's schema migrations, whose alembic logging setup replaces the
-    # root logger's handlers and level (our INFO lines would vanish): put them back.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # root logger's handlers and level (our INFO lines would vanish) and prints some 40 lines of
+    # migration steps: silence those while it runs, and put the handlers back.
+    migrating = may_migrate(settings)
+    if migrating:
+        log.info("creating the MLflow store at %s", uri)
+        logging.disable(logging.INFO)
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     try:
@@ -72,6 +76,8 @@ def client(settings: Settings):
         root.handlers[:] = handlers
         root.setLevel(level)
         logging.getLogger("alembic").setLevel(logging.WARNING)
+        if migrating:
+            logging.disable(logging.NOTSET)
     return mlflow_client
 
 

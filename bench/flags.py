@@ -1,0 +1,54 @@
+"""argparse types the benchmarks share: each refuses a bad value in one line before any work
+starts (a benchmark's mistake found after its minutes of publishing costs those minutes)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from finstream.core.errors import Refused
+
+
+def results_path(text: str) -> str:
+    """An argparse type: where a benchmark writes its results, without .json/.md: a file path
+    whose folder exists or can be made; Refused otherwise (empty, a folder, not writable)."""
+    path = Path(text.strip())
+    if not text.strip() or path.name in ("", ".", ".."):
+        raise Refused(f"{text!r} is not a file path (e.g. bench/results/latency-2, without .json/.md)")
+    if path.is_dir():
+        raise Refused(f"{text} is a folder: give a file path in it, without .json/.md")
+    folder = path.parent.resolve()
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise Refused(f"cannot write under {folder} ({'a file' if folder.is_file() else 'not writable'}): "
+                      "give a path in a folder you can write")
+    return text.strip()
+
+
+def trigger_interval(text: str) -> str:
+    """An argparse type: the stream job's trigger interval in a form Spark reads, whole
+    milliseconds or minutes or (fractional) seconds, e.g. "1 second", "500 milliseconds",
+    "0.5 seconds"; Refused otherwise. (The stream job checks its own with Spark's parser; a
+    benchmark checks before it publishes, without a JVM.)"""
+    if not re.fullmatch(r"\d+ (milliseconds?|minutes?)|\d+(\.\d+)? seconds?", text.strip()):
+        raise Refused(f"{text!r} is not a trigger interval (e.g. 1 second, 500 milliseconds, 0.5 seconds, 1 minute)")
+    return text.strip()
+
+
+def spark_conf(text: str) -> str:
+    """An argparse type: one Spark configuration, KEY=VALUE with a KEY; Refused otherwise."""
+    key, equals, _ = text.partition("=")
+    if not equals or not key.strip() or " " in key.strip():
+        raise Refused(f"{text!r} is not KEY=VALUE (e.g. spark.sql.shuffle.partitions=2)")
+    return text
+
+
+def refresh_interval(text: str) -> str:
+    """An argparse type: an Elasticsearch time value for refresh_interval ("30s", "500ms", "-1"
+    for none), checked before anything is published; Refused otherwise (Elasticsearch would
+    refuse it only when the first method's index is set up)."""
+    if not re.fullmatch(r"-1|0|\d+\s*(nanos|micros|ms|s|m|h|d)", text.strip().lower()):
+        raise Refused(f"{text!r} is not an Elasticsearch time value (e.g. 1s, 30s, 500ms, or -1 for no refresh)")
+    return text.strip()
