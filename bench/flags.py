@@ -29,19 +29,21 @@ def results_path(text: str) -> str:
 
 def trigger_interval(text: str) -> str:
     """An argparse type: the stream job's trigger interval in a form Spark reads, whole
-    milliseconds or minutes or (fractional) seconds, e.g. "1 second", "500 milliseconds",
+    milliseconds, minutes or hours or (fractional) seconds, e.g. "1 second", "500 milliseconds",
     "0.5 seconds"; Refused otherwise. (The stream job checks its own with Spark's parser; a
-    benchmark checks before it publishes, without a JVM.)"""
-    if not re.fullmatch(r"\d+ (milliseconds?|minutes?)|\d+(\.\d+)? seconds?", text.strip()):
+    benchmark checks this simpler form before it publishes, without a JVM.)"""
+    if not re.fullmatch(r"\d{1,9} (milliseconds?|minutes?|hours?)|(\d{1,9}(\.\d+)?|\.\d+) seconds?", text.strip(),
+                        flags=re.IGNORECASE):
         raise Refused(f"{text!r} is not a trigger interval (e.g. 1 second, 500 milliseconds, 0.5 seconds, 1 minute)")
     return text.strip()
 
 
 def spark_conf(text: str) -> str:
-    """An argparse type: one Spark configuration, KEY=VALUE with a KEY; Refused otherwise."""
+    """An argparse type: one Spark property, spark.KEY=VALUE; Refused otherwise (Spark ignores a
+    key without the spark. prefix, so the run would measure the defaults under another name)."""
     key, equals, _ = text.partition("=")
-    if not equals or not key.strip() or " " in key.strip():
-        raise Refused(f"{text!r} is not KEY=VALUE (e.g. spark.sql.shuffle.partitions=2)")
+    if not equals or not key.strip().startswith("spark.") or " " in key.strip():
+        raise Refused(f"{text!r} is not spark.KEY=VALUE (e.g. spark.sql.shuffle.partitions=2)")
     return text
 
 

@@ -43,11 +43,20 @@ def spread(values: list[float], digits: int = 2) -> str:
     return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
+def result_paths(out: str | Path) -> tuple[Path, Path]:
+    """`out`.json and `out`.md: the suffixes appended, not swapped for the name's last dotted part
+    (`latency-0.5s` is not `latency-0`); a .json or .md given anyway is dropped first."""
+    text = str(out)
+    for suffix in (".json", ".md"):
+        text = text.removesuffix(suffix)
+    return Path(f"{text}.json"), Path(f"{text}.md")
+
+
 def write(out: str | Path, result: dict, markdown: str | None = None) -> None:
     """Writes the JSON (and the table, printed too)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    json_path, markdown_path = result_paths(out)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(result, indent=2) + "\n")
     if markdown is not None:
-        out.with_suffix(".md").write_text(markdown)
+        markdown_path.write_text(markdown)
         print(markdown, end="")

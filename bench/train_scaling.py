@@ -19,7 +19,9 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from bench import flags
+# spark-submit runs this file by its path: the project's root is not on the path, bench/ is.
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
+from bench import flags, report  # noqa: E402
 from finstream.core.errors import (
     ArgumentParser,
     HelpFormatter,
@@ -97,15 +99,11 @@ def main() -> None:
     result = {"benchmark": "train_scaling", "date": datetime.now(timezone.utc).isoformat(),
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
               "spark_master": spark.sparkContext.master, "folds": args.folds, "runs": rows}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2))
     table = ["| bars | question | tickers | train rows | seconds | s per 100k bars | served |",
              "|---:|---|---:|---:|---:|---:|---|"]
     table += [f"| {r['bars']:,} | {r['question']} | {r['tickers']} | {r['train_rows']:,} | {r['seconds']} | "
               f"{100_000 * r['seconds'] / r['bars']:.1f} | {r['served']} |" for r in rows]
-    out.with_suffix(".md").write_text("\n".join(table) + "\n")
-    print("\n".join(table))
+    report.write(args.out, result, "\n".join(table) + "\n")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from finstream.core.errors import (
     exit_on_user_error,
     fraction,
     non_negative_int,
-    positive_int,
+    positive_int32,
     ticker_list,
 )
 from finstream.core.logs import setup_logging
@@ -64,7 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tickers", type=ticker_list, default=defaults.tickers,
                         help="comma-separated (default: every ticker of the timespan)")
     parser.add_argument("--timespan", default=defaults.timespan, choices=TIMESPANS)
-    parser.add_argument("--multiplier", type=positive_int, default=defaults.multiplier)
+    parser.add_argument("--multiplier", type=positive_int32, default=defaults.multiplier)
     parser.add_argument("--test-fraction", type=fraction, default=defaults.test_fraction)
     parser.add_argument("--folds", type=non_negative_int, default=defaults.folds,
                         help="walk-forward folds (expanding window)")

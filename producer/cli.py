@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 from tqdm import tqdm
 
@@ -27,7 +27,7 @@ from finstream.core.errors import (
     UserError,
     non_negative_int,
     positive,
-    positive_int,
+    positive_int32,
     ticker_list,
 )
 from finstream.core.logs import setup_logging
@@ -57,6 +57,19 @@ def speed(text: str) -> float | str:
     return value
 
 
+def market_date(text: str, today: date | None = None) -> date:
+    """An argparse type: a day, YYYY-MM-DD, from 1970-01-01 to today (UTC); Refused otherwise
+    (a day after today has no bars, and one far out of range overflowed the default range)."""
+    today = today or datetime.now(timezone.utc).date()
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise Refused(f"{text} is not a day (YYYY-MM-DD)") from None
+    if not date(1970, 1, 1) <= day <= today:
+        raise Refused(f"{text} is not a day from 1970-01-01 to today ({today})")
+    return day
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = ArgumentParser(prog="python -m producer", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -66,16 +79,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     backfill.add_argument("--tickers", type=ticker_list, default="AAPL",
                           help="comma-separated, e.g. AAPL,MSFT,C:EURUSD,X:BTCUSD")
     backfill.add_argument("--timespan", default="day", choices=TIMESPANS)
-    backfill.add_argument("--multiplier", type=positive_int, default=1)
-    backfill.add_argument("--from", dest="start", type=date.fromisoformat, help="YYYY-MM-DD (default: 5 years ago)")
-    backfill.add_argument("--to", dest="end", type=date.fromisoformat, help="YYYY-MM-DD (default: yesterday)")
+    backfill.add_argument("--multiplier", type=positive_int32, default=1)
+    backfill.add_argument("--from", dest="start", type=market_date, help="YYYY-MM-DD (default: 5 years ago)")
+    backfill.add_argument("--to", dest="end", type=market_date, help="YYYY-MM-DD (default: yesterday)")
     backfill.add_argument("--max-requests-per-minute", type=setting_type("polygon_max_requests_per_minute"),
                           help="request cap (free tier: 5; 0: none); default POLYGON_MAX_REQUESTS_PER_MINUTE")
 
     live = commands.add_parser("live", help="publish new bars as they close, until stopped (SIGINT/SIGTERM)")
     live.add_argument("--tickers", type=ticker_list, default="AAPL", help="comma-separated, e.g. AAPL,MSFT,X:BTCUSD")
     live.add_argument("--timespan", default="minute", choices=TIMESPANS)
-    live.add_argument("--multiplier", type=positive_int, default=1)
+    live.add_argument("--multiplier", type=positive_int32, default=1)
     live.add_argument("--source", choices=LIVE_SOURCES,
                       help="rest: poll the aggregates endpoint (every plan); websocket: each minute bar pushed as it "
                            "closes (plans with WebSocket access; minute bars only); default LIVE_SOURCE")

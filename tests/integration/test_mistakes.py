@@ -67,7 +67,7 @@ def test_bad_tickers_and_flags(pipeline):
            "host:port" in line
     line = pipeline.mistake(*PRODUCER, "backfill",
                             env={"POLYGON_API_KEY": "", "POLYGON_API_KEY_FILE": "/nonexistent/key"})
-    assert line == ("error: POLYGON_API_KEY_FILE=/nonexistent/key: cannot read it (No such file or directory): "
+    assert line == ("error: POLYGON_API_KEY_FILE='/nonexistent/key': cannot read it (No such file or directory): "
                     "name a readable file, or set POLYGON_API_KEY instead")
     line = pipeline.mistake(*PRODUCER, "replay", env={"KAFKA_TOPIC": f"{pipeline.settings.kafka_topic}-new",
                                                        "KAFKA_REPLICATION_FACTOR": "3"})

@@ -47,7 +47,8 @@ def test_a_benchmark_without_its_servers_prints_one_line_and_exits_2(module, mon
     ("latency", ["--trigger", "soon"], "'soon' is not a trigger interval"),
     ("soak", ["--trigger", "1.5 minutes"], "'1.5 minutes' is not a trigger interval"),
     ("live_latency", ["--server-lag", "nan"], "nan is not a number, 0 or more"),
-    ("compare", ["--spark-conf", "noequals"], "'noequals' is not KEY=VALUE"),
+    ("compare", ["--spark-conf", "noequals"], "'noequals' is not spark.KEY=VALUE"),
+    ("compare", ["--spark-conf", "sql.shuffle.partitions=2"], "'sql.shuffle.partitions=2' is not spark.KEY=VALUE"),
     ("methods", ["bulk", "--index", "x", "--expected", "-1"], "-1 is not a whole number, 0 or more"),
 ])
 def test_a_bad_number_is_refused_with_its_reason_before_any_work(module, flags, reason, monkeypatch):
@@ -69,8 +70,18 @@ def test_refresh_intervals_elasticsearch_accepts(text, expected):
     assert refresh_interval(text) == expected
 
 
-@pytest.mark.parametrize("text", ["1 second", "5 seconds", "0.5 seconds", "500 milliseconds", "1 minute", "0 seconds"])
+@pytest.mark.parametrize("text", ["1 second", "5 seconds", "0.5 seconds", ".5 seconds", "500 milliseconds", "1 minute",
+                                  "0 seconds", "1 Second", "1 hour"])
 def test_trigger_intervals_a_benchmark_passes_on(text):
     from bench.flags import trigger_interval
 
     assert trigger_interval(f" {text} ") == text
+
+
+@pytest.mark.parametrize(("out", "expected"), [("bench/results/latency-0.5s", "bench/results/latency-0.5s"),
+                                               ("r/latency.2026-12-05", "r/latency.2026-12-05"),
+                                               ("r/x.json", "r/x"), ("r/x.md", "r/x")])
+def test_results_keep_every_dotted_part_of_their_name(out, expected):
+    from bench.report import result_paths
+
+    assert result_paths(out) == (Path(f"{expected}.json"), Path(f"{expected}.md"))

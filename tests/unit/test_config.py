@@ -141,7 +141,9 @@ def test_a_refused_setting_is_a_user_error_one_line_exit_2(capsys):
     ("ES_INDEX_MODEL_METRICS", "a b", False), ("ES_INDEX_PIPELINE_METRICS", "x" * 256, False),
     # Kafka's own topics, and Elasticsearch's 255 counted in bytes: 128 two-byte letters are 256.
     ("KAFKA_TOPIC", "__consumer_offsets", False), ("KAFKA_TOPIC", "__transaction_state", False),
-    ("KAFKA_TOPIC", "_bars", True), ("ES_INDEX_BARS", "é" * 127, True), ("ES_INDEX_BARS", "é" * 128, False)])
+    ("KAFKA_TOPIC", "_bars", True), ("ES_INDEX_BARS", "é" * 127, True), ("ES_INDEX_BARS", "é" * 128, False),
+    # Upper case in any script; { } would make ES-Hadoop route each document by a field's value.
+    ("ES_INDEX_BARS", "bars-É", False), ("ES_INDEX_PREDICTIONS", "predictions{ticker}", False)])
 def test_names_kafka_and_elasticsearch_would_refuse_are_refused_at_load(key, value, ok):
     if ok:
         assert Settings.load(environ={key: value})
@@ -184,6 +186,14 @@ def test_two_kinds_of_document_in_one_index_are_refused():
     ("MLFLOW_TRACKING_URI", "", True), ("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000", True),
     ("MLFLOW_TRACKING_URI", "sqlite:////tmp/m.db", True), ("MLFLOW_TRACKING_URI", "databricks", True),
     ("MLFLOW_TRACKING_URI", "not a uri", False), ("MLFLOW_TRACKING_URI", "/srv/mlruns", False),
+    # The likeliest slips: no http:// (read as a scheme), a misspelt scheme, no host.
+    ("MLFLOW_TRACKING_URI", "localhost:5000", False), ("MLFLOW_TRACKING_URI", "htp://x:5000", False),
+    ("MLFLOW_TRACKING_URI", "http://", False), ("MLFLOW_TRACKING_URI", "postgresql+psycopg2://u@db/m", True),
+    ("MLFLOW_TRACKING_URI", "databricks://profile", True), ("MLFLOW_TRACKING_URI", "file:///srv/mlruns", True),
+    ("KAFKA_BOOTSTRAP_SERVERS", "[fe80::1%eth0]:9092", True),
+    ("POLYGON_BASE_URL", "http://127.0.0.1:8080", True), ("POLYGON_BASE_URL", "api.polygon.io", False),
+    ("POLYGON_BASE_URL", "", False), ("POLYGON_WS_REALTIME_URL", "https://socket.massive.com", False),
+    ("POLYGON_WS_DELAYED_URL", "ws://127.0.0.1:9000", True), ("CHECKPOINT_DIR", " ", False), ("MODEL_DIR", "", False),
 ])
 def test_addresses_are_checked_at_load(key, value, ok):
     if ok:
@@ -200,8 +210,9 @@ def test_a_steady_connection_is_longer_than_the_reconnect_cap():
 
 
 def test_a_ca_file_that_is_not_there_is_refused(tmp_path):
-    with pytest.raises(SettingError, match=r"^KAFKA_SSL_CAFILE=/nonexistent/ca.pem: no readable file there"):
-        Settings.load(environ={"KAFKA_SSL_CAFILE": "/nonexistent/ca.pem"})
+    for missing in ("/nonexistent/ca.pem", str(tmp_path)):
+        with pytest.raises(SettingError, match=rf"^KAFKA_SSL_CAFILE='{missing}': no readable file there"):
+            Settings.load(environ={"KAFKA_SSL_CAFILE": missing})
     (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
     assert Settings.load(environ={"ES_CA_CERTS": str(tmp_path / "ca.pem")}).es_ca_certs == str(tmp_path / "ca.pem")
 
@@ -224,11 +235,11 @@ def test_a_misspelt_key_or_a_date_in_the_file_is_refused(tmp_path):
 def test_a_secret_file_that_cannot_be_read_is_one_line(tmp_path, monkeypatch):
     monkeypatch.delenv("ES_PASSWORD", raising=False)
     monkeypatch.setenv("ES_PASSWORD_FILE", str(tmp_path / "missing"))
-    with pytest.raises(SettingError, match=rf"^ES_PASSWORD_FILE={tmp_path}/missing: cannot read it \(No such file"):
+    with pytest.raises(SettingError, match=rf"^ES_PASSWORD_FILE='{tmp_path}/missing': cannot read it \(No such file"):
         Settings.load(environ={}).es_password.reveal()
     (tmp_path / "latin1").write_bytes("s\xe9cret".encode("latin-1"))
     monkeypatch.setenv("ES_PASSWORD_FILE", str(tmp_path / "latin1"))
-    with pytest.raises(SettingError, match=r"latin1 is not UTF-8 text"):
+    with pytest.raises(SettingError, match=r"latin1' is not UTF-8 text"):
         Settings.load(environ={}).es_password.reveal()
     (tmp_path / "ok").write_text("s3cret\n")
     monkeypatch.setenv("ES_PASSWORD_FILE", str(tmp_path / "ok"))
@@ -245,3 +256,18 @@ def test_a_flag_that_overrides_a_setting_takes_its_range():
             poll(text)
     with pytest.raises(Refused, match=r"^-1 is not a whole number from 0 to 2147483647$"):
         setting_type("polygon_max_requests_per_minute")("-1")
+
+
+def test_the_file_gives_each_value_its_own_type_and_keeps_no_secret(tmp_path):
+    text = (conf_dir() / "pipeline.toml").read_text()
+    (tmp_path / "quoted.toml").write_text(text.replace("KAFKA_TOPIC_PARTITIONS = 3", 'KAFKA_TOPIC_PARTITIONS = "3"'))
+    with pytest.raises(SettingError, match=r"^setting KAFKA_TOPIC_PARTITIONS='3' \(in .*quoted.toml\) is not a whole "
+                                           r"number; write it without quotes$"):
+        Settings.load(environ={}, path=tmp_path / "quoted.toml")
+    (tmp_path / "secret.toml").write_text(text + '\nPOLYGON_API_KEY = "abc"\n')
+    with pytest.raises(SettingError, match=r"secret.toml sets POLYGON_API_KEY, a secret: secrets never come from this "
+                                           r"file; set POLYGON_API_KEY in the environment, .* POLYGON_API_KEY_FILE$"):
+        Settings.load(environ={}, path=tmp_path / "secret.toml")
+    (tmp_path / "bom.toml").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    with pytest.raises(SettingError, match=r"bom.toml starts with a byte-order mark"):
+        Settings.load(environ={}, path=tmp_path / "bom.toml")

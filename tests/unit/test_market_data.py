@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import date
 
 import pytest
@@ -350,3 +351,17 @@ def test_mistakes_that_need_no_server_are_found_before_kafka_is_reached(argv, en
     else:
         with pytest.raises(UserError, match=refused):
             check_before_publishing(args, settings)
+
+
+def test_a_backfill_day_is_between_1970_and_today():
+    from finstream.core.errors import Refused
+    from producer.cli import market_date
+
+    today = date(2026, 12, 5)
+    assert market_date("2026-12-05", today) == today and market_date("1970-01-01", today) == date(1970, 1, 1)
+    for text, reason in (("2026-12-06", "is not a day from 1970-01-01 to today (2026-12-05)"),
+                         ("9999-12-31", "is not a day from 1970-01-01 to today"),
+                         ("0001-01-01", "is not a day from 1970-01-01 to today"),
+                         ("2024-13-01", "is not a day (YYYY-MM-DD)")):
+        with pytest.raises(Refused, match=rf"^{text} {re.escape(reason)}"):
+            market_date(text, today)

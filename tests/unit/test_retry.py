@@ -86,3 +86,14 @@ def test_reconnecting_raises_what_it_does_not_retry_and_ends_on_stop():
         raise Transient("lost")
 
     reconnecting(lost, what="w", base=1.0, cap=5.0, log=log, stop=stop, sleep=lambda _: None)
+
+
+def test_the_back_off_stays_at_its_cap_however_many_retries():
+    from types import SimpleNamespace
+
+    from finstream.core.retry import backoff
+
+    pause = backoff(1.0, 60.0)
+    # A retry count of the int's maximum: 2.0 ** 1024 would overflow past the 1 025th attempt.
+    for attempt, expected in ((1, 1.0), (2, 2.0), (7, 60.0), (1_025, 60.0), (2_147_483_647, 60.0)):
+        assert pause(SimpleNamespace(attempt_number=attempt, outcome=None)) == expected

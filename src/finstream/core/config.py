@@ -69,10 +69,10 @@ def read_secret(name: str) -> Secret:
         try:
             value = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
-            raise SettingError(f"{name}_FILE={path}: cannot read it ({exc.strerror or exc}): name a readable "
+            raise SettingError(f"{name}_FILE={path!r}: cannot read it ({exc.strerror or exc}): name a readable "
                                f"file, or set {name} instead") from None
         except UnicodeDecodeError:
-            raise SettingError(f"{name}_FILE={path} is not UTF-8 text: save the secret as plain text") from None
+            raise SettingError(f"{name}_FILE={path!r} is not UTF-8 text: save the secret as plain text") from None
     return Secret(value.strip())
 
 
@@ -116,13 +116,14 @@ def matching(pattern: str, wanted: str) -> dict:
 
 
 def _index_name(value: str) -> bool:
-    # Elasticsearch counts its 255 in bytes, not characters.
-    return re.fullmatch(r"(?!\.{1,2}$)(?![-_+])[^A-Z\\/*?\"<>| ,#:]+", value) is not None \
-        and len(value.encode("utf-8")) <= 255
+    # Elasticsearch lower-cases in any script and counts its 255 in bytes; ES-Hadoop reads { }
+    # in a resource as a per-document pattern (the writes would go to other indices).
+    return re.fullmatch(r"(?!\.{1,2}$)(?![-_+])[^\\/*?\"<>| ,#:{}]+", value) is not None \
+        and value == value.lower() and len(value.encode("utf-8")) <= 255
 
 
 def _host_ports(port_required: bool) -> Callable[[str], bool]:
-    host = r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)"
+    host = r"(\[[0-9A-Fa-f:.]+(?:%[A-Za-z0-9._-]+)?\]|[A-Za-z0-9._-]+)"
     pattern = host + (r":(\d{1,5})" if port_required else r"(?::(\d{1,5}))?")
 
     def valid(value: str) -> bool:
@@ -136,16 +137,25 @@ def _host_ports(port_required: bool) -> Callable[[str], bool]:
 TOPIC_NAME = matching(r"(?!\.{1,2}$)(?!__)[A-Za-z0-9._-]{1,249}",
                       "a Kafka topic name (letters, digits, . _ -; at most 249; not starting with __, which "
                       "Kafka keeps for its own topics)")
-INDEX_NAME = satisfying(_index_name, "an Elasticsearch index name (lower case, none of \\ / * ? \" < > | , # : or "
-                                     "spaces, not starting with - _ +, at most 255 bytes)")
-HOST_PORTS = satisfying(_host_ports(port_required=True), "comma-separated host:port (e.g. localhost:9092)")
-HOSTS = satisfying(_host_ports(port_required=False), "comma-separated host or host:port (e.g. localhost:9200)")
-# MLflow's tracking URI: empty (the embedded store) or a URI. A bare path would silently make a
-# folder store wherever the command runs.
-TRACKING_URI = matching(r"|databricks(-uc)?|[A-Za-z][A-Za-z0-9+.-]*:.+",
-                        "empty (the embedded store) or a URI (http://host:5000, sqlite:///path/mlflow.db, "
-                        "postgresql://..., file:///path, databricks)")
+INDEX_NAME = satisfying(_index_name, "an Elasticsearch index name (lower case, none of \\ / * ? \" < > | , # : { } "
+                                     "or spaces, not starting with - _ +, at most 255 bytes)")
+HOST_PORTS = satisfying(_host_ports(port_required=True), "comma-separated host:port without a protocol (e.g. "
+                                                         "localhost:9092; KAFKA_SECURITY_PROTOCOL sets the protocol)")
+HOSTS = satisfying(_host_ports(port_required=False), "comma-separated host or host:port without a scheme (e.g. "
+                                                     "localhost:9200; ES_SCHEME sets the scheme)")
+# MLflow's tracking URI: empty (the embedded store) or a URI of a store MLflow knows. A bare
+# path would silently make a folder store wherever the command runs; `localhost:5000` (no
+# http://) would be read as a scheme.
+TRACKING_URI = matching(r"|databricks(-uc)?(://.*)?|uc:.+|file:.+|sqlite:///.+|https?://[^/:?#\s]+.*"
+                        r"|(postgresql|mysql|mssql)(\+\w+)?://.+",
+                        "empty (the embedded store) or a store's URI: http(s)://host..., sqlite:///path/mlflow.db, "
+                        "postgresql://..., mysql://..., mssql://..., file:///path or databricks")
+HTTP_URL = matching(r"https?://[^/:?#\s]+[^\s]*", "an http:// or https:// URL with a host")
+WS_URL = matching(r"wss?://[^/:?#\s]+[^\s]*", "a ws:// or wss:// URL with a host")
+PATH = matching(r".*\S.*", "a path (relative ones are under .local/)")
 
+# The credentials: never fields, never in the settings file (Settings' properties read them).
+SECRETS = ("POLYGON_API_KEY", "ES_PASSWORD", "ES_API_KEY", "ES_TRUSTSTORE_PASSWORD", "KAFKA_SASL_PASSWORD")
 LIVE_SOURCES = ("rest", "websocket")  # LIVE_SOURCE and the producer's --source
 WS_FEEDS = ("realtime", "delayed")  # POLYGON_WS_FEED and --feed
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")  # both clients' logins (kafka_spark_options)
@@ -187,7 +197,7 @@ class Settings:
     es_batch_write_retry_count: int = field(metadata=at_least(0))
     es_batch_write_retry_wait: str
     es_batch_write_refresh: bool
-    checkpoint_dir: str
+    checkpoint_dir: str = field(metadata=PATH)
     stream_trigger_interval: str
     stream_max_offsets_per_trigger: int = field(metadata=at_least(0, JAVA_LONG_MAX))
     stream_min_partitions: int = field(metadata=at_least(0))
@@ -195,7 +205,7 @@ class Settings:
     stream_state_partitions: int = field(metadata=at_least(0))
     stream_state_buckets: int = field(metadata=at_least(1))
     stream_series_idle_hours: float = field(metadata=above(0, HOURS_IN_10_YEARS))
-    polygon_base_url: str
+    polygon_base_url: str = field(metadata=HTTP_URL)
     polygon_max_requests_per_minute: int = field(metadata=at_least(0))
     polygon_timeout_seconds: float = field(metadata=above(0, 3600))
     polygon_max_retries: int = field(metadata=at_least(0))
@@ -204,12 +214,12 @@ class Settings:
     live_delay_minutes: float = field(metadata=at_least(0, 10080))  # a week
     live_source: str = field(metadata=one_of(*LIVE_SOURCES))
     polygon_ws_feed: str = field(metadata=one_of(*WS_FEEDS))
-    polygon_ws_realtime_url: str
-    polygon_ws_delayed_url: str
+    polygon_ws_realtime_url: str = field(metadata=WS_URL)
+    polygon_ws_delayed_url: str = field(metadata=WS_URL)
     live_ws_reconnect_cap_seconds: float = field(metadata=above(0, 3600))
     live_ws_max_refusals: int = field(metadata=at_least(1))
     live_ws_steady_seconds: float = field(metadata=above(0, 86400))
-    model_dir: str
+    model_dir: str = field(metadata=PATH)
     mlflow_tracking_uri: str = field(metadata=TRACKING_URI)
     model_poll_seconds: float = field(metadata=above(0, 3600))
 
@@ -234,7 +244,10 @@ class Settings:
         path = path or conf_dir() / "pipeline.toml"
         defaults = _read_defaults(path)
         names = [setting.name.upper() for setting in dataclasses.fields(cls)]
-        for key in defaults.keys() - set(names):
+        for key in sorted(defaults.keys() - set(names)):
+            if key in SECRETS:
+                raise SettingError(f"{path} sets {key}, a secret: secrets never come from this file; set {key} "
+                                   f"in the environment, or name a file holding it in {key}_FILE")
             near = difflib.get_close_matches(key, names, n=1)
             raise SettingError(f"{path} sets {key}, which is not a setting"
                                + (f": did you mean {near[0]}?" if near else " (docs/configuration.md lists them)"))
@@ -246,6 +259,8 @@ class Settings:
                                    f"{PROJECT_ROOT / 'conf' / 'pipeline.toml'} has every key")
             raw = environ.get(key, defaults[key])
             source = "from the environment" if key in environ else f"in {path}"
+            if key not in environ and isinstance(raw, str) and setting.type not in ("str", str):
+                raw = _Quoted(raw)  # a TOML string for a number or a flag: its type is wrong
             values[setting.name] = _checked(key, raw, setting.type, setting.metadata, source)
         settings = cls(**values)
         if settings.kafka_security_protocol.startswith("SASL") and not settings.kafka_sasl_mechanism:
@@ -336,7 +351,9 @@ def _read_defaults(path: Path) -> dict:
         raise SettingError(f"cannot read the settings file {path} ({exc.strerror or exc}): set "
                            "FINSTREAM_CONF_DIR to a folder holding pipeline.toml, or unset it") from None
     except tomllib.TOMLDecodeError as exc:
-        raise SettingError(f"{path} is not valid TOML: {exc}") from None
+        bom = path.read_bytes().startswith(b"\xef\xbb\xbf")
+        raise SettingError(f"{path} starts with a byte-order mark, which TOML does not allow: save it as UTF-8 "
+                           "without one" if bom else f"{path} is not valid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise SettingError(f"{path} is not UTF-8 text, as TOML must be: save it as UTF-8") from None
 
@@ -357,8 +374,8 @@ def _check_together(settings: Settings) -> None:
                            "reconnecting with that back-off would not be caught (docs/configuration.md)")
     for key in ("KAFKA_SSL_CAFILE", "ES_CA_CERTS"):
         value = getattr(settings, key.lower())
-        if value and not os.access(value, os.R_OK):
-            raise SettingError(f"{key}={value}: no readable file there: name the CA's PEM file, or leave it empty")
+        if value and not (os.path.isfile(value) and os.access(value, os.R_OK)):
+            raise SettingError(f"{key}={value!r}: no readable file there: name the CA's PEM file, or leave it empty")
 
 
 def _wanted(kind: str, metadata) -> str:
@@ -375,7 +392,8 @@ def _checked(key: str, raw, kind, metadata, source: str):
     kind = kind if isinstance(kind, str) else kind.__name__
     value = _coerce(raw, kind)
     if value is None:
-        raise SettingError(f"setting {key}={raw!r} ({source}) is not {KINDS[kind]}")
+        unquote = "; write it without quotes" if isinstance(raw, _Quoted) else ""
+        raise SettingError(f"setting {key}={raw!r} ({source}) is not {KINDS[kind]}{unquote}")
     if "valid" in metadata and not metadata["valid"](value):
         raise SettingError(f"setting {key}={raw!r} ({source}) is not {metadata['wanted']}")
     if "one_of" in metadata and value not in metadata["one_of"]:
@@ -416,9 +434,15 @@ def setting_type(name: str) -> Callable[[str], object]:
     return parse
 
 
+class _Quoted(str):
+    """A TOML string given for a number or a flag (`"3"`): not of the field's type."""
+
+
 def _coerce(raw, kind: str):
     """`raw` as `kind` (bool, int, float or str), or None when it is not one: a bool is not a
     number, an int is whole (3.9 is not 3), and text is text (a TOML date is not)."""
+    if isinstance(raw, _Quoted):
+        return None
     if kind == "bool":
         if isinstance(raw, bool):
             return raw

@@ -98,6 +98,8 @@ def _number(kind: type, accept: Callable[[float], bool], wanted: str, name: str)
 
 positive = _number(float, lambda v: math.isfinite(v) and v > 0, "a number above 0", "positive")
 positive_int = _number(int, lambda v: v >= 1, "a whole number above 0", "positive_int")
+# A value stored as a 32-bit int (a bar's multiplier: Spark's and Elasticsearch's `integer`).
+positive_int32 = _number(int, lambda v: 1 <= v <= 2**31 - 1, "a whole number from 1 to 2147483647", "positive_int32")
 non_negative = _number(float, lambda v: math.isfinite(v) and v >= 0, "a number, 0 or more", "non_negative")
 non_negative_int = _number(int, lambda v: v >= 0, "a whole number, 0 or more", "non_negative_int")
 fraction = _number(float, lambda v: 0 < v < 1, "a number between 0 and 1", "fraction")

@@ -48,7 +48,10 @@ def backoff(base: float, cap: float) -> Callable[[RetryCallState], float]:
     def pause(state: RetryCallState) -> float:
         failure = state.outcome.exception() if state.outcome else None
         asked = getattr(failure, "retry_after", None)
-        return asked if asked is not None else min(cap, base * 2 ** (state.attempt_number - 1))
+        # The exponent stops growing once the cap is reached: 2.0 ** 1024 overflows, and a
+        # retry count may be that large (a "retry forever" setting).
+        doublings = min(state.attempt_number - 1, 64)
+        return asked if asked is not None else min(cap, base * 2.0 ** doublings)
     return pause
 
 

@@ -65,7 +65,8 @@ def client(settings: Settings):
     # migration steps: silence those while it runs, and put the handlers back.
     migrating = may_migrate(settings)
     if migrating:
-        log.info("creating the MLflow store at %s", uri)
+        if uri.startswith("sqlite:///"):  # made here, now (another database: made, or refused, by its server)
+            log.info("creating the MLflow store at %s", uri)
         logging.disable(logging.INFO)
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
