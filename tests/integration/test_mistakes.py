@@ -45,7 +45,8 @@ def test_bad_tickers_and_flags(pipeline):
     assert pipeline.mistake(*PRODUCER, "replay", "--skip", "-1") == (
         "error: argument --skip: -1 is not a whole number, 0 or more (see python -m producer replay --help)")
     assert "fast is neither a number of bars per second" in pipeline.mistake(*PRODUCER, "replay", "--speed", "fast")
-    assert "0 is not a whole number above 0" in pipeline.mistake(*PRODUCER, "backfill", "--multiplier", "0")
+    assert "0 is not a whole number from 1 to 2147483647" in pipeline.mistake(*PRODUCER, "backfill", "--multiplier",
+                                                                              "0")
     assert "-1 is not a number above 0, at most 86400" in pipeline.mistake(*PRODUCER, "live", "--poll-seconds", "-1")
     # ... and numbers too large for the clock they are added to (an OverflowError mid-run before).
     assert "1e300 is not a number above 0, at most 86400" in pipeline.mistake(*PRODUCER, "live", "--poll-seconds",
