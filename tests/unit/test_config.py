@@ -194,6 +194,15 @@ def test_two_kinds_of_document_in_one_index_are_refused():
     ("POLYGON_BASE_URL", "http://127.0.0.1:8080", True), ("POLYGON_BASE_URL", "api.polygon.io", False),
     ("POLYGON_BASE_URL", "", False), ("POLYGON_WS_REALTIME_URL", "https://socket.massive.com", False),
     ("POLYGON_WS_DELAYED_URL", "ws://127.0.0.1:9000", True), ("CHECKPOINT_DIR", " ", False), ("MODEL_DIR", "", False),
+    # ES-Hadoop's sizes and times: its own suffixes only (it takes the spaces out, then parses).
+    ("ES_BATCH_SIZE_BYTES", "5mb", True), ("ES_BATCH_SIZE_BYTES", "1.5M", True),
+    ("ES_BATCH_SIZE_BYTES", "512 kb", True), ("ES_BATCH_SIZE_BYTES", "1048576", True),
+    ("ES_BATCH_SIZE_BYTES", "lots", False), ("ES_BATCH_SIZE_BYTES", "5MB", False),
+    ("ES_BATCH_SIZE_BYTES", "1.5b", False),
+    ("ES_BATCH_WRITE_RETRY_WAIT", "5s", True),
+    ("ES_BATCH_WRITE_RETRY_WAIT", "500ms", True), ("ES_BATCH_WRITE_RETRY_WAIT", "1.5 m", True),
+    ("ES_BATCH_WRITE_RETRY_WAIT", "10000", True), ("ES_BATCH_WRITE_RETRY_WAIT", "5 seconds", False),
+    ("ES_BATCH_WRITE_RETRY_WAIT", "forever", False),
 ])
 def test_addresses_are_checked_at_load(key, value, ok):
     if ok:

@@ -153,6 +153,20 @@ TRACKING_URI = matching(r"|databricks(-uc)?(://.*)?|uc:.+|file:.+|sqlite:///.+|h
 HTTP_URL = matching(r"https?://[^/:?#\s]+[^\s]*", "an http:// or https:// URL with a host")
 WS_URL = matching(r"wss?://[^/:?#\s]+[^\s]*", "a ws:// or wss:// URL with a host")
 PATH = matching(r".*\S.*", "a path (relative ones are under .local/)")
+# ES-Hadoop's own forms, as its parsers read them with the spaces taken out: otherwise the
+# write fails at the first micro-batch, after a minute of retries, not when the job starts.
+_DECIMAL = r"(\d+(\.\d*)?|\.\d+)"
+
+
+def _es_hadoop_form(pattern: str) -> Callable[[str], bool]:
+    return lambda value: re.fullmatch(pattern, re.sub(r"\s", "", value)) is not None
+
+
+BYTE_SIZE = satisfying(_es_hadoop_form(rf"{_DECIMAL}([kKmMgG]|kb|mb|gb)|\d+b?"),
+                       "a size as ES-Hadoop reads it: a number with k, kb, m, mb, g or gb, or whole bytes (e.g. 5mb)")
+TIME_VALUE = satisfying(_es_hadoop_form(rf"{_DECIMAL}(ms|s|m|h|H|d|w)|\d+"),
+                        "a time as ES-Hadoop reads it: a number with ms, s, m, h, d or w, or whole milliseconds "
+                        "(e.g. 5s; not 5 seconds)")
 
 # The credentials: never fields, never in the settings file (Settings' properties read them).
 SECRETS = ("POLYGON_API_KEY", "ES_PASSWORD", "ES_API_KEY", "ES_TRUSTSTORE_PASSWORD", "KAFKA_SASL_PASSWORD")
@@ -193,9 +207,9 @@ class Settings:
     es_number_of_replicas: int = field(metadata=at_least(-1))
     es_nodes_wan_only: bool
     es_batch_size_entries: int = field(metadata=at_least(0))
-    es_batch_size_bytes: str
+    es_batch_size_bytes: str = field(metadata=BYTE_SIZE)
     es_batch_write_retry_count: int = field(metadata=at_least(0))
-    es_batch_write_retry_wait: str
+    es_batch_write_retry_wait: str = field(metadata=TIME_VALUE)
     es_batch_write_refresh: bool
     checkpoint_dir: str = field(metadata=PATH)
     stream_trigger_interval: str
