@@ -249,10 +249,13 @@ class Settings:
             The settings, each value converted to its field's type (bool, int, float or str).
 
         Raises:
-            SettingError: the file cannot be read, is not TOML or lacks a field's default; or a
-                value is not of its field's type, is out of its range or not one of its choices,
-                or SASL is asked for without a mechanism. The message names the setting, the
-                value, where it came from and what it must be.
+            SettingError: the file cannot be read, is not UTF-8 TOML, lacks a field's default or
+                sets a key that is not one (a secret included); or a value is not of its field's
+                type, is out of its range, not one of its choices or not of its form (names,
+                addresses, URLs, ES-Hadoop's sizes and times); or two settings disagree (SASL
+                without a mechanism, two ES_INDEX_* naming one index, a steady WebSocket time
+                not above the reconnect cap), or a CA file is not there. The message names the
+                setting, the value, where it came from and what it must be.
         """
         environ = os.environ if environ is None else environ
         path = path or conf_dir() / "pipeline.toml"
