@@ -208,7 +208,7 @@ def main() -> int:
                         help="index refresh_interval for every method (default: the template's)")
     parser.add_argument("--warm-up", type=non_negative_int, default=200_000, metavar="DOCUMENTS",
                         help="documents bulk-indexed into a throwaway index before the first method (0: none)")
-    parser.add_argument("--spark-conf", type=flags.spark_conf, action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--spark-conf", type=flags.spark_conf, action="append", default=[], metavar="spark.KEY=VALUE",
                         help="extra --conf for the stream job (tuning experiments); repeatable")
     parser.add_argument("--out", type=flags.results_path, default=str(L.RESULTS / "compare"),
                         help="results path, without .json/.md")

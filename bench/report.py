@@ -1,7 +1,5 @@
 """What a benchmark writes: `<out>.json` (its figures, with when and on what machine they were
-measured) and `<out>.md` (the table the README quotes), under bench/results/ by default.
-(bench/train_scaling.py runs through spark-submit as a file, outside the package, and writes
-its own.)"""
+measured) and `<out>.md` (the table the README quotes), under bench/results/ by default."""
 
 from __future__ import annotations
 

@@ -9,11 +9,8 @@ Writes bench/results/train_scaling.json and .md. A benchmark, never part of `mak
 from __future__ import annotations
 
 import json
-import os
-import platform
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -96,9 +93,8 @@ def main() -> None:
         for question in args.questions:
             rows.append(measure(spark, size, args.folds, question))
             print(json.dumps(rows[-1]), flush=True)
-    result = {"benchmark": "train_scaling", "date": datetime.now(timezone.utc).isoformat(),
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-              "spark_master": spark.sparkContext.master, "folds": args.folds, "runs": rows}
+    result = {**report.run_info("train_scaling"), "spark_master": spark.sparkContext.master, "folds": args.folds,
+              "runs": rows}
     table = ["| bars | question | tickers | train rows | seconds | s per 100k bars | served |",
              "|---:|---|---:|---:|---:|---:|---|"]
     table += [f"| {r['bars']:,} | {r['question']} | {r['tickers']} | {r['train_rows']:,} | {r['seconds']} | "

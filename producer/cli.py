@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 
 from tqdm import tqdm
 
@@ -57,16 +57,15 @@ def speed(text: str) -> float | str:
     return value
 
 
-def market_date(text: str, today: date | None = None) -> date:
-    """An argparse type: a day, YYYY-MM-DD, from 1970-01-01 to today (UTC); Refused otherwise
-    (a day after today has no bars, and one far out of range overflowed the default range)."""
-    today = today or datetime.now(timezone.utc).date()
+def market_date(text: str) -> date:
+    """An argparse type: a day, YYYY-MM-DD, from 1970-01-01 on; Refused otherwise (none of the
+    API's bars is older, and the last days of the calendar overflowed the default range)."""
     try:
         day = date.fromisoformat(text)
     except ValueError:
         raise Refused(f"{text} is not a day (YYYY-MM-DD)") from None
-    if not date(1970, 1, 1) <= day <= today:
-        raise Refused(f"{text} is not a day from 1970-01-01 to today ({today})")
+    if not date(1970, 1, 1) <= day < date(9000, 1, 1):
+        raise Refused(f"{text} is not a day from 1970-01-01 on")
     return day
 
 
@@ -156,13 +155,17 @@ def api_client(args: argparse.Namespace, settings: Settings, sleep=None) -> Mass
 
 
 def backfill_range(start: date | None, end: date | None, today: date | None = None) -> tuple[date, date]:
-    """--from and --to, each defaulting (to yesterday, and to five years before the end).
+    """--from and --to, each defaulting (to yesterday, and to five years before the end); a --to
+    after today is today (the API has bars up to now, none after).
 
     Raises:
-        UserError: the start is after the end (the API would answer nothing, and the command
-            would report 0 bars as if there were none).
+        UserError: the start is after the end or after today (the API would answer nothing,
+            and the command would report 0 bars as if there were none).
     """
-    end = end or default_range(today)[1]
+    today = today or date.today()
+    if start and start > today:
+        raise UserError(f"--from {start} is after today ({today}): no bars exist yet; give an earlier start")
+    end = min(end, today) if end else default_range(today)[1]
     start = start or default_range(end + timedelta(days=1))[0]
     if start > end:
         raise UserError(f"--from {start} is after --to {end}: give a start on or before the end")

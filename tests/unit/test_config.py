@@ -202,7 +202,17 @@ def test_two_kinds_of_document_in_one_index_are_refused():
     ("ES_BATCH_WRITE_RETRY_WAIT", "5s", True),
     ("ES_BATCH_WRITE_RETRY_WAIT", "500ms", True), ("ES_BATCH_WRITE_RETRY_WAIT", "1.5 m", True),
     ("ES_BATCH_WRITE_RETRY_WAIT", "10000", True), ("ES_BATCH_WRITE_RETRY_WAIT", "5 seconds", False),
-    ("ES_BATCH_WRITE_RETRY_WAIT", "forever", False),
+    ("ES_BATCH_WRITE_RETRY_WAIT", "forever", False), ("ES_BATCH_WRITE_RETRY_WAIT", "5000S", True),
+    # ... within what ES-Hadoop keeps them in: an int of bytes, a long of milliseconds.
+    ("ES_BATCH_SIZE_BYTES", "1.5gb", True), ("ES_BATCH_SIZE_BYTES", "2g", False),
+    ("ES_BATCH_SIZE_BYTES", "99999999999", False), ("ES_BATCH_WRITE_RETRY_WAIT", "99999999999999999999", False),
+    ("ES_BATCH_WRITE_RETRY_WAIT", "-5s", False),
+    # Schemes in any case, as MLflow and the HTTP clients read them; no URI for a local folder;
+    # no IPv6 zone where the Elasticsearch client cannot read one.
+    ("MLFLOW_TRACKING_URI", "HTTP://h:5000", True), ("POLYGON_BASE_URL", "HTTPS://api.massive.com", True),
+    ("CHECKPOINT_DIR", "hdfs://nn/checkpoints", False), ("MODEL_DIR", "s3a://bucket/models", False),
+    ("CHECKPOINT_DIR", "/data/checkpoints", True), ("ES_NODES", "[fe80::1%eth0]:9200", False),
+    ("ES_INDEX_BARS", "financ\udce9", False),
 ])
 def test_addresses_are_checked_at_load(key, value, ok):
     if ok:
@@ -210,6 +220,11 @@ def test_addresses_are_checked_at_load(key, value, ok):
     else:
         with pytest.raises(SettingError, match=rf"^setting {key}='.*' \(from the environment\) is not "):
             Settings.load(environ={key: value})
+
+
+def test_a_node_without_a_port_is_on_es_hadoops_port_for_both_clients():
+    urls = Settings.load(environ={"ES_NODES": "es01, es02:9201,[::1]", "ES_SCHEME": "https"}).es_urls
+    assert urls == ["https://es01:9200", "https://es02:9201", "https://[::1]:9200"]
 
 
 def test_a_steady_connection_is_longer_than_the_reconnect_cap():
@@ -277,6 +292,9 @@ def test_the_file_gives_each_value_its_own_type_and_keeps_no_secret(tmp_path):
     with pytest.raises(SettingError, match=r"secret.toml sets POLYGON_API_KEY, a secret: secrets never come from this "
                                            r"file; set POLYGON_API_KEY in the environment, .* POLYGON_API_KEY_FILE$"):
         Settings.load(environ={}, path=tmp_path / "secret.toml")
+    (tmp_path / "secret-file.toml").write_text(text + '\nES_PASSWORD_FILE = "/run/secrets/es"\n')
+    with pytest.raises(SettingError, match=r"sets ES_PASSWORD_FILE, a secret: .* set ES_PASSWORD in the environment"):
+        Settings.load(environ={}, path=tmp_path / "secret-file.toml")
     (tmp_path / "bom.toml").write_bytes(b"\xef\xbb\xbf" + text.encode())
     with pytest.raises(SettingError, match=r"bom.toml starts with a byte-order mark"):
         Settings.load(environ={}, path=tmp_path / "bom.toml")

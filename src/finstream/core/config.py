@@ -83,6 +83,7 @@ class SettingError(UserError, ValueError):
 # The widest whole numbers the servers take: Kafka's and Spark's Java int and long.
 JAVA_INT_MAX, JAVA_LONG_MAX = 2**31 - 1, 2**63 - 1
 HOURS_IN_10_YEARS = 87_600
+ES_HADOOP_PORT = 9200  # es.port's default: a node of ES_NODES without its own port
 
 
 def at_least(lowest: int, most: float | None = None) -> dict:
@@ -118,12 +119,18 @@ def matching(pattern: str, wanted: str) -> dict:
 def _index_name(value: str) -> bool:
     # Elasticsearch lower-cases in any script and counts its 255 in bytes; ES-Hadoop reads { }
     # in a resource as a per-document pattern (the writes would go to other indices).
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:  # a byte that was not UTF-8 in the environment
+        return False
     return re.fullmatch(r"(?!\.{1,2}$)(?![-_+])[^\\/*?\"<>| ,#:{}]+", value) is not None \
-        and value == value.lower() and len(value.encode("utf-8")) <= 255
+        and value == value.lower() and size <= 255
 
 
-def _host_ports(port_required: bool) -> Callable[[str], bool]:
-    host = r"(\[[0-9A-Fa-f:.]+(?:%[A-Za-z0-9._-]+)?\]|[A-Za-z0-9._-]+)"
+def _host_ports(port_required: bool, zone: bool) -> Callable[[str], bool]:
+    # `zone`: an IPv6 address may name its interface ([fe80::1%eth0]); kafka-python reads that,
+    # urllib3 (under the Elasticsearch client) does not.
+    host = r"(\[[0-9A-Fa-f:.]+" + (r"(?:%[A-Za-z0-9._-]+)?" if zone else "") + r"\]|[A-Za-z0-9._-]+)"
     pattern = host + (r":(\d{1,5})" if port_required else r"(?::(\d{1,5}))?")
 
     def valid(value: str) -> bool:
@@ -135,38 +142,56 @@ def _host_ports(port_required: bool) -> Callable[[str], bool]:
 # Kafka's legal topic names (not its internal __ ones) and Elasticsearch's index names: refused
 # here, not by the server mid-run.
 TOPIC_NAME = matching(r"(?!\.{1,2}$)(?!__)[A-Za-z0-9._-]{1,249}",
-                      "a Kafka topic name (letters, digits, . _ -; at most 249; not starting with __, which "
-                      "Kafka keeps for its own topics)")
+                      "a Kafka topic name (letters, digits, . _ -; at most 249; not starting with __, the form "
+                      "of Kafka's own topics)")
 INDEX_NAME = satisfying(_index_name, "an Elasticsearch index name (lower case, none of \\ / * ? \" < > | , # : { } "
                                      "or spaces, not starting with - _ +, at most 255 bytes)")
-HOST_PORTS = satisfying(_host_ports(port_required=True), "comma-separated host:port without a protocol (e.g. "
-                                                         "localhost:9092; KAFKA_SECURITY_PROTOCOL sets the protocol)")
-HOSTS = satisfying(_host_ports(port_required=False), "comma-separated host or host:port without a scheme (e.g. "
-                                                     "localhost:9200; ES_SCHEME sets the scheme)")
+HOST_PORTS = satisfying(_host_ports(port_required=True, zone=True),
+                        "comma-separated host:port without a protocol (e.g. localhost:9092; KAFKA_SECURITY_PROTOCOL "
+                        "sets the protocol)")
+HOSTS = satisfying(_host_ports(port_required=False, zone=False),
+                   "comma-separated host or host:port without a scheme (e.g. localhost:9200; the port defaults to "
+                   "9200; ES_SCHEME sets the scheme)")
 # MLflow's tracking URI: empty (the embedded store) or a URI of a store MLflow knows. A bare
 # path would silently make a folder store wherever the command runs; `localhost:5000` (no
 # http://) would be read as a scheme.
-TRACKING_URI = matching(r"|databricks(-uc)?(://.*)?|uc:.+|file:.+|sqlite:///.+|https?://[^/:?#\s]+.*"
-                        r"|(postgresql|mysql|mssql)(\+\w+)?://.+",
+TRACKING_URI = matching(r"(?i:|databricks(-uc)?(://.*)?|uc:.+|file:.+|sqlite:///.+|https?://[^/:?#\s]+.*"
+                        r"|(postgresql|mysql|mssql)(\+\w+)?://.+)",
                         "empty (the embedded store) or a store's URI: http(s)://host..., sqlite:///path/mlflow.db, "
                         "postgresql://..., mysql://..., mssql://..., file:///path or databricks")
-HTTP_URL = matching(r"https?://[^/:?#\s]+[^\s]*", "an http:// or https:// URL with a host")
-WS_URL = matching(r"wss?://[^/:?#\s]+[^\s]*", "a ws:// or wss:// URL with a host")
-PATH = matching(r".*\S.*", "a path (relative ones are under .local/)")
-# ES-Hadoop's own forms, as its parsers read them with the spaces taken out: otherwise the
-# write fails at the first micro-batch, after a minute of retries, not when the job starts.
-_DECIMAL = r"(\d+(\.\d*)?|\.\d+)"
+HTTP_URL = matching(r"(?i:https?)://[^/:?#\s]+[^\s]*", "an http:// or https:// URL with a host")
+WS_URL = matching(r"(?i:wss?)://[^/:?#\s]+[^\s]*", "a ws:// or wss:// URL with a host")
+# The job's own Python reads the checkpoint and model folders (state layout, installed models):
+# a local or mounted path, not a URI such as hdfs://.
+PATH = matching(r"(?![A-Za-z][A-Za-z0-9+.-]*:/).*\S.*",
+                "a local path (relative ones are under .local/; for HDFS or S3, mount it and give the mount)")
+# ES-Hadoop's own forms, as its parsers read them with the spaces taken out (a suffix and a
+# decimal, or a whole number), within the int of bytes and the long of milliseconds it keeps:
+# otherwise the write fails at the first micro-batch, after a minute of retries, not at start.
+_BYTE_UNITS = {"k": 2**10, "K": 2**10, "kb": 2**10, "m": 2**20, "M": 2**20, "mb": 2**20, "g": 2**30, "G": 2**30,
+               "gb": 2**30}
+_MILLIS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "H": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 
 
-def _es_hadoop_form(pattern: str) -> Callable[[str], bool]:
-    return lambda value: re.fullmatch(pattern, re.sub(r"\s", "", value)) is not None
+def _es_hadoop_amount(units: dict[str, int], whole_suffix: str, most: int) -> Callable[[str], bool]:
+    def valid(value: str) -> bool:
+        text = re.sub(r"\s", "", value)
+        found = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)(" + "|".join(units) + ")", text)
+        if found:
+            amount = float(found.group(1)) * units[found.group(2)]
+        else:
+            whole = re.fullmatch(rf"(\d+){whole_suffix}?", text)
+            amount = int(whole.group(1)) if whole else -1
+        return 0 <= amount <= most
+    return valid
 
 
-BYTE_SIZE = satisfying(_es_hadoop_form(rf"{_DECIMAL}([kKmMgG]|kb|mb|gb)|\d+b?"),
-                       "a size as ES-Hadoop reads it: a number with k, kb, m, mb, g or gb, or whole bytes (e.g. 5mb)")
-TIME_VALUE = satisfying(_es_hadoop_form(rf"{_DECIMAL}(ms|s|m|h|H|d|w)|\d+"),
+BYTE_SIZE = satisfying(_es_hadoop_amount(_BYTE_UNITS, "b", JAVA_INT_MAX),
+                       "a size as ES-Hadoop reads it, below 2 GiB: a number with k, kb, m, mb, g or gb (or K, M, "
+                       "G), or whole bytes with or without b (e.g. 5mb)")
+TIME_VALUE = satisfying(_es_hadoop_amount(_MILLIS, "S", JAVA_LONG_MAX),
                         "a time as ES-Hadoop reads it: a number with ms, s, m, h, d or w, or whole milliseconds "
-                        "(e.g. 5s; not 5 seconds)")
+                        "with or without S (e.g. 5s; not 5 seconds)")
 
 # The credentials: never fields, never in the settings file (Settings' properties read them).
 SECRETS = ("POLYGON_API_KEY", "ES_PASSWORD", "ES_API_KEY", "ES_TRUSTSTORE_PASSWORD", "KAFKA_SASL_PASSWORD")
@@ -262,9 +287,10 @@ class Settings:
         defaults = _read_defaults(path)
         names = [setting.name.upper() for setting in dataclasses.fields(cls)]
         for key in sorted(defaults.keys() - set(names)):
-            if key in SECRETS:
-                raise SettingError(f"{path} sets {key}, a secret: secrets never come from this file; set {key} "
-                                   f"in the environment, or name a file holding it in {key}_FILE")
+            if key.removesuffix("_FILE") in SECRETS:
+                secret = key.removesuffix("_FILE")
+                raise SettingError(f"{path} sets {key}, a secret: secrets never come from this file; set {secret} "
+                                   f"in the environment, or name a file holding it in {secret}_FILE")
             near = difflib.get_close_matches(key, names, n=1)
             raise SettingError(f"{path} sets {key}, which is not a setting"
                                + (f": did you mean {near[0]}?" if near else " (docs/configuration.md lists them)"))
@@ -308,8 +334,14 @@ class Settings:
 
     @property
     def es_urls(self) -> list[str]:
-        """ES_NODES (comma-separated host:port) as URLs with ES_SCHEME, e.g. ["http://localhost:9200"]."""
-        return [f"{self.es_scheme}://{node.strip()}" for node in self.es_nodes.split(",") if node.strip()]
+        """ES_NODES (comma-separated host:port) as URLs with ES_SCHEME, e.g. ["http://localhost:9200"].
+
+        A node without a port gets 9200, as ES-Hadoop gives it (es.port), whatever the scheme:
+        the Python client would otherwise have none (http) or 443 (https), not the nodes the
+        stream job writes to."""
+        return [f"{self.es_scheme}://{node}" if re.search(r"(\]|^[^\[:]+):\d+$", node)
+                else f"{self.es_scheme}://{node}:{ES_HADOOP_PORT}"
+                for node in (n.strip() for n in self.es_nodes.split(",")) if node]
 
     @property
     def polygon_api_key(self) -> Secret:
