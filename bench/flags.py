@@ -32,8 +32,8 @@ def trigger_interval(text: str) -> str:
     milliseconds, minutes or hours or (fractional) seconds, e.g. "1 second", "500 milliseconds",
     "0.5 seconds"; Refused otherwise. (The stream job checks its own with Spark's parser; a
     benchmark checks this simpler form before it publishes, without a JVM.)"""
-    if not re.fullmatch(r"\d{1,9} (milliseconds?|minutes?|hours?)|(\d{1,9}(\.\d+)?|\.\d+) seconds?", text.strip(),
-                        flags=re.IGNORECASE):
+    form = r"[0-9]{1,9} (milliseconds?|minutes?|hours?)|([0-9]{1,9}(\.[0-9]+)?|\.[0-9]+) seconds?"
+    if not re.fullmatch(form, text.strip(), flags=re.IGNORECASE):
         raise Refused(f"{text!r} is not a trigger interval (e.g. 1 second, 500 milliseconds, 0.5 seconds, 1 minute)")
     return text.strip()
 
@@ -51,6 +51,6 @@ def refresh_interval(text: str) -> str:
     """An argparse type: an Elasticsearch time value for refresh_interval ("30s", "500ms", "-1"
     for none), checked before anything is published; Refused otherwise (Elasticsearch would
     refuse it only when the first method's index is set up)."""
-    if not re.fullmatch(r"-1|0|\d+\s*(nanos|micros|ms|s|m|h|d)", text.strip().lower()):
+    if not re.fullmatch(r"-1|0|[0-9]+ *(nanos|micros|ms|s|m|h|d)", text.strip().lower()):
         raise Refused(f"{text!r} is not an Elasticsearch time value (e.g. 1s, 30s, 500ms, or -1 for no refresh)")
     return text.strip()

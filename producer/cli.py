@@ -57,14 +57,17 @@ def speed(text: str) -> float | str:
     return value
 
 
+EPOCH_DAY = date(1970, 1, 1)  # no market data is older
+
+
 def market_date(text: str) -> date:
-    """An argparse type: a day, YYYY-MM-DD, from 1970-01-01 on; Refused otherwise (none of the
-    API's bars is older, and the last days of the calendar overflowed the default range)."""
+    """An argparse type: a day, YYYY-MM-DD, from 1970-01-01 on (none of the API's bars is older);
+    Refused otherwise."""
     try:
         day = date.fromisoformat(text)
     except ValueError:
         raise Refused(f"{text} is not a day (YYYY-MM-DD)") from None
-    if not date(1970, 1, 1) <= day < date(9000, 1, 1):
+    if day < EPOCH_DAY:
         raise Refused(f"{text} is not a day from 1970-01-01 on")
     return day
 
@@ -162,13 +165,14 @@ def backfill_range(start: date | None, end: date | None, today: date | None = No
         UserError: the start is after the end or after today (the API would answer nothing,
             and the command would report 0 bars as if there were none).
     """
-    today = today or date.today()
+    today, to_given = today or date.today(), end is not None
     if start and start > today:
         raise UserError(f"--from {start} is after today ({today}): no bars exist yet; give an earlier start")
     end = min(end, today) if end else default_range(today)[1]
-    start = start or default_range(end + timedelta(days=1))[0]
+    start = start or max(default_range(end + timedelta(days=1))[0], EPOCH_DAY)
     if start > end:
-        raise UserError(f"--from {start} is after --to {end}: give a start on or before the end")
+        raise UserError(f"--from {start} is after --to {end}: give a start on or before the end" if to_given else
+                        f"--from {start} is after the default --to, yesterday ({end}): give --to {start} or later")
     return start, end
 
 

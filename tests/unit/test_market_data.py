@@ -358,15 +358,18 @@ def test_a_backfill_day_is_from_1970_and_a_future_end_is_today():
     from producer.cli import backfill_range, market_date
 
     today = date(2026, 12, 5)
-    assert market_date("1970-01-01") == date(1970, 1, 1) and market_date("2999-01-31") == date(2999, 1, 31)
-    for text, reason in (("9999-12-31", "is not a day from 1970-01-01 on"),
-                         ("0001-01-01", "is not a day from 1970-01-01 on"),
+    assert market_date("1970-01-01") == date(1970, 1, 1) and market_date("9999-12-31") == date(9999, 12, 31)
+    for text, reason in (("0001-01-01", "is not a day from 1970-01-01 on"),
                          ("1969-12-31", "is not a day from 1970-01-01 on"),
                          ("2024-13-01", "is not a day (YYYY-MM-DD)")):
         with pytest.raises(Refused, match=rf"^{text} {re.escape(reason)}"):
             market_date(text)
     # A --to after today asks for everything up to now; a --from after today for nothing.
     assert backfill_range(date(2026, 12, 1), date(2026, 12, 31), today) == (date(2026, 12, 1), today)
-    assert backfill_range(None, date(8999, 1, 1), today) == (date(2021, 12, 5), today)
+    assert backfill_range(None, date(9999, 12, 31), today) == (date(2021, 12, 5), today)
+    assert backfill_range(None, date(1970, 1, 1), today) == (date(1970, 1, 1), date(1970, 1, 1))
     with pytest.raises(UserError, match=r"^--from 2026-12-06 is after today \(2026-12-05\): no bars exist yet"):
         backfill_range(date(2026, 12, 6), None, today)
+    with pytest.raises(UserError, match=r"^--from 2026-12-05 is after the default --to, yesterday \(2026-12-04\): give "
+                                        r"--to 2026-12-05 or later$"):
+        backfill_range(today, None, today)

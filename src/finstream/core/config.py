@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import math
 import os
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,13 +50,14 @@ class Secret:
     __str__ = __repr__
 
 
-def read_secret(name: str) -> Secret:
+def read_secret(name: str, environ: Mapping[str, str] | None = None) -> Secret:
     """A secret from the environment variable `name`, else from the file named by `name`_FILE.
 
     Surrounding whitespace (such as a file's final newline) is stripped.
 
     Args:
         name: the variable's name, e.g. ES_PASSWORD.
+        environ: the variables to read (default: os.environ).
 
     Returns:
         The Secret; empty (false) when neither the variable nor the file is set.
@@ -63,8 +65,9 @@ def read_secret(name: str) -> Secret:
     Raises:
         SettingError: `name`_FILE names a file that cannot be read, or is not UTF-8 text.
     """
-    value = os.environ.get(name, "")
-    path = os.environ.get(f"{name}_FILE", "")
+    environ = os.environ if environ is None else environ
+    value = environ.get(name, "")
+    path = environ.get(f"{name}_FILE", "")
     if not value and path:
         try:
             value = Path(path).read_text(encoding="utf-8")
@@ -128,15 +131,26 @@ def _index_name(value: str) -> bool:
 
 
 def _host_ports(port_required: bool, zone: bool) -> Callable[[str], bool]:
-    # `zone`: an IPv6 address may name its interface ([fe80::1%eth0]); kafka-python reads that,
-    # urllib3 (under the Elasticsearch client) does not.
-    host = r"(\[[0-9A-Fa-f:.]+" + (r"(?:%[A-Za-z0-9._-]+)?" if zone else "") + r"\]|[A-Za-z0-9._-]+)"
-    pattern = host + (r":(\d{1,5})" if port_required else r"(?::(\d{1,5}))?")
+    """Comma-separated nodes: a host name or a bracketed IPv6 address, and a port (ASCII digits,
+    1-65535). `zone`: an IPv6 address may name its interface ([fe80::1%eth0]); kafka-python and
+    Kafka's Java client read that, urllib3 (under the Elasticsearch client) does not. An IPv6
+    node always has its port: ES-Hadoop reads [::1] alone as an address without one."""
+    def node_valid(node: str) -> bool:
+        bracketed = re.fullmatch(r"\[([^\]]+)\](?::([0-9]{1,5}))?", node)
+        if bracketed:
+            address, _, interface = bracketed.group(1).partition("%")
+            try:
+                ipaddress.IPv6Address(address)
+            except ValueError:
+                return False
+            port = bracketed.group(2)
+            return (zone or not interface) and port is not None and 1 <= int(port) <= 65535
+        named = re.fullmatch(r"[A-Za-z0-9._-]+(?::([0-9]{1,5}))?", node)
+        if named is None or (port_required and named.group(1) is None):
+            return False
+        return named.group(1) is None or 1 <= int(named.group(1)) <= 65535
 
-    def valid(value: str) -> bool:
-        found = [re.fullmatch(pattern, node.strip()) for node in value.split(",")]
-        return all(m is not None and (m.group(2) is None or 1 <= int(m.group(2)) <= 65535) for m in found)
-    return valid
+    return lambda value: all(node_valid(node.strip()) for node in value.split(","))
 
 
 # Kafka's legal topic names (not its internal __ ones) and Elasticsearch's index names: refused
@@ -152,11 +166,11 @@ HOST_PORTS = satisfying(_host_ports(port_required=True, zone=True),
 HOSTS = satisfying(_host_ports(port_required=False, zone=False),
                    "comma-separated host or host:port without a scheme (e.g. localhost:9200; the port defaults to "
                    "9200; ES_SCHEME sets the scheme)")
-# MLflow's tracking URI: empty (the embedded store) or a URI of a store MLflow knows. A bare
-# path would silently make a folder store wherever the command runs; `localhost:5000` (no
-# http://) would be read as a scheme.
-TRACKING_URI = matching(r"(?i:|databricks(-uc)?(://.*)?|uc:.+|file:.+|sqlite:///.+|https?://[^/:?#\s]+.*"
-                        r"|(postgresql|mysql|mssql)(\+\w+)?://.+)",
+# MLflow's tracking URI: empty (the embedded store) or a URI of a store MLflow knows, its scheme
+# in lower case as MLflow matches it. A bare path would silently make a folder store wherever
+# the command runs; `localhost:5000` (no http://) would be read as a scheme.
+TRACKING_URI = matching(r"|databricks(-uc)?(://.*)?|uc:.+|file:.+|sqlite:///.+|https?://[^/:?#\s]+.*"
+                        r"|(postgresql|mysql|mssql)(\+\w+)?://.+",
                         "empty (the embedded store) or a store's URI: http(s)://host..., sqlite:///path/mlflow.db, "
                         "postgresql://..., mysql://..., mssql://..., file:///path or databricks")
 HTTP_URL = matching(r"(?i:https?)://[^/:?#\s]+[^\s]*", "an http:// or https:// URL with a host")
@@ -173,23 +187,26 @@ _BYTE_UNITS = {"k": 2**10, "K": 2**10, "kb": 2**10, "m": 2**20, "M": 2**20, "mb"
 _MILLIS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "H": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 
 
-def _es_hadoop_amount(units: dict[str, int], whole_suffix: str, most: int) -> Callable[[str], bool]:
+def _es_hadoop_amount(units: dict[str, int], whole_suffix: str, most: int, saturates: bool) -> Callable[[str], bool]:
+    """ES-Hadoop's parse, as a check: Java's whitespace taken out, then a decimal (Java's double:
+    a sign, an exponent) and a unit, or whole units (a long) with or without `whole_suffix`;
+    within `most`, which a decimal of a unit `saturates` at (a long of milliseconds) or
+    exceeds (an int of bytes, refused at the first write)."""
     def valid(value: str) -> bool:
-        text = re.sub(r"\s", "", value)
-        found = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)(" + "|".join(units) + ")", text)
+        text = re.sub(r"[ \t\n\x0b\x0c\r\x1c-\x1f]", "", value)
+        found = re.fullmatch(r"(\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?)(" + "|".join(units) + ")", text)
         if found:
-            amount = float(found.group(1)) * units[found.group(2)]
-        else:
-            whole = re.fullmatch(rf"(\d+){whole_suffix}?", text)
-            amount = int(whole.group(1)) if whole else -1
-        return 0 <= amount <= most
+            amount = float(found.group(1)) * units[found.group(5)]
+            return amount >= 0 and (saturates or amount <= most)
+        whole = re.fullmatch(rf"\+?([0-9]+){whole_suffix}?", text)
+        return whole is not None and int(whole.group(1)) <= most
     return valid
 
 
-BYTE_SIZE = satisfying(_es_hadoop_amount(_BYTE_UNITS, "b", JAVA_INT_MAX),
+BYTE_SIZE = satisfying(_es_hadoop_amount(_BYTE_UNITS, "b", JAVA_INT_MAX, saturates=False),
                        "a size as ES-Hadoop reads it, below 2 GiB: a number with k, kb, m, mb, g or gb (or K, M, "
                        "G), or whole bytes with or without b (e.g. 5mb)")
-TIME_VALUE = satisfying(_es_hadoop_amount(_MILLIS, "S", JAVA_LONG_MAX),
+TIME_VALUE = satisfying(_es_hadoop_amount(_MILLIS, "S", JAVA_LONG_MAX, saturates=True),
                         "a time as ES-Hadoop reads it: a number with ms, s, m, h, d or w, or whole milliseconds "
                         "with or without S (e.g. 5s; not 5 seconds)")
 
@@ -289,8 +306,8 @@ class Settings:
         for key in sorted(defaults.keys() - set(names)):
             if key.removesuffix("_FILE") in SECRETS:
                 secret = key.removesuffix("_FILE")
-                raise SettingError(f"{path} sets {key}, a secret: secrets never come from this file; set {secret} "
-                                   f"in the environment, or name a file holding it in {secret}_FILE")
+                raise SettingError(f"{path} sets {key}: secrets never come from this file; set {secret}, or "
+                                   f"{secret}_FILE naming a file that holds it, in the environment")
             near = difflib.get_close_matches(key, names, n=1)
             raise SettingError(f"{path} sets {key}, which is not a setting"
                                + (f": did you mean {near[0]}?" if near else " (docs/configuration.md lists them)"))
@@ -310,6 +327,8 @@ class Settings:
             raise SettingError(f"KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol} needs "
                                f"KAFKA_SASL_MECHANISM: one of {', '.join(SASL_MECHANISMS)}")
         _check_together(settings)
+        for secret in SECRETS:  # a <NAME>_FILE that cannot be read: now, not once servers are reached
+            read_secret(secret, environ)
         return settings
 
     # -- derived values ------------------------------------------------------------------
