@@ -207,8 +207,8 @@ def test_two_kinds_of_document_in_one_index_are_refused():
     ("ES_BATCH_SIZE_BYTES", "1.5gb", True), ("ES_BATCH_SIZE_BYTES", "2g", False),
     ("ES_BATCH_SIZE_BYTES", "99999999999", False), ("ES_BATCH_WRITE_RETRY_WAIT", "99999999999999999999", False),
     ("ES_BATCH_WRITE_RETRY_WAIT", "-5s", False),
-    # Schemes in any case, as MLflow and the HTTP clients read them; no URI for a local folder;
-    # no IPv6 zone where the Elasticsearch client cannot read one.
+    # Schemes in any case, as the HTTP and WebSocket clients read them; no URI for a local
+    # folder; no IPv6 zone where the Elasticsearch client cannot read one.
     ("POLYGON_BASE_URL", "HTTPS://api.massive.com", True),
     ("POLYGON_WS_REALTIME_URL", "WSS://socket.massive.com", True),
     # MLflow matches its schemes in lower case: DATABRICKS would silently make a folder store.
