@@ -31,11 +31,20 @@ from finstream.core.errors import (
     ticker_list,
 )
 from finstream.core.logs import setup_logging
-from finstream.core.schema import TIMESPANS, Bar
+from finstream.core.schema import TIMESPANS, Bar, as_integer
 from finstream.stores import topics
 from producer import live as live_feed
 from producer import samples, websocket_feed
-from producer.market_data import MarketDataError, MassiveClient, RateLimiter, bar_from_aggregate, default_range
+from producer.market_data import (
+    NO_API_KEY,
+    MarketDataError,
+    MassiveClient,
+    RateLimiter,
+    bar_from_aggregate,
+    default_range,
+    iso_time,
+    without_forming,
+)
 from producer.publisher import BarPublisher, PublishError
 
 log = logging.getLogger(__name__)
@@ -141,8 +150,7 @@ def check_before_publishing(args: argparse.Namespace, settings: Settings) -> Non
     if args.command == "backfill":
         backfill_range(args.start, args.end)
     if args.command in ("backfill", "live") and not settings.polygon_api_key:
-        raise UserError("no API key: set POLYGON_API_KEY (or POLYGON_API_KEY_FILE), "
-                        "or use `python -m producer replay` for the bundled sample bars")
+        raise UserError(NO_API_KEY)
     source = (args.source or settings.live_source) if args.command == "live" else None
     if source == "websocket" and (args.timespan, args.multiplier) != ("minute", 1):
         raise UserError("the WebSocket pushes minute bars only: drop --timespan/--multiplier, or use --source rest")
@@ -176,15 +184,26 @@ def backfill_range(start: date | None, end: date | None, today: date | None = No
     return start, end
 
 
-def backfill(args: argparse.Namespace, settings: Settings, publisher: BarPublisher) -> int:
+def backfill(args: argparse.Namespace, settings: Settings, publisher: BarPublisher, now_ms: int | None = None,
+             client: MassiveClient | None = None) -> int:
+    """Publishes the tickers' bars of [--from, --to] that have closed by now (`now_ms`, epoch ms;
+    the wall clock by default), less the feed's delay (LIVE_DELAY_MINUTES), as the live feed
+    does: a --to of today would otherwise publish today's bar so far. Returns the bars sent."""
     start, end = backfill_range(args.start, args.end)
-    client = api_client(args, settings)
+    client = client or api_client(args, settings)
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    closed_before = now_ms - int(settings.live_delay_minutes * 60_000)
     total = 0
     for ticker in args.tickers:
-        results = client.aggregates(ticker, args.multiplier, args.timespan, start, end)
+        forming: list[dict] = []
+        results = without_forming(client.aggregates(ticker, args.multiplier, args.timespan, start, end),
+                                  args.timespan, args.multiplier, closed_before, forming)
         bars = (bar_from_aggregate(ticker, args.timespan, args.multiplier, r) for r in results)
         sent = publish_all(publisher, tqdm(bars, desc=ticker, unit=" bars", disable=None))
         log.info("%s: %d bars (%s x%d, %s .. %s)", ticker, sent, args.timespan, args.multiplier, start, end)
+        if forming:
+            log.info("%s: %d bar(s) still forming left out, from %s: published once closed (producer live, or a "
+                     "later backfill)", ticker, len(forming), iso_time(as_integer(forming[0]["t"])))
         total += sent
     return total
 

@@ -45,6 +45,8 @@ from finstream.core.schema import TIMESPAN_SECONDS, Bar, as_integer
 log = logging.getLogger(__name__)
 
 MAX_LIMIT = 50_000
+NO_API_KEY = ("no API key: set POLYGON_API_KEY (or POLYGON_API_KEY_FILE), "
+              "or use `python -m producer replay` for the bundled sample bars")
 MAX_NAMED = 20  # results outside the window named in its warning; the rest are counted
 DAY_MS = 86_400_000
 # Intraday ranges are split so that one request never spans more base aggregates than the
@@ -120,8 +122,7 @@ class MassiveClient:
     def _ranges(self, ticker: str, multiplier: int, timespan: str,
                 windows: Iterable[tuple[str, str]]) -> Iterator[dict]:
         if not self.api_key:
-            raise MarketDataError("no API key: set POLYGON_API_KEY (or POLYGON_API_KEY_FILE), "
-                                  "or use `python -m producer replay` for the bundled sample bars")
+            raise MarketDataError(NO_API_KEY)
         for lo, hi in windows:
             series_path = f"/v2/aggs/ticker/{quote(ticker, safe=':')}/range/{multiplier}/{timespan}/"
             url = f"{self.base_url}{series_path}{lo}/{hi}"
@@ -307,13 +308,37 @@ def default_range(today: date | None = None) -> tuple[date, date]:
     return start, end
 
 
+def bar_ms(timespan: str, multiplier: int) -> int:
+    """The longest a bar of the timespan and multiplier lasts, in milliseconds (months and
+    years at their longest)."""
+    return TIMESPAN_SECONDS[timespan] * multiplier * 1000
+
+
+def without_forming(results: Iterable[dict], timespan: str, multiplier: int, closed_before_ms: int,
+                    left_out: list[dict] | None = None) -> Iterator[dict]:
+    """The API's aggregates less those still forming at `closed_before_ms` (epoch ms): a bar
+    whose start plus its length is later. The API answers a range that reaches today with
+    today's bar so far; published, it would be sent again, different, once it closes, and the
+    stream would have forecast from a close that never was. A result without an integral start
+    passes, for the stream job to dead-letter with its reason. What is left out is appended
+    to `left_out`."""
+    length = bar_ms(timespan, multiplier)
+    for result in results:
+        t = as_integer(result.get("t"))
+        if isinstance(t, int) and not isinstance(t, bool) and t + length > closed_before_ms:
+            if left_out is not None:
+                left_out.append(result)
+            continue
+        yield result
+
+
 def closed_bars(client: MassiveClient, ticker: str, timespan: str, multiplier: int, lo_ms: int,
                 closed_before_ms: int) -> Iterator[Bar]:
     """The series' bars that start at or after `lo_ms` and had closed by `closed_before_ms`,
     oldest first. A bar still forming is left out: it would be published again, different,
     once it closes."""
-    bar_ms = TIMESPAN_SECONDS[timespan] * multiplier * 1000
-    if lo_ms + bar_ms > closed_before_ms:
+    length = bar_ms(timespan, multiplier)
+    if lo_ms + length > closed_before_ms:
         return
     # In time order whatever the answer's order; of two results for one start, the later one
     # (a correction) wins, as in the bars index.
@@ -322,7 +347,7 @@ def closed_bars(client: MassiveClient, ticker: str, timespan: str, multiplier: i
         t = as_integer(result.get("t"))
         if not isinstance(t, int) or isinstance(t, bool):
             log.warning("%s: a result without an integral start time, skipped: %s", ticker, repr(result)[:200])
-        elif lo_ms <= t and t + bar_ms <= closed_before_ms:
+        elif lo_ms <= t and t + length <= closed_before_ms:
             by_start[t] = result
     for t in sorted(by_start):
         yield bar_from_aggregate(ticker, timespan, multiplier, by_start[t])

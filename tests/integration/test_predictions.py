@@ -62,27 +62,29 @@ def test_every_new_bar_is_predicted_judged_and_served_by_the_champion(pipeline, 
     index = settings.es_index_predictions
 
     # No model yet: the bars are indexed, and each question's reference baseline forecasts every
-    # bar with 20 before it, labelled as such; the job says once that no champion exists.
+    # bar with 20 before it, labelled as such; the job says once that no champion exists. One
+    # job runs throughout, in batches of at most 500 messages.
     publish(pipeline, FIRST)
     pipeline.publish([(b"GOOG", b'{"ticker": "GOOG"')])  # one dead letter, for the dashboard
-    first_run = pipeline.run("./spark-submit.sh", "jobs/stream_index.py", "--available-now",
-                             env={"STREAM_MAX_OFFSETS_PER_TRIGGER": "500"})
-    assert pipeline.count(settings.es_index_bars) == len(FIRST)
-    baseline_docs = pipeline.documents(index)
-    assert set(baseline_docs) == {b.doc_id for b in FIRST[20:]}
-    assert {(d["model"], d["model_version"], d["interval_model"], d["interval_version"])
-            for d in baseline_docs.values()} == {("persistence", "baseline", "rolling_std_normal", "baseline")}
-    assert first_run.stdout.count("no champion model for") == 1, first_run.stdout[-3000:]
-
-    pipeline.train(*TRAIN)
-    v1 = served(settings)
-    # Linear models on 1 200 training days: the holdout's DM test keeps at least one of them
-    # from serving, and that question's naive baseline serves instead.
-    assert {name for name, _ in v1.values()} & {"persistence", "mean_range_5", "ewma", "rolling_std_normal"}
-
     log_path = tmp_path / "stream.log"
-    stream = pipeline.start_stream(log_path, STREAM_TRIGGER_INTERVAL="1 second")
+    stream = pipeline.start_stream(log_path, STREAM_TRIGGER_INTERVAL="1 second",
+                                   STREAM_MAX_OFFSETS_PER_TRIGGER="500")
     try:
+        wait_until(lambda: pipeline.es().indices.exists(index=index) and pipeline.count(index) == len(FIRST) - 20,
+                   240, "the baselines' predictions", interval=2)
+        assert pipeline.count(settings.es_index_bars) == len(FIRST)
+        baseline_docs = pipeline.documents(index)
+        assert set(baseline_docs) == {b.doc_id for b in FIRST[20:]}
+        assert {(d["model"], d["model_version"], d["interval_model"], d["interval_version"])
+                for d in baseline_docs.values()} == {("persistence", "baseline", "rolling_std_normal", "baseline")}
+        assert log_path.read_text().count("no champion model for") == 1, log_path.read_text()[-3000:]
+
+        pipeline.train(*TRAIN)
+        v1 = served(settings)
+        # Linear models on 1 200 training days: the holdout's DM test keeps at least one of them
+        # from serving, and that question's naive baseline serves instead.
+        assert {name for name, _ in v1.values()} & {"persistence", "mean_range_5", "ewma", "rolling_std_normal"}
+        wait_for_champions(settings)  # the running job installs them: no restart
         publish(pipeline, SECOND)
         wait_until(lambda: pipeline.count(index) == len(FIRST) - 20 + len(SECOND), 240,
                    "the second slice's predictions", interval=2)

@@ -3,11 +3,15 @@ background, predict-bars waiting for it, and a stop that never leaves a first lo
 
 from __future__ import annotations
 
+import http.server
+import socket
 import threading
+import time
 
 import pytest
 
 from finstream.core.config import Settings
+from finstream.core.errors import UserError
 from finstream.serving.champions import ChampionMirror
 from finstream.stores import registry
 
@@ -79,3 +83,41 @@ def test_only_a_database_store_not_made_yet_may_migrate(tmp_path, uri, existing,
     if existing:
         (tmp_path / "mlflow.db").write_bytes(b"")
     assert registry.may_migrate(Settings.load(environ={"MLFLOW_TRACKING_URI": uri})) is expected
+
+
+def test_a_tracking_server_that_does_not_answer_is_reported_at_once_without_mlflows_retries():
+    """MLflow's client retries a refused connection for about four minutes: the commands' check
+    asks once."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, not listening: refused
+        uri = f"http://127.0.0.1:{port}"
+        started = time.monotonic()
+        with pytest.raises(UserError) as refused:
+            registry.require_store(Settings.load(environ={"MLFLOW_TRACKING_URI": uri}))
+    assert str(refused.value) == (f"cannot use the MLflow tracking store at {uri} ([Errno 111] Connection refused): "
+                                  "set MLFLOW_TRACKING_URI to a reachable server, or leave it empty for the "
+                                  "embedded store under .local/mlflow")
+    assert time.monotonic() - started < 5
+
+    with socket.socket() as silent:  # accepts, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        with pytest.raises(ConnectionError, match=r"^no answer within 0.5 s$"):
+            registry._answers(f"http://127.0.0.1:{silent.getsockname()[1]}", timeout=0.5)
+
+
+def test_any_http_answer_lets_mlflows_own_check_follow():
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the handler's name
+            self.send_error(404)
+
+        def log_message(self, *args):
+            pass
+
+    with http.server.HTTPServer(("127.0.0.1", 0), NotFound) as server:
+        thread = threading.Thread(target=server.handle_request)
+        thread.start()
+        registry._answers(f"http://127.0.0.1:{server.server_address[1]}/")  # a 404 is an answer
+        thread.join(5)
+    registry._answers("sqlite:///nowhere/mlflow.db")  # not a server: nothing to ask

@@ -373,3 +373,31 @@ def test_a_backfill_day_is_from_1970_and_a_future_end_is_today():
     with pytest.raises(UserError, match=r"^--from 2026-12-05 is after the default --to, yesterday \(2026-12-04\): give "
                                         r"--to 2026-12-05 or later$"):
         backfill_range(today, None, today)
+
+
+def test_a_backfill_that_reaches_now_leaves_out_the_bar_still_forming(fake, caplog):
+    """The API answers a range reaching today with today's bar so far: published, it would be
+    sent again, different, once closed. Only bars closed by now, less the feed's delay."""
+    from finstream.core.config import Settings
+    from producer.cli import backfill, parse_args
+
+    published = []
+
+    class Publisher:
+        def publish(self, bar):
+            published.append(bar.timestamp)
+
+    def run(now_ms: int, delay_minutes: str = "0") -> int:
+        published.clear()
+        settings = Settings.load(environ={"LIVE_DELAY_MINUTES": delay_minutes})
+        args = parse_args(["backfill", "--tickers", "AAPL", "--from", "2024-01-01", "--to", "2024-01-12"])
+        return backfill(args, settings, Publisher(), now_ms=now_ms, client=make_client(fake)[0])
+
+    last_start = START_MS + 11 * DAY  # the 12th and last bar: 2024-01-12
+    with caplog.at_level(logging.INFO, logger="producer.cli"):
+        assert run(last_start + DAY - 1) == 11
+    assert published == [START_MS + i * DAY for i in range(11)]
+    assert "AAPL: 1 bar(s) still forming left out, from 2024-01-12T00:00:00Z" in caplog.text
+    assert run(last_start + DAY) == 12  # closed at that very instant
+    assert run(last_start + DAY + 14 * 60_000, delay_minutes="15") == 11  # the feed's delay, as live
+    assert run(last_start + DAY + 15 * 60_000, delay_minutes="15") == 12

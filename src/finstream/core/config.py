@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from finstream.core.errors import Refused, UserError
+from finstream.core.schema import JAVA_INT_MAX
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]  # src/finstream/core/config.py
 
@@ -83,8 +84,8 @@ class SettingError(UserError, ValueError):
     """A setting's value refused: the message names the setting, the value and what it must be."""
 
 
-# The widest whole numbers the servers take: Kafka's and Spark's Java int and long.
-JAVA_INT_MAX, JAVA_LONG_MAX = 2**31 - 1, 2**63 - 1
+# The widest whole numbers the servers take: Kafka's and Spark's Java int (schema.JAVA_INT_MAX) and long.
+JAVA_LONG_MAX = 2**63 - 1
 HOURS_IN_10_YEARS = 87_600
 ES_HADOOP_PORT = 9200  # es.port's default: a node of ES_NODES without its own port
 
@@ -161,18 +162,19 @@ TOPIC_NAME = matching(r"(?!\.{1,2}$)(?!__)[A-Za-z0-9._-]{1,249}",
 INDEX_NAME = satisfying(_index_name, "an Elasticsearch index name (lower case, none of \\ / * ? \" < > | , # : { } "
                                      "or spaces, not starting with - _ +, at most 255 bytes)")
 HOST_PORTS = satisfying(_host_ports(port_required=True, zone=True),
-                        "comma-separated host:port without a protocol (e.g. localhost:9092; KAFKA_SECURITY_PROTOCOL "
-                        "sets the protocol)")
+                        "comma-separated host:port, ports 1-65535, without a protocol (e.g. localhost:9092; "
+                        "KAFKA_SECURITY_PROTOCOL sets the protocol)")
 HOSTS = satisfying(_host_ports(port_required=False, zone=False),
-                   "comma-separated host or host:port without a scheme (e.g. localhost:9200; the port defaults to "
-                   "9200; ES_SCHEME sets the scheme)")
+                   "comma-separated host or host:port, ports 1-65535, without a scheme (e.g. localhost:9200; the port "
+                   "defaults to 9200; ES_SCHEME sets the scheme)")
 # MLflow's tracking URI: empty (the embedded store) or a URI of a store MLflow knows, its scheme
 # in lower case as MLflow matches it. A bare path would silently make a folder store wherever
 # the command runs; `localhost:5000` (no http://) would be read as a scheme.
 TRACKING_URI = matching(r"|databricks(-uc)?(://.*)?|uc:.+|file:.+|sqlite:///.+|https?://[^/:?#\s]+.*"
                         r"|(postgresql|mysql|mssql)(\+\w+)?://.+",
-                        "empty (the embedded store) or a store's URI: http(s)://host..., sqlite:///path/mlflow.db, "
-                        "postgresql://..., mysql://..., mssql://..., file:///path or databricks")
+                        "empty (the embedded store) or a store's URI, its scheme in lower case: http(s)://host..., "
+                        "sqlite:///path/mlflow.db,"
+                        " postgresql://..., mysql://..., mssql://..., file:///path or databricks")
 HTTP_URL = matching(r"(?i:https?)://[^/:?#\s]+[^\s]*", "an http:// or https:// URL with a host")
 WS_URL = matching(r"(?i:wss?)://[^/:?#\s]+[^\s]*", "a ws:// or wss:// URL with a host")
 # The job's own Python reads the checkpoint and model folders (state layout, installed models):

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
-from finstream.core.schema import TICKER_PATTERN
+from finstream.core.schema import JAVA_INT_MAX, TICKER_PATTERN
 
 USER_ERROR_EXIT = 2
 T = TypeVar("T")
@@ -99,7 +99,8 @@ def _number(kind: type, accept: Callable[[float], bool], wanted: str, name: str)
 positive = _number(float, lambda v: math.isfinite(v) and v > 0, "a number above 0", "positive")
 positive_int = _number(int, lambda v: v >= 1, "a whole number above 0", "positive_int")
 # A value stored as a 32-bit int (a bar's multiplier: Spark's and Elasticsearch's `integer`).
-positive_int32 = _number(int, lambda v: 1 <= v <= 2**31 - 1, "a whole number from 1 to 2147483647", "positive_int32")
+positive_int32 = _number(int, lambda v: 1 <= v <= JAVA_INT_MAX, f"a whole number from 1 to {JAVA_INT_MAX}",
+                         "positive_int32")
 non_negative = _number(float, lambda v: math.isfinite(v) and v >= 0, "a number, 0 or more", "non_negative")
 non_negative_int = _number(int, lambda v: v >= 0, "a whole number, 0 or more", "non_negative_int")
 fraction = _number(float, lambda v: 0 < v < 1, "a number between 0 and 1", "fraction")

@@ -22,6 +22,8 @@ TIMESPAN_SECONDS = {"second": 1, "minute": 60, "hour": 3_600, "day": 86_400, "we
                     "month": 31 * 86_400, "quarter": 92 * 86_400, "year": 366 * 86_400}
 # A series: one ticker's bars of one size. Features, state and evaluation are per series.
 SERIES = ("ticker", "timespan", "multiplier")
+# Java's int: Spark's IntegerType, Elasticsearch's `integer`, and most Kafka and Spark settings.
+JAVA_INT_MAX = 2**31 - 1
 
 # Validation rules the stream job applies (finstream.ingest.validation; finstream.ingest.messages
 # in plain Python). Kept here, beside the fields they constrain, so that both and the tests read
@@ -142,7 +144,7 @@ REQUIRED_FIELDS = tuple(f.name for f in BAR_FIELDS if f.required)
 # The largest value of each integer field: what its Elasticsearch type holds, and below 2**53,
 # where a JSON reader that reads numbers as doubles (Spark's here) starts to round (2**53 + 1
 # reads as 2**53).
-INTEGER_LIMITS = {f.name: 2**31 - 1 if f.es_type == "integer" else 2**53 - 1 for f in BAR_FIELDS
+INTEGER_LIMITS = {f.name: JAVA_INT_MAX if f.es_type == "integer" else 2**53 - 1 for f in BAR_FIELDS
                   if f.python_type == "int"}
 PRICE_FIELDS = ("open", "high", "low", "close")
 

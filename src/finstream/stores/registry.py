@@ -19,6 +19,7 @@ which version to serve.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from finstream.core.config import Settings, local_dir
@@ -90,11 +91,38 @@ def require_store(settings: Settings) -> None:
             to a reachable server or leave it empty for the embedded store.
     """
     try:
+        _answers(tracking_uri(settings))
         experiment_id(client(settings), settings)
     except Exception as exc:  # noqa: BLE001 - whatever the store says, the user's line is the same
         raise UserError(f"cannot use the MLflow tracking store at {tracking_uri(settings)} "
                         f"({first_line(exc)[:200]}): set MLFLOW_TRACKING_URI to a reachable server, or "
                         "leave it empty for the embedded store under .local/mlflow") from None
+
+
+def _answers(uri: str, timeout: float = 10.0) -> None:
+    """A tracking server's host answers at all: one request, not retried. MLflow's own client
+    retries a refused connection (MLFLOW_HTTP_REQUEST_MAX_RETRIES, 7 with back-off), so a wrong
+    address took four minutes to report. Any HTTP answer passes, and so does a TLS failure:
+    MLflow's client has its own certificate settings (MLFLOW_TRACKING_SERVER_CERT_PATH), and its
+    check follows.
+
+    Raises:
+        ConnectionError: nothing answered within `timeout` seconds; the message is the system's
+            reason ("[Errno 111] Connection refused").
+    """
+    if not uri.startswith(("http://", "https://")):
+        return
+    import requests  # MLflow's own HTTP library
+
+    try:
+        requests.get(f"{uri.rstrip('/')}/health", timeout=timeout)
+    except requests.exceptions.SSLError:
+        pass
+    except requests.exceptions.Timeout:
+        raise ConnectionError(f"no answer within {timeout:g} s") from None
+    except requests.exceptions.ConnectionError as exc:
+        reason = re.search(r"\[Errno -?\d+\][^'\")]*", str(exc))
+        raise ConnectionError(reason.group(0) if reason else "cannot connect") from None
 
 
 def experiment_id(mlflow_client, settings: Settings) -> str:
