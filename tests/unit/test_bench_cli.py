@@ -44,6 +44,7 @@ def test_a_benchmark_without_its_servers_prints_one_line_and_exits_2(module, mon
     ("latency", ["--out", ""], "'' is not a file path"),
     ("market_minute", ["--out", "bench"], "bench is a folder: give a file path in it"),
     ("soak", ["--out", "README.md/soak"], "cannot write under"),
+    ("latency", ["--out", "/proc/latency"], "cannot write under /proc (not writable)"),  # even as root
     ("latency", ["--trigger", "soon"], "'soon' is not a trigger interval"),
     ("soak", ["--trigger", "1.5 minutes"], "'1.5 minutes' is not a trigger interval"),
     ("live_latency", ["--server-lag", "nan"], "nan is not a number, 0 or more"),

@@ -226,6 +226,11 @@ def test_two_kinds_of_document_in_one_index_are_refused():
     ("ES_BATCH_SIZE_BYTES", "+5mb", True), ("ES_BATCH_SIZE_BYTES", "1e3kb", True),
     ("ES_BATCH_WRITE_RETRY_WAIT", "+5s", True),
     ("ES_BATCH_WRITE_RETRY_WAIT", "1e20s", True),
+    # Host names of labels: none empty, none starting or ending with -.
+    ("KAFKA_BOOTSTRAP_SERVERS", "-:1", False), ("KAFKA_BOOTSTRAP_SERVERS", "...:1", False),
+    ("ES_NODES", "a..b:9200", False), ("ES_NODES", "es-:9200", False), ("ES_NODES", ".es", False),
+    ("KAFKA_BOOTSTRAP_SERVERS", "kafka_1:9092", True), ("ES_NODES", "es-01.internal.:9200", True),
+    ("KAFKA_BOOTSTRAP_SERVERS", "10.0.0.7:9092", True),
 ])
 def test_addresses_are_checked_at_load(key, value, ok):
     if ok:

@@ -131,6 +131,11 @@ def _index_name(value: str) -> bool:
         and value == value.lower() and size <= 255
 
 
+# A host name or IPv4 address: dot-separated labels of letters, digits, - and _ (Docker's
+# service names), none empty or starting or ending with -; a final dot (a rooted name) allowed.
+HOST_NAME = r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?\.)*[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?\.?"
+
+
 def _host_ports(port_required: bool, zone: bool) -> Callable[[str], bool]:
     """Comma-separated nodes: a host name or a bracketed IPv6 address, and a port (ASCII digits,
     1-65535). `zone`: an IPv6 address may name its interface ([fe80::1%eth0]); kafka-python and
@@ -146,7 +151,7 @@ def _host_ports(port_required: bool, zone: bool) -> Callable[[str], bool]:
                 return False
             port = bracketed.group(2)
             return (zone or not interface) and port is not None and 1 <= int(port) <= 65535
-        named = re.fullmatch(r"[A-Za-z0-9._-]+(?::([0-9]{1,5}))?", node)
+        named = re.fullmatch(rf"{HOST_NAME}(?::([0-9]{{1,5}}))?", node)
         if named is None or (port_required and named.group(1) is None):
             return False
         return named.group(1) is None or 1 <= int(named.group(1)) <= 65535
