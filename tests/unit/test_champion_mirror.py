@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import http.server
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -121,3 +123,35 @@ def test_any_http_answer_lets_mlflows_own_check_follow():
         registry._answers(f"http://127.0.0.1:{server.server_address[1]}/")  # a 404 is an answer
         thread.join(5)
     registry._answers("sqlite:///nowhere/mlflow.db")  # not a server: nothing to ask
+
+
+def test_commands_started_at_once_on_a_new_embedded_store_all_open_it(tmp_path):
+    """Without the lock, two of three such processes failed, and the store could stay
+    half-made for good ("table _alembic_tmp_tags already exists")."""
+    uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    opener = ("from finstream.core.config import Settings; from finstream.stores import registry; "
+              f"registry.require_store(Settings.load(environ={{'MLFLOW_TRACKING_URI': {uri!r}}}))")
+    processes = [subprocess.Popen([sys.executable, "-c", opener], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True) for _ in range(3)]
+    outputs = [p.communicate(timeout=120)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0], outputs
+    client = registry.client(Settings.load(environ={"MLFLOW_TRACKING_URI": uri}))
+    assert sorted(e.name for e in client.search_experiments()) == ["Default", registry.EXPERIMENT]
+
+
+def test_an_experiment_made_by_another_command_since_the_lookup_is_used(tmp_path):
+    settings = Settings.load(environ={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    client = registry.client(settings)
+    made = registry.experiment_id(client, settings)
+
+    class LateLookup:  # its first lookup ran before the other command created the experiment
+        lookups = 0
+
+        def get_experiment_by_name(self, name):
+            self.lookups += 1
+            return None if self.lookups == 1 else client.get_experiment_by_name(name)
+
+        def create_experiment(self, *args, **kwargs):
+            return client.create_experiment(*args, **kwargs)
+
+    assert registry.experiment_id(LateLookup(), settings) == made

@@ -18,8 +18,11 @@ which version to serve.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from finstream.core.config import Settings, local_dir
@@ -59,28 +62,44 @@ def client(settings: Settings):
     from mlflow import MlflowClient  # a second to import: only the commands that use it pay
 
     uri = tracking_uri(settings)
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    # Creating a store runs MLflow's schema migrations, whose alembic logging setup replaces the
-    # root logger's handlers and level (our INFO lines would vanish) and prints some 40 lines of
-    # migration steps: silence those while it runs, and put the handlers back.
-    migrating = may_migrate(settings)
-    if migrating:
-        if uri.startswith("sqlite:///"):  # made here, now (another database: made, or refused, by its server)
-            log.info("creating the MLflow store at %s", uri)
-        logging.disable(logging.INFO)
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
-        mlflow_client = MlflowClient(uri, uri)
-        mlflow_client.search_registered_models(max_results=1)  # the registry's store, now
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+    with _one_opener(uri):
+        # Creating a store runs MLflow's schema migrations, whose alembic logging setup replaces
+        # the root logger's handlers and level (our INFO lines would vanish) and prints some 40
+        # lines of migration steps: silence those while it runs, and put the handlers back.
+        migrating = may_migrate(settings)
         if migrating:
-            logging.disable(logging.NOTSET)
+            if uri.startswith("sqlite:///"):  # made here, now (another database: made, or refused, by its server)
+                log.info("creating the MLflow store at %s", uri)
+            logging.disable(logging.INFO)
+        root = logging.getLogger()
+        handlers, level = list(root.handlers), root.level
+        try:
+            mlflow_client = MlflowClient(uri, uri)
+            mlflow_client.search_registered_models(max_results=1)  # the registry's store, now
+        finally:
+            root.handlers[:] = handlers
+            root.setLevel(level)
+            logging.getLogger("alembic").setLevel(logging.WARNING)
+            if migrating:
+                logging.disable(logging.NOTSET)
     return mlflow_client
+
+
+@contextlib.contextmanager
+def _one_opener(uri: str) -> Iterator[None]:
+    """For a SQLite store (the embedded one): one process at a time opens it, holding an
+    exclusive lock on `<file>.lock` beside it. Two commands started at once on a new store (the
+    stream job and a training, two trainings) would otherwise both run MLflow's migrations, and
+    could leave the file half-made for good ("table params already exists"). Other stores'
+    servers and databases order their own creation."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    path = Path(uri.removeprefix("sqlite:///"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 def require_store(settings: Settings) -> None:
@@ -132,10 +151,20 @@ def experiment_id(mlflow_client, settings: Settings) -> str:
         mlflow_client: an MlflowClient (client()).
         settings: where a new experiment keeps its artifacts (artifact_location).
     """
+    from mlflow.exceptions import MlflowException
+
     found = mlflow_client.get_experiment_by_name(EXPERIMENT)
     if found:
         return found.experiment_id
-    return mlflow_client.create_experiment(EXPERIMENT, artifact_location=artifact_location(settings))
+    try:
+        return mlflow_client.create_experiment(EXPERIMENT, artifact_location=artifact_location(settings))
+    except MlflowException:
+        # Another command made it since the lookup? (A SQLite store reports that as a
+        # BAD_REQUEST, not RESOURCE_ALREADY_EXISTS, when an artifact location is given.)
+        found = mlflow_client.get_experiment_by_name(EXPERIMENT)
+        if found is None:
+            raise
+        return found.experiment_id
 
 
 def artifact_location(settings: Settings) -> str | None:
