@@ -1,5 +1,6 @@
 """Every series forecast, on the real stack: a champion per question and series set. Hourly FX
-and daily equities are trained as two sets of one question and streamed together, each series
+and daily equities are trained as two sets of one question, by two trainings at once on a new
+MLflow store, and streamed together, each series
 served by its own set's champion; promoting and rolling back one set changes that set's
 documents only, from the next batch, without a restart; a series no model covers gets each
 question's reference baseline, labelled as such. A registry made before series sets (one
@@ -47,8 +48,8 @@ def test_each_series_is_served_by_its_own_sets_champion_and_the_rest_by_the_base
     index = settings.es_index_predictions
     publish(pipeline, GOOG[:500] + EURUSD[:500])
     train = ("--questions", "range", "--models", "linear", "--folds", "0", "--promote")
-    hourly = pipeline.train(*train, "--timespan", "hour")  # the set: the tickers' common class, fx
-    daily = pipeline.train(*train, "--timespan", "day")
+    # Both at once, on a new MLflow store. The hourly set: the tickers' common class, fx.
+    hourly, daily = pipeline.trainings((*train, "--timespan", "hour"), (*train, "--timespan", "day"))
     assert f"registered {RANGE_FX} version 1 as champion" in hourly.stdout + hourly.stderr
     assert f"registered {RANGE_STOCKS} version 1 as champion" in daily.stdout + daily.stderr
 
