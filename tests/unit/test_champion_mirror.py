@@ -155,3 +155,39 @@ def test_an_experiment_made_by_another_command_since_the_lookup_is_used(tmp_path
             return client.create_experiment(*args, **kwargs)
 
     assert registry.experiment_id(LateLookup(), settings) == made
+
+
+def test_two_stream_jobs_installing_one_version_at_once_never_show_a_reader_half_a_file(tmp_path):
+    """Two stream jobs may share MODEL_DIR (the default, .local/models): each mirror installs
+    the champion. Each file appears whole, and no temporary file is left."""
+    from finstream.serving import installed
+
+    series = {"timespan": "day", "multiplier": 1, "asset_class": "stocks"}
+    metadata = {"series": series, "registered_model": "finstream-lags-day1-stocks", "notes": "x" * 200_000}
+    scorer = {"question": "lags", "served": "persistence"}
+    installed.install(tmp_path, "lags", "1", scorer, metadata)
+    errors, stop = [], threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            try:
+                assert installed.installed_version(tmp_path, "lags", "day1-stocks") == "1"
+                read = installed.installed_metadata(tmp_path, "lags", "finstream-lags-day1-stocks/1")
+                assert read["notes"] == metadata["notes"]
+                installed.load_served(tmp_path, "lags", "day1-stocks", "1")
+            except Exception as exc:  # noqa: BLE001 - any failure is the finding
+                errors.append(repr(exc)[:200])
+
+    def installer():
+        for _ in range(30):
+            installed.install(tmp_path, "lags", "1", scorer, metadata)
+
+    threads = [threading.Thread(target=reader), *(threading.Thread(target=installer) for _ in range(3))]
+    for thread in threads:
+        thread.start()
+    for thread in threads[1:]:
+        thread.join(60)
+    stop.set()
+    threads[0].join(10)
+    assert errors == []
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]

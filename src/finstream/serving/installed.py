@@ -1,16 +1,19 @@
 """The served models, installed where every Python worker of the stream reads them:
 MODEL_DIR/<question>/<set key>/<version>/{scorer.json, metadata.json} (a registered version's
 serving artifacts, finstream.stores.registry) and, per question and series set
-(finstream.core.series_sets), a CHAMPION file naming the installed version, replaced
-atomically so a reader never sees half of it. The stream driver's ChampionMirror installs a
-version when a champion alias moves; `scorer.json` is the model as plain-Python parameters
-(finstream.serving.scorers), which is what the stream serves."""
+(finstream.core.series_sets), a CHAMPION file naming the installed version. Every file is
+written whole under a name of its own and then renamed into place, so a reader never sees half
+of one, even when two stream jobs share MODEL_DIR and install the same version at once. The
+stream driver's ChampionMirror installs a version when a champion alias moves; `scorer.json`
+is the model as plain-Python parameters (finstream.serving.scorers), which is what the stream
+serves."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,14 +73,20 @@ def install(model_dir: Path, question: str, version: str, scorer: dict, metadata
     set_key = series_set(metadata).key
     folder = version_dir(model_dir, question, set_key, version)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / SCORER).write_text(json.dumps(scorer))
-    (folder / METADATA).write_text(json.dumps(metadata, indent=2, sort_keys=True))
+    _write_whole(folder / SCORER, json.dumps(scorer))
+    _write_whole(folder / METADATA, json.dumps(metadata, indent=2, sort_keys=True))
     served = load_served(model_dir, question, set_key, version)
-    pointer = model_dir / question / set_key / POINTER
-    tmp = pointer.with_suffix(".tmp")
-    tmp.write_text(version + "\n")
-    os.replace(tmp, pointer)
+    _write_whole(model_dir / question / set_key / POINTER, version + "\n")
     return served
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Writes `path` by renaming a whole file onto it: a temporary name unique to this writer
+    (another stream job on the same MODEL_DIR may be writing the same file)."""
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
+                                     delete=False) as tmp:
+        tmp.write(text)
+    os.replace(tmp.name, path)
 
 
 def installed_version(model_dir: Path, question: str, set_key: str) -> str | None:
