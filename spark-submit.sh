@@ -29,16 +29,24 @@ JARS="$(find "$JARS_DIR" -maxdepth 1 -name '*.jar' | sort | paste -sd, -)"
 JARS="$JARS,$("$STACK_DIR/es-dead-letters.sh")"
 
 # The shared package as a zip, rebuilt each time so it always matches the source; the
-# development-only generators (finstream/ops/kibana.py) stay out of what executors get.
+# development-only generators (finstream/ops/kibana.py) stay out of what executors get. It is
+# built under a name of its own and renamed to one that names its content: two jobs starting at
+# once (the stream job and a training) never replace the file the other is reading, and a job
+# on a cluster, whose executors fetch it from the driver, keeps serving its own. The 20 newest
+# are kept.
 BUILD_DIR="$LOCAL_DIR/build"
 mkdir -p "$BUILD_DIR"
-PY_FILES="$BUILD_DIR/finstream.zip"
-rm -f "$PY_FILES"
+BUILDING="$(mktemp "$BUILD_DIR/.finstream-XXXXXX")"
+chmod 644 "$BUILDING"
 (cd "$ROOT_DIR/src" && find finstream -name '*.py' ! -path 'finstream/ops/kibana.py' | sort \
     | "$VENV/bin/python" -c 'import sys, zipfile
 with zipfile.ZipFile(sys.argv[1], "w") as archive:
     for name in sys.stdin.read().split():
-        archive.write(name)' "$PY_FILES")
+        archive.write(name)' "$BUILDING")
+PY_FILES="$BUILD_DIR/finstream-$(sha256sum "$BUILDING" | cut -c1-16).zip"
+mv -f "$BUILDING" "$PY_FILES"
+touch "$PY_FILES"  # the newest, for the pruning below
+ls -t "$BUILD_DIR"/finstream-*.zip | tail -n +21 | xargs -r rm -f
 
 export JAVA_HOME="${SPARK_JAVA_HOME:-$(spark_java_home)}"
 export SPARK_CONF_DIR="${SPARK_CONF_DIR:-$ROOT_DIR/conf}"
