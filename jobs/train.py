@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         path = report_dir / f"{question}.json"
         indexed = steps.save_report(report, path, settings, es)
         print("\n" + metrics_table(report), flush=True)
-        print(outcome(report, registry.tracking_uri(settings), path, len(plots), indexed,
+        print(outcome(report, registry.shown_uri(settings), path, len(plots), indexed,
                       settings.es_index_model_metrics), flush=True)
 
 

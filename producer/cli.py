@@ -202,8 +202,9 @@ def backfill(args: argparse.Namespace, settings: Settings, publisher: BarPublish
         sent = publish_all(publisher, tqdm(bars, desc=ticker, unit=" bars", disable=None))
         log.info("%s: %d bars (%s x%d, %s .. %s)", ticker, sent, args.timespan, args.multiplier, start, end)
         if forming:
-            log.info("%s: %d bar(s) still forming left out, from %s: published once closed (producer live, or a "
-                     "later backfill)", ticker, len(forming), iso_time(as_integer(forming[0]["t"])))
+            log.info("%s: %d bar(s) from %s left out, not yet closed by the longest length of a %s bar: published "
+                     "once closed (producer live on the same timespan, or a later backfill)", ticker, len(forming),
+                     iso_time(as_integer(forming[0]["t"])), args.timespan)
         total += sent
     return total
 

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         location = registry.artifact_location(settings)
         if location:
             ui_command += ["--default-artifact-root", location]
-        print(f"MLflow UI on http://127.0.0.1:{args.port} ({registry.tracking_uri(settings)})", flush=True)
+        print(f"MLflow UI on http://127.0.0.1:{args.port} ({registry.shown_uri(settings)})", flush=True)
         os.execv(ui_command[0], ui_command)
     client = registry.client(settings)
     if args.command == "list":

@@ -4,6 +4,7 @@ background, predict-bars waiting for it, and a stop that never leaves a first lo
 from __future__ import annotations
 
 import http.server
+import os
 import socket
 import subprocess
 import sys
@@ -87,42 +88,74 @@ def test_only_a_database_store_not_made_yet_may_migrate(tmp_path, uri, existing,
     assert registry.may_migrate(Settings.load(environ={"MLFLOW_TRACKING_URI": uri})) is expected
 
 
-def test_a_tracking_server_that_does_not_answer_is_reported_at_once_without_mlflows_retries():
-    """MLflow's client retries a refused connection for about four minutes: the commands' check
-    asks once."""
+def refused(uri: str, timeout: int = 10) -> tuple[str, float]:
+    """require_store's line for the tracking URI, and how long it took."""
+    started = time.monotonic()
+    with pytest.raises(UserError) as error:
+        registry.require_store(Settings.load(environ={"MLFLOW_TRACKING_URI": uri}), timeout=timeout)
+    return str(error.value), time.monotonic() - started
+
+
+class Answering(http.server.BaseHTTPRequestHandler):
+    """Every request answered with one status (a proxy in front of a stopped MLflow: 503)."""
+
+    status = 503
+
+    def do_GET(self):  # noqa: N802 - the handler's name
+        self.send_error(self.status)
+
+    do_POST = do_GET  # noqa: N815
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server_503():
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answering) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        yield server.server_address[1]
+        server.shutdown()
+
+
+def test_a_tracking_server_that_does_not_answer_is_reported_at_once_without_mlflows_retries(monkeypatch):
+    """MLflow's client retries for about four minutes: the commands' check asks once, and the
+    environment MLflow reads its retries from is as it was afterwards."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "7")
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]  # bound, not listening: refused
-        uri = f"http://127.0.0.1:{port}"
-        started = time.monotonic()
-        with pytest.raises(UserError) as refused:
-            registry.require_store(Settings.load(environ={"MLFLOW_TRACKING_URI": uri}))
-    assert str(refused.value) == (f"cannot use the MLflow tracking store at {uri} ([Errno 111] Connection refused): "
-                                  "set MLFLOW_TRACKING_URI to a reachable server, or leave it empty for the "
-                                  "embedded store under .local/mlflow")
-    assert time.monotonic() - started < 5
+        uri = f"http://127.0.0.1:{closed.getsockname()[1]}"  # bound, not listening: refused
+        line, seconds = refused(uri)
+    assert line == (f"cannot use the MLflow tracking store at {uri} ([Errno 111] Connection refused): set "
+                    "MLFLOW_TRACKING_URI to a reachable server, or leave it empty for the embedded store under "
+                    ".local/mlflow")
+    assert seconds < 5
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "7" and "MLFLOW_HTTP_REQUEST_TIMEOUT" not in os.environ
 
     with socket.socket() as silent:  # accepts, never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen()
-        with pytest.raises(ConnectionError, match=r"^no answer within 0.5 s$"):
-            registry._answers(f"http://127.0.0.1:{silent.getsockname()[1]}", timeout=0.5)
+        line, seconds = refused(f"http://127.0.0.1:{silent.getsockname()[1]}", timeout=1)
+    assert "(Read timed out)" in line and seconds < 5
 
 
-def test_any_http_answer_lets_mlflows_own_check_follow():
-    class NotFound(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - the handler's name
-            self.send_error(404)
+def test_a_server_answering_503_or_without_tls_is_reported_at_once_with_its_reason(server_503):
+    line, seconds = refused(f"http://127.0.0.1:{server_503}")
+    assert "(too many 503 error responses)" in line and seconds < 5
+    line, seconds = refused(f"https://127.0.0.1:{server_503}")  # TLS to a plain-HTTP port
+    assert "([SSL: " in line and seconds < 5
 
-        def log_message(self, *args):
-            pass
 
-    with http.server.HTTPServer(("127.0.0.1", 0), NotFound) as server:
-        thread = threading.Thread(target=server.handle_request)
-        thread.start()
-        registry._answers(f"http://127.0.0.1:{server.server_address[1]}/")  # a 404 is an answer
-        thread.join(5)
-    registry._answers("sqlite:///nowhere/mlflow.db")  # not a server: nothing to ask
+def test_the_stores_password_is_never_shown(server_503):
+    uri = f"http://finstream:s3cret-pw@127.0.0.1:{server_503}/mlflow"
+    line, _ = refused(uri)
+    assert "s3cret-pw" not in line and f"http://finstream:***@127.0.0.1:{server_503}/mlflow" in line
+    settings = Settings.load(environ={"MLFLOW_TRACKING_URI": "postgresql://mlflow:pw-9@db/mlflow"})
+    assert registry.shown_uri(settings) == "postgresql://mlflow:***@db/mlflow"
+    assert registry.hide_password("could not connect to postgresql://mlflow:pw-9@db", settings) == \
+        "could not connect to postgresql://mlflow:***@db"
 
 
 def test_commands_started_at_once_on_a_new_embedded_store_all_open_it(tmp_path):

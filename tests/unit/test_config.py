@@ -231,6 +231,9 @@ def test_two_kinds_of_document_in_one_index_are_refused():
     ("ES_NODES", "a..b:9200", False), ("ES_NODES", "es-:9200", False), ("ES_NODES", ".es", False),
     ("KAFKA_BOOTSTRAP_SERVERS", "kafka_1:9092", True), ("ES_NODES", "es-01.internal.:9200", True),
     ("KAFKA_BOOTSTRAP_SERVERS", "10.0.0.7:9092", True),
+    # A tracking server's port is one.
+    ("MLFLOW_TRACKING_URI", "http://mlflow:99999", False), ("MLFLOW_TRACKING_URI", "http://mlflow:0", False),
+    ("MLFLOW_TRACKING_URI", "https://u:p@mlflow:5000/prefix", True),
 ])
 def test_addresses_are_checked_at_load(key, value, ok):
     if ok:

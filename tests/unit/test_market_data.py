@@ -397,7 +397,8 @@ def test_a_backfill_that_reaches_now_leaves_out_the_bar_still_forming(fake, capl
     with caplog.at_level(logging.INFO, logger="producer.cli"):
         assert run(last_start + DAY - 1) == 11
     assert published == [START_MS + i * DAY for i in range(11)]
-    assert "AAPL: 1 bar(s) still forming left out, from 2024-01-12T00:00:00Z" in caplog.text
+    assert "AAPL: 1 bar(s) from 2024-01-12T00:00:00Z left out, not yet closed by the longest length of a day bar" \
+        in caplog.text
     assert run(last_start + DAY) == 12  # closed at that very instant
     assert run(last_start + DAY + 14 * 60_000, delay_minutes="15") == 11  # the feed's delay, as live
     assert run(last_start + DAY + 15 * 60_000, delay_minutes="15") == 12

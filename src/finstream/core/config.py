@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from finstream.core.errors import Refused, UserError
 from finstream.core.schema import JAVA_INT_MAX
@@ -172,14 +173,29 @@ HOST_PORTS = satisfying(_host_ports(port_required=True, zone=True),
 HOSTS = satisfying(_host_ports(port_required=False, zone=False),
                    "comma-separated host or host:port, ports 1-65535, without a scheme (e.g. localhost:9200; the port "
                    "defaults to 9200; ES_SCHEME sets the scheme)")
-# MLflow's tracking URI: empty (the embedded store) or a URI of a store MLflow knows, its scheme
-# in lower case as MLflow matches it. A bare path would silently make a folder store wherever
-# the command runs; `localhost:5000` (no http://) would be read as a scheme.
-TRACKING_URI = matching(r"|databricks(-uc)?(://.*)?|uc:.+|file:.+|sqlite:///.+|https?://[^/:?#\s]+.*"
-                        r"|(postgresql|mysql|mssql)(\+\w+)?://.+",
-                        "empty (the embedded store) or a store's URI, its scheme in lower case: http(s)://host..., "
-                        "sqlite:///path/mlflow.db,"
-                        " postgresql://..., mysql://..., mssql://..., file:///path or databricks")
+
+
+def _tracking_uri(value: str) -> bool:
+    """MLflow's tracking URI: empty (the embedded store) or a URI of a store MLflow knows, its
+    scheme in lower case as MLflow matches it, a server's port 1-65535. A bare path would
+    silently make a folder store wherever the command runs; `localhost:5000` (no http://)
+    would be read as a scheme."""
+    if not re.fullmatch(r"|databricks(-uc)?(://.*)?|uc:.+|file:.+|sqlite:///.+|https?://[^/:?#\s]+.*"
+                        r"|(postgresql|mysql|mssql)(\+\w+)?://.+", value):
+        return False
+    if not value.startswith("http"):
+        return True
+    try:
+        port = urlsplit(value).port  # raises past 65535
+    except ValueError:
+        return False
+    return port is None or port >= 1
+
+
+TRACKING_URI = satisfying(_tracking_uri,
+                          "empty (the embedded store) or a store's URI, its scheme in lower case: http(s)://host..., "
+                          "sqlite:///path/mlflow.db, postgresql://..., mysql://..., mssql://..., file:///path or "
+                          "databricks")
 HTTP_URL = matching(r"(?i:https?)://[^/:?#\s]+[^\s]*", "an http:// or https:// URL with a host")
 WS_URL = matching(r"(?i:wss?)://[^/:?#\s]+[^\s]*", "a ws:// or wss:// URL with a host")
 # The job's own Python reads the checkpoint and model folders (state layout, installed models):

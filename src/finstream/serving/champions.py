@@ -51,7 +51,8 @@ class ChampionMirror:
         except Exception as exc:  # noqa: BLE001 - the registry down must not stop the stream
             if not self._unreachable:
                 log.warning("cannot read the model registry at %s (%s): serving what is installed; retrying every "
-                            "%g s", registry.tracking_uri(self.settings), first_line(exc)[:200], self.poll_seconds)
+                            "%g s", registry.shown_uri(self.settings),
+                            registry.hide_password(first_line(exc), self.settings)[:200], self.poll_seconds)
             self._unreachable = True
             return
         if self._unreachable:

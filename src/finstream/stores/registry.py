@@ -21,9 +21,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from finstream.core.config import Settings, local_dir
 from finstream.core.errors import UserError
@@ -102,46 +104,74 @@ def _one_opener(uri: str) -> Iterator[None]:
         yield
 
 
-def require_store(settings: Settings) -> None:
+def require_store(settings: Settings, timeout: int = 10) -> None:
     """Checks that the tracking store can be reached and written, before a command uses it.
+    MLflow's HTTP client is asked once, waiting at most `timeout` seconds for an answer: its
+    own retries (MLFLOW_HTTP_REQUEST_MAX_RETRIES, 7 with back-off) made a wrong address, a
+    certificate it does not trust or a server answering 503 take about four minutes to report.
+    The commands' later requests keep MLflow's retries.
 
     Raises:
-        UserError: one line naming the store and MLflow's error, saying to set MLFLOW_TRACKING_URI
-            to a reachable server or leave it empty for the embedded store.
+        UserError: one line naming the store (its password hidden) and the reason, saying to
+            set MLFLOW_TRACKING_URI to a reachable server or leave it empty for the embedded store.
     """
     try:
-        _answers(tracking_uri(settings))
-        experiment_id(client(settings), settings)
+        with _environment(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT=str(timeout)):
+            experiment_id(client(settings), settings)
     except Exception as exc:  # noqa: BLE001 - whatever the store says, the user's line is the same
-        raise UserError(f"cannot use the MLflow tracking store at {tracking_uri(settings)} "
-                        f"({first_line(exc)[:200]}): set MLFLOW_TRACKING_URI to a reachable server, or "
-                        "leave it empty for the embedded store under .local/mlflow") from None
+        raise UserError(f"cannot use the MLflow tracking store at {shown_uri(settings)} ({_reason(exc, settings)}): "
+                        "set MLFLOW_TRACKING_URI to a reachable server, or leave it empty for the embedded store "
+                        "under .local/mlflow") from None
 
 
-def _answers(uri: str, timeout: float = 10.0) -> None:
-    """A tracking server's host answers at all: one request, not retried. MLflow's own client
-    retries a refused connection (MLFLOW_HTTP_REQUEST_MAX_RETRIES, 7 with back-off), so a wrong
-    address took four minutes to report. Any HTTP answer passes, and so does a TLS failure:
-    MLflow's client has its own certificate settings (MLFLOW_TRACKING_SERVER_CERT_PATH), and its
-    check follows.
-
-    Raises:
-        ConnectionError: nothing answered within `timeout` seconds; the message is the system's
-            reason ("[Errno 111] Connection refused").
-    """
-    if not uri.startswith(("http://", "https://")):
-        return
-    import requests  # MLflow's own HTTP library
-
+@contextlib.contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """Environment variables set while the block runs (MLflow reads its HTTP settings from the
+    environment on each request), then put back as they were."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
-        requests.get(f"{uri.rstrip('/')}/health", timeout=timeout)
-    except requests.exceptions.SSLError:
-        pass
-    except requests.exceptions.Timeout:
-        raise ConnectionError(f"no answer within {timeout:g} s") from None
-    except requests.exceptions.ConnectionError as exc:
-        reason = re.search(r"\[Errno -?\d+\][^'\")]*", str(exc))
-        raise ConnectionError(reason.group(0) if reason else "cannot connect") from None
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+# The part of an error from MLflow's HTTP client (requests, urllib3) that says what went wrong.
+_REASONS = (r"\[Errno -?\d+\][^'\")\]]*", r"\[SSL: [A-Z_]+\][^'\")\]]*", r"too many \d{3} error responses",
+            r"Remote end closed connection without response", r"Read timed out", r"Connection reset by peer")
+
+
+def _reason(exc: BaseException, settings: Settings) -> str:
+    """What went wrong, from MLflow's error: the system's or TLS's reason, or the HTTP status,
+    else its first line; the store's password hidden."""
+    text = hide_password(str(exc), settings)
+    for pattern in _REASONS:
+        found = re.search(pattern, text)
+        if found:
+            return found.group(0).strip()
+    return hide_password(first_line(exc), settings)[:200]
+
+
+def shown_uri(settings: Settings) -> str:
+    """The tracking URI as messages and logs show it: a password in it
+    (postgresql://user:password@db/mlflow, https://user:password@host) as ***."""
+    return hide_password(tracking_uri(settings), settings)
+
+
+def hide_password(text: str, settings: Settings) -> str:
+    """`text` with the tracking URI's password, if it has one, as *** (MLflow's errors repeat
+    the URI they used)."""
+    try:
+        password = urlsplit(tracking_uri(settings)).password
+    except ValueError:  # not a URI urllib can split: it has no password it could find either
+        return text
+    if not password:
+        return text
+    return text.replace(f":{password}@", ":***@")
 
 
 def experiment_id(mlflow_client, settings: Settings) -> str:
