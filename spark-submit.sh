@@ -30,23 +30,31 @@ JARS="$JARS,$("$STACK_DIR/es-dead-letters.sh")"
 
 # The shared package as a zip, rebuilt each time so it always matches the source; the
 # development-only generators (finstream/ops/kibana.py) stay out of what executors get. It is
-# built under a name of its own and renamed to one that names its content: two jobs starting at
-# once (the stream job and a training) never replace the file the other is reading, and a job
-# on a cluster, whose executors fetch it from the driver, keeps serving its own. The 20 newest
-# are kept.
+# built under a name of its own and renamed to one that names its content (the sources' bytes:
+# every entry has one date and mode): two jobs starting at once (the stream job and a training)
+# never replace the file the other is reading, and a job on a cluster, whose executors fetch it
+# from the driver, keeps serving its own. The 20 newest are kept, and any a running process
+# names on its command line.
 BUILD_DIR="$LOCAL_DIR/build"
 mkdir -p "$BUILD_DIR"
 BUILDING="$(mktemp "$BUILD_DIR/.finstream-XXXXXX")"
+trap 'rm -f "$BUILDING"' EXIT  # a failed build leaves nothing (exec below replaces this shell)
 chmod 644 "$BUILDING"
-(cd "$ROOT_DIR/src" && find finstream -name '*.py' ! -path 'finstream/ops/kibana.py' | sort \
+(cd "$ROOT_DIR/src" && find finstream -name '*.py' ! -path 'finstream/ops/kibana.py' | LC_ALL=C sort \
     | "$VENV/bin/python" -c 'import sys, zipfile
 with zipfile.ZipFile(sys.argv[1], "w") as archive:
     for name in sys.stdin.read().split():
-        archive.write(name)' "$BUILDING")
+        entry = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+        entry.external_attr = 0o644 << 16
+        with open(name, "rb") as source:
+            archive.writestr(entry, source.read())' "$BUILDING")
 PY_FILES="$BUILD_DIR/finstream-$(sha256sum "$BUILDING" | cut -c1-16).zip"
 mv -f "$BUILDING" "$PY_FILES"
+trap - EXIT
 touch "$PY_FILES"  # the newest, for the pruning below
-ls -t "$BUILD_DIR"/finstream-*.zip | tail -n +21 | xargs -r rm -f
+for old in $(ls -t "$BUILD_DIR"/finstream-*.zip | tail -n +21); do
+    grep -qsF "$old" /proc/[0-9]*/cmdline || rm -f "$old"
+done
 
 export JAVA_HOME="${SPARK_JAVA_HOME:-$(spark_java_home)}"
 export SPARK_CONF_DIR="${SPARK_CONF_DIR:-$ROOT_DIR/conf}"

@@ -151,11 +151,9 @@ def test_a_server_answering_503_or_without_tls_is_reported_at_once_with_its_reas
 def test_the_stores_password_is_never_shown(server_503):
     uri = f"http://finstream:s3cret-pw@127.0.0.1:{server_503}/mlflow"
     line, _ = refused(uri)
-    assert "s3cret-pw" not in line and f"http://finstream:***@127.0.0.1:{server_503}/mlflow" in line
+    assert "s3cret-pw" not in line and f"http://***@127.0.0.1:{server_503}/mlflow" in line
     settings = Settings.load(environ={"MLFLOW_TRACKING_URI": "postgresql://mlflow:pw-9@db/mlflow"})
-    assert registry.shown_uri(settings) == "postgresql://mlflow:***@db/mlflow"
-    assert registry.hide_password("could not connect to postgresql://mlflow:pw-9@db", settings) == \
-        "could not connect to postgresql://mlflow:***@db"
+    assert registry.shown_uri(settings) == "postgresql://***@db/mlflow"
 
 
 def test_commands_started_at_once_on_a_new_embedded_store_all_open_it(tmp_path):
@@ -165,9 +163,10 @@ def test_commands_started_at_once_on_a_new_embedded_store_all_open_it(tmp_path):
     opener = ("from finstream.core.config import Settings; from finstream.stores import registry; "
               f"registry.require_store(Settings.load(environ={{'MLFLOW_TRACKING_URI': {uri!r}}}))")
     processes = [subprocess.Popen([sys.executable, "-c", opener], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True) for _ in range(3)]
+                                  text=True, cwd=tmp_path) for _ in range(3)]
     outputs = [p.communicate(timeout=120)[0] for p in processes]
     assert [p.returncode for p in processes] == [0, 0, 0], outputs
+    assert not (tmp_path / "mlruns").exists()  # MLflow's default artifact root, unused here
     client = registry.client(Settings.load(environ={"MLFLOW_TRACKING_URI": uri}))
     assert sorted(e.name for e in client.search_experiments()) == ["Default", registry.EXPERIMENT]
 
@@ -223,4 +222,52 @@ def test_two_stream_jobs_installing_one_version_at_once_never_show_a_reader_half
     stop.set()
     threads[0].join(10)
     assert errors == []
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_a_store_this_user_may_only_read_opens_without_its_lock(tmp_path, monkeypatch):
+    """Where the lock file cannot be made (the folder is another user's), an existing store
+    still opens: there is nothing to create."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}?mode=ro"
+    settings = Settings.load(environ={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    registry.require_store(settings)  # made, with its lock file
+    (tmp_path / "mlflow.db.lock").unlink()
+    real_open = os.open
+
+    def refused(path, flags, *args):
+        if str(path).endswith(".lock"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", refused)
+    assert registry.sqlite_path(uri) == tmp_path / "mlflow.db"
+    assert registry.client(Settings.load(environ={"MLFLOW_TRACKING_URI": uri})).search_registered_models() == []
+    (tmp_path / "mlflow.db").unlink()  # a new store there cannot be made: the line names the lock file
+    line = str(pytest.raises(UserError, registry.require_store, settings).value)
+    assert f"([Errno 13] Permission denied: {tmp_path / 'mlflow.db.lock'})" in line
+
+
+def test_a_lock_held_too_long_is_one_line(tmp_path, monkeypatch):
+    import fcntl
+
+    settings = Settings.load(environ={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    monkeypatch.setattr(registry, "LOCK_SECONDS", 0.5)
+    with open(tmp_path / "mlflow.db.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another process, stalled while it opens the store
+        line = str(pytest.raises(UserError, registry.require_store, settings).value)
+    assert f"another process has held {tmp_path / 'mlflow.db.lock'} for 0.5 s while opening the store: stop it" in line
+
+
+def test_installed_files_have_the_usual_mode_and_a_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    from finstream.serving import installed
+
+    metadata = {"series": {"timespan": "day", "multiplier": 1}, "registered_model": "finstream-lags-day1"}
+    installed.install(tmp_path, "lags", "1", {"question": "lags", "served": "persistence"}, metadata)
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in (installed.SCORER, installed.METADATA):
+        assert (tmp_path / "lags" / "day1" / "1" / name).stat().st_mode & 0o777 == 0o666 & ~umask
+    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(27, "File too large")))
+    with pytest.raises(OSError, match="File too large"):
+        installed.install(tmp_path, "lags", "2", {"question": "lags", "served": "persistence"}, metadata)
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]

@@ -325,3 +325,10 @@ def test_the_file_gives_each_value_its_own_type_and_keeps_no_secret(tmp_path):
     (tmp_path / "bom.toml").write_bytes(b"\xef\xbb\xbf" + text.encode())
     with pytest.raises(SettingError, match=r"bom.toml starts with a byte-order mark"):
         Settings.load(environ={}, path=tmp_path / "bom.toml")
+
+
+def test_a_refused_uri_is_not_repeated_with_its_password():
+    with pytest.raises(SettingError) as refused:
+        Settings.load(environ={"MLFLOW_TRACKING_URI": "http://mlflow:s3cret@mlflow:99999"})
+    assert "s3cret" not in str(refused.value)
+    assert str(refused.value).startswith("setting MLFLOW_TRACKING_URI='http://***@mlflow:99999' (from the environment)")

@@ -100,3 +100,34 @@ def test_numbers_refused_with_their_reason():
             parse(text)
     assert (positive("0.5"), positive_int("3"), non_negative_int("0"), non_negative_int("7")) == (0.5, 3, 0, 7)
     assert (non_negative("0"), non_negative("15"), fraction("0.2")) == (0.0, 15.0, 0.2)
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("http://u:pw@h:5000/x", "http://***@h:5000/x"),
+    ("https://TOKEN123@host/a", "https://***@host/a"),  # a token as the user
+    ("http://u:p@ss@host/x", "http://***@host/x"),  # a password holding @
+    ("postgresql://u@db/mlflow?password=sekret&x=1", "postgresql://***@db/mlflow?password=***&x=1"),
+    ("https://h/api?token=abc#frag", "https://h/api?token=***#frag"),
+    ("API request to http://finstream:S3cr3t@127.0.0.1:15987/api failed", "API request to "
+     "http://***@127.0.0.1:15987/api failed"),
+    ("sqlite:////tmp/m.db and a@b and http://h:5000/x?q=1", "sqlite:////tmp/m.db and a@b and http://h:5000/x?q=1"),
+])
+def test_credentials_in_urls_are_hidden(text, shown):
+    from finstream.core.errors import hide_credentials
+
+    assert hide_credentials(text) == shown
+
+
+def test_no_log_line_or_traceback_shows_a_urls_password():
+    """MLflow's errors repeat the tracking URI it used, password and all."""
+    import subprocess
+    import sys
+
+    program = ("from finstream.core.logs import setup_logging; import logging; setup_logging(); "
+               "logging.getLogger('x').warning('at %s', 'http://u:pw-7@h/x'); "
+               "logging.getLogger('x').exception('failed', exc_info=RuntimeError('http://u:pw-7@h/y')); "
+               "raise RuntimeError('API request to http://u:pw-7@h/z failed')")
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "pw-7" not in result.stdout + result.stderr
+    assert "at http://***@h/x" in result.stderr and "RuntimeError: http://***@h/y" in result.stderr
+    assert "RuntimeError: API request to http://***@h/z failed" in result.stderr

@@ -17,6 +17,22 @@ USER_ERROR_EXIT = 2
 T = TypeVar("T")
 
 
+# Credentials a URL may carry: its user information (scheme://user:password@host, or a token as
+# the user; up to the authority's last @, as a password may hold one) and query parameters named
+# like secrets.
+_USERINFO = re.compile(r"(?<=://)[^/\s'\"]+@")
+_SECRET_PARAMETERS = re.compile(r"(?i)([?&;](?:password|passwd|pwd|token|access_token|secret|api_?key|apikey)=)"
+                                r"[^&#;\s'\"]*")
+
+
+def hide_credentials(text: str) -> str:
+    """`text` with every URL's credentials as ***: its user information
+    (`https://user:pw@host` -> `https://***@host`) and secret-named query parameters
+    (`?password=x` -> `?password=***`). For lines that repeat a URI a user configured: MLflow's
+    errors and links do, with the password in them."""
+    return _SECRET_PARAMETERS.sub(r"\1***", _USERINFO.sub("***@", text))
+
+
 class UserError(Exception):
     """Its message is the whole report: what went wrong and what to do."""
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import traceback
+
+from finstream.core.errors import hide_credentials
 
 
 def setup_logging(level: str | None = None) -> None:
@@ -28,3 +32,33 @@ def setup_logging(level: str | None = None) -> None:
     # Our readers of the topic commit nothing on purpose (the replay and the checks); kafka-python
     # says "group_id is None: disabling auto-commit" at WARNING for each.
     logging.getLogger("kafka.coordinator.consumer").setLevel(logging.ERROR)
+    # A URI's credentials never reach a log line or a traceback (MLflow's errors repeat the
+    # tracking URI, password and all).
+    for handler in logging.getLogger().handlers:
+        if HIDE_CREDENTIALS not in handler.filters:
+            handler.addFilter(HIDE_CREDENTIALS)
+    sys.excepthook = _hiding_excepthook
+
+
+class _HideCredentials(logging.Filter):
+    """Rewrites a record's message and traceback with every URL's credentials as ***
+    (finstream.core.errors.hide_credentials)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        hidden = hide_credentials(message)
+        if hidden != message:
+            record.msg, record.args = hidden, ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = hide_credentials(record.exc_text)
+        return True
+
+
+HIDE_CREDENTIALS = _HideCredentials()
+
+
+def _hiding_excepthook(kind, value, tb) -> None:
+    """An uncaught exception's traceback, as Python prints it, with URLs' credentials hidden."""
+    sys.stderr.write(hide_credentials("".join(traceback.format_exception(kind, value, tb))))

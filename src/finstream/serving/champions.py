@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 from finstream.core.config import Settings
+from finstream.core.errors import hide_credentials
 from finstream.core.retry import first_line
 from finstream.serving import installed
 from finstream.stores import registry
@@ -52,7 +53,7 @@ class ChampionMirror:
             if not self._unreachable:
                 log.warning("cannot read the model registry at %s (%s): serving what is installed; retrying every "
                             "%g s", registry.shown_uri(self.settings),
-                            registry.hide_password(first_line(exc), self.settings)[:200], self.poll_seconds)
+                            hide_credentials(first_line(exc))[:200], self.poll_seconds)
             self._unreachable = True
             return
         if self._unreachable:

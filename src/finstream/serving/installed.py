@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,12 +81,20 @@ def install(model_dir: Path, question: str, version: str, scorer: dict, metadata
 
 
 def _write_whole(path: Path, text: str) -> None:
-    """Writes `path` by renaming a whole file onto it: a temporary name unique to this writer
-    (another stream job on the same MODEL_DIR may be writing the same file)."""
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
-                                     delete=False) as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, path)
+    """Writes `path` by renaming a whole file onto it, from a temporary name unique to this writer
+    (another stream job on the same MODEL_DIR may be writing the same file). The file gets the
+    usual mode (0644 under umask 022), so workers of another user can read it; a failed write
+    leaves no temporary file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())  # whole on disk before it takes the name
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def installed_version(model_dir: Path, question: str, set_key: str) -> str | None:

@@ -23,12 +23,13 @@ import fcntl
 import logging
 import os
 import re
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from finstream.core.config import Settings, local_dir
-from finstream.core.errors import UserError
+from finstream.core.errors import UserError, hide_credentials
 from finstream.core.questions import registered_model_name as model_name  # the registry's name for it
 from finstream.core.retry import first_line
 from finstream.core.series_sets import SeriesSet
@@ -51,8 +52,9 @@ def may_migrate(settings: Settings) -> bool:
     made yet, or any other database URI. (A tracking server, an existing SQLite file or a file
     store: no.) The migrations' alembic set-up takes over the process's logging while it runs."""
     uri = tracking_uri(settings)
-    if uri.startswith("sqlite:///"):
-        return not Path(uri.removeprefix("sqlite:///")).exists()
+    path = sqlite_path(uri)
+    if path is not None:
+        return not path.exists()
     return not uri.startswith(("http://", "https://", "file:", "databricks")) and "://" in uri
 
 
@@ -75,10 +77,17 @@ def client(settings: Settings):
             logging.disable(logging.INFO)
         root = logging.getLogger()
         handlers, level = list(root.handlers), root.level
+        # MLflow makes its default artifact root, ./mlruns, in the working folder for a database
+        # store, though this project's experiment keeps its artifacts elsewhere (artifact_location).
+        stray = Path("mlruns")
+        stray_before = stray.exists()
         try:
             mlflow_client = MlflowClient(uri, uri)
             mlflow_client.search_registered_models(max_results=1)  # the registry's store, now
         finally:
+            if not stray_before:
+                with contextlib.suppress(OSError):  # not empty, or gone: not ours to remove
+                    stray.rmdir()
             root.handlers[:] = handlers
             root.setLevel(level)
             logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -94,14 +103,44 @@ def _one_opener(uri: str) -> Iterator[None]:
     stream job and a training, two trainings) would otherwise both run MLflow's migrations, and
     could leave the file half-made for good ("table params already exists"). Other stores'
     servers and databases order their own creation."""
-    if not uri.startswith("sqlite:///"):
+    path = sqlite_path(uri)
+    if path is None:
         yield
         return
-    path = Path(uri.removeprefix("sqlite:///"))
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        descriptor = os.open(lock_path, os.O_RDONLY | os.O_CREAT, 0o644)  # flock needs no write access
+    except OSError:
+        if lock_path.exists() or not path.exists():
+            raise
+        yield  # a store this user may read but not change: nothing to create, nothing to lock
+        return
+    try:
+        deadline = time.monotonic() + LOCK_SECONDS
+        while True:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    # (A lock file left by a process that ended holds nothing: only a live one does.)
+                    raise TimeoutError(f"another process has held {lock_path} for {LOCK_SECONDS} s while "
+                                       "opening the store: stop it") from None
+                time.sleep(0.05)
         yield
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
+LOCK_SECONDS = 120  # creating a store takes seconds; a holder this long has hung
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The file of a sqlite:/// tracking URI (its query, ?mode=ro, left out), else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
 
 
 def require_store(settings: Settings, timeout: int = 10) -> None:
@@ -119,7 +158,7 @@ def require_store(settings: Settings, timeout: int = 10) -> None:
         with _environment(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT=str(timeout)):
             experiment_id(client(settings), settings)
     except Exception as exc:  # noqa: BLE001 - whatever the store says, the user's line is the same
-        raise UserError(f"cannot use the MLflow tracking store at {shown_uri(settings)} ({_reason(exc, settings)}): "
+        raise UserError(f"cannot use the MLflow tracking store at {shown_uri(settings)} ({_reason(exc)}): "
                         "set MLFLOW_TRACKING_URI to a reachable server, or leave it empty for the embedded store "
                         "under .local/mlflow") from None
 
@@ -127,17 +166,23 @@ def require_store(settings: Settings, timeout: int = 10) -> None:
 @contextlib.contextmanager
 def _environment(**values: str) -> Iterator[None]:
     """Environment variables set while the block runs (MLflow reads its HTTP settings from the
-    environment on each request), then put back as they were."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    environment on each request), then put back as they were. One block at a time in a process;
+    meant for a command's checks before it starts its work (other threads' requests meanwhile
+    would see the values too)."""
+    with _ENVIRONMENT_LOCK:
+        saved = {name: os.environ.get(name) for name in values}
+        os.environ.update(values)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+_ENVIRONMENT_LOCK = threading.Lock()
 
 
 # The part of an error from MLflow's HTTP client (requests, urllib3) that says what went wrong.
@@ -145,33 +190,23 @@ _REASONS = (r"\[Errno -?\d+\][^'\")\]]*", r"\[SSL: [A-Z_]+\][^'\")\]]*", r"too m
             r"Remote end closed connection without response", r"Read timed out", r"Connection reset by peer")
 
 
-def _reason(exc: BaseException, settings: Settings) -> str:
+def _reason(exc: BaseException) -> str:
     """What went wrong, from MLflow's error: the system's or TLS's reason, or the HTTP status,
-    else its first line; the store's password hidden."""
-    text = hide_password(str(exc), settings)
+    else its first line; credentials hidden."""
+    if isinstance(exc, OSError) and exc.filename:  # the store's own file or folder
+        return f"[Errno {exc.errno}] {exc.strerror}: {exc.filename}"
+    text = hide_credentials(str(exc))
     for pattern in _REASONS:
         found = re.search(pattern, text)
         if found:
             return found.group(0).strip()
-    return hide_password(first_line(exc), settings)[:200]
+    return hide_credentials(first_line(exc))[:200]
 
 
 def shown_uri(settings: Settings) -> str:
-    """The tracking URI as messages and logs show it: a password in it
-    (postgresql://user:password@db/mlflow, https://user:password@host) as ***."""
-    return hide_password(tracking_uri(settings), settings)
-
-
-def hide_password(text: str, settings: Settings) -> str:
-    """`text` with the tracking URI's password, if it has one, as *** (MLflow's errors repeat
-    the URI they used)."""
-    try:
-        password = urlsplit(tracking_uri(settings)).password
-    except ValueError:  # not a URI urllib can split: it has no password it could find either
-        return text
-    if not password:
-        return text
-    return text.replace(f":{password}@", ":***@")
+    """The tracking URI as messages and logs show it: credentials in it
+    (postgresql://user:password@db/mlflow, https://user:password@host, ?token=...) as ***."""
+    return hide_credentials(tracking_uri(settings))
 
 
 def experiment_id(mlflow_client, settings: Settings) -> str:
@@ -201,7 +236,7 @@ def artifact_location(settings: Settings) -> str | None:
     """A SQLite store keeps its artifacts in a folder beside it; a server decides its own."""
     uri = tracking_uri(settings)
     if uri.startswith("sqlite:///"):
-        return (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri()
+        return (sqlite_path(uri).parent / "artifacts").as_uri()
     return None
 
 

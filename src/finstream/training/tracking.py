@@ -12,6 +12,8 @@ track() composes one step per role, in this order:
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import math
 import tempfile
@@ -25,6 +27,7 @@ from pyspark.sql import functions as F
 
 from finstream.core import skill
 from finstream.core.config import Settings
+from finstream.core.errors import hide_credentials
 from finstream.serving import installed
 from finstream.stores import registry
 from finstream.training import export, reporting
@@ -124,21 +127,29 @@ def log_run(client, settings: Settings, run: TrainingRun, report: TrainingReport
 
     q = run.question
     mlflow.set_tracking_uri(registry.tracking_uri(settings))
-    with mlflow.start_run(experiment_id=registry.experiment_id(client, settings),
-                          run_name=f"{q.name}-{report.run_id}") as active:
-        mlflow_run_id = active.info.run_id
-        mlflow.log_params(run_params(report, data_source))
-        mlflow.log_metrics(run_metrics(report))
-        for plot in plots:
-            mlflow.log_artifact(str(plot), "plots")
-        # The pipeline takes the feature columns (doubles) and adds `prediction`.
-        signature = ModelSignature(inputs=Schema([ColSpec("double", name) for name in q.features]),
-                                   outputs=Schema([ColSpec("double", "prediction")]))
-        mlflow.spark.log_model(run.model, "model", signature=signature,
-                               pip_requirements=[f"pyspark=={pyspark.__version__}"])
-        if scorer is not None:
-            mlflow.log_dict(scorer, f"{registry.SERVING}/{installed.SCORER}")
-            mlflow.log_dict(serving_metadata(run, report, mlflow_run_id), f"{registry.SERVING}/{installed.METADATA}")
+    # At the run's end MLflow writes links to it on stdout, with a server's URI as configured
+    # (password and all): they are printed again with credentials hidden.
+    links = io.StringIO()
+    try:
+        experiment = registry.experiment_id(client, settings)
+        with contextlib.redirect_stdout(links), mlflow.start_run(experiment_id=experiment,
+                                                                 run_name=f"{q.name}-{report.run_id}") as active:
+            mlflow_run_id = active.info.run_id
+            mlflow.log_params(run_params(report, data_source))
+            mlflow.log_metrics(run_metrics(report))
+            for plot in plots:
+                mlflow.log_artifact(str(plot), "plots")
+            # The pipeline takes the feature columns (doubles) and adds `prediction`.
+            signature = ModelSignature(inputs=Schema([ColSpec("double", name) for name in q.features]),
+                                       outputs=Schema([ColSpec("double", "prediction")]))
+            mlflow.spark.log_model(run.model, "model", signature=signature,
+                                   pip_requirements=[f"pyspark=={pyspark.__version__}"])
+            if scorer is not None:
+                mlflow.log_dict(scorer, f"{registry.SERVING}/{installed.SCORER}")
+                metadata = serving_metadata(run, report, mlflow_run_id)
+                mlflow.log_dict(metadata, f"{registry.SERVING}/{installed.METADATA}")
+    finally:
+        print(hide_credentials(links.getvalue()), end="", flush=True)
     return mlflow_run_id
 
 
