@@ -111,6 +111,9 @@ def test_numbers_refused_with_their_reason():
     ("API request to http://finstream:S3cr3t@127.0.0.1:15987/api failed", "API request to "
      "http://***@127.0.0.1:15987/api failed"),
     ("sqlite:////tmp/m.db and a@b and http://h:5000/x?q=1", "sqlite:////tmp/m.db and a@b and http://h:5000/x?q=1"),
+    # Not user information: an @ after the authority's end, or past text around a URL.
+    ("http://host:5000?owner=a@b.com", "http://host:5000?owner=a@b.com"),
+    ("see <http://host:5000>,<ops@corp.com>", "see <http://host:5000>,<ops@corp.com>"),
 ])
 def test_credentials_in_urls_are_hidden(text, shown):
     from finstream.core.errors import hide_credentials
@@ -126,8 +129,10 @@ def test_no_log_line_or_traceback_shows_a_urls_password():
     program = ("from finstream.core.logs import setup_logging; import logging; setup_logging(); "
                "logging.getLogger('x').warning('at %s', 'http://u:pw-7@h/x'); "
                "logging.getLogger('x').exception('failed', exc_info=RuntimeError('http://u:pw-7@h/y')); "
+               "logging.getLogger('x').info('bad %d', 'x'); "  # a bad format call: reported, not raised
                "raise RuntimeError('API request to http://u:pw-7@h/z failed')")
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "pw-7" not in result.stdout + result.stderr
     assert "at http://***@h/x" in result.stderr and "RuntimeError: http://***@h/y" in result.stderr
     assert "RuntimeError: API request to http://***@h/z failed" in result.stderr
+    assert "--- Logging error ---" in result.stderr

@@ -45,7 +45,10 @@ class _HideCredentials(logging.Filter):
     (finstream.core.errors.hide_credentials)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format call: logging reports it itself, as without the filter
+            return True
         hidden = hide_credentials(message)
         if hidden != message:
             record.msg, record.args = hidden, ()

@@ -110,12 +110,17 @@ def _one_opener(uri: str) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     lock_path = path.with_name(path.name + ".lock")
     try:
-        descriptor = os.open(lock_path, os.O_RDONLY | os.O_CREAT, 0o644)  # flock needs no write access
+        # Read-write where it can (flock over NFS needs a file open for writing), else read-only
+        # (a store folder of another user: flock needs no write access on a local disk).
+        descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError:
-        if lock_path.exists() or not path.exists():
-            raise
-        yield  # a store this user may read but not change: nothing to create, nothing to lock
-        return
+        try:
+            descriptor = os.open(lock_path, os.O_RDONLY)
+        except OSError:
+            if lock_path.exists() or not path.exists():
+                raise
+            yield  # a store this user may read but not change: nothing to create, nothing to lock
+            return
     try:
         deadline = time.monotonic() + LOCK_SECONDS
         while True:
