@@ -112,7 +112,7 @@ def start_predicting(spark: SparkSession, checked: DataFrame, settings: Settings
     installed for the workers), every new valid bar among the checked messages forecast by the
     per-series state step, and the predictions it answers judged."""
     if not mirror.ready(timeout=10):
-        log.info("predict-bars waits for the model registry at %s", registry.shown_uri(settings))
+        log.info("predict-bars waits for the model registry at %s", registry.tracking_uri(settings))
         mirror.ready()
     models = ServedForecasts(settings.model_path, SERVED)
     models.current()  # load (or warn) now, not inside the first micro-batch

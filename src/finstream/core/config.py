@@ -482,19 +482,23 @@ def _checked(key: str, raw, kind, metadata, source: str):
     range or choices; SettingError naming the setting, the value and `source` otherwise."""
     kind = kind if isinstance(kind, str) else kind.__name__
     value = _coerce(raw, kind)
-    shown = hide_credentials(repr(raw))  # a URI's password is not repeated
     if value is None:
         unquote = "; write it without quotes" if isinstance(raw, _Quoted) else ""
-        raise SettingError(f"setting {key}={shown} ({source}) is not {KINDS[kind]}{unquote}")
+        raise SettingError(f"setting {key}={_shown(raw)} ({source}) is not {KINDS[kind]}{unquote}")
     if "valid" in metadata and not metadata["valid"](value):
-        raise SettingError(f"setting {key}={shown} ({source}) is not {metadata['wanted']}")
+        raise SettingError(f"setting {key}={_shown(raw)} ({source}) is not {metadata['wanted']}")
     if "one_of" in metadata and value not in metadata["one_of"]:
-        raise SettingError(f"setting {key}={shown} ({source}) is not one of: "
+        raise SettingError(f"setting {key}={_shown(raw)} ({source}) is not one of: "
                            f"{', '.join(repr(c) for c in metadata['one_of'])}")
     if not _in_range(value, kind, metadata):
-        raise SettingError(f"setting {key}={shown} ({source}) is out of range: give {_wanted(kind, metadata)} "
+        raise SettingError(f"setting {key}={_shown(raw)} ({source}) is out of range: give {_wanted(kind, metadata)} "
                            "(docs/configuration.md)")
     return value
+
+
+def _shown(raw) -> str:
+    """A refused value as its message shows it: a URI's credentials are not repeated."""
+    return hide_credentials(repr(raw))
 
 
 def _in_range(value, kind: str, metadata) -> bool:

@@ -10,7 +10,6 @@ import threading
 from pathlib import Path
 
 from finstream.core.config import Settings
-from finstream.core.errors import hide_credentials
 from finstream.core.retry import first_line
 from finstream.serving import installed
 from finstream.stores import registry
@@ -52,8 +51,7 @@ class ChampionMirror:
         except Exception as exc:  # noqa: BLE001 - the registry down must not stop the stream
             if not self._unreachable:
                 log.warning("cannot read the model registry at %s (%s): serving what is installed; retrying every "
-                            "%g s", registry.shown_uri(self.settings),
-                            hide_credentials(first_line(exc))[:200], self.poll_seconds)
+                            "%g s", registry.tracking_uri(self.settings), first_line(exc)[:200], self.poll_seconds)
             self._unreachable = True
             return
         if self._unreachable:
