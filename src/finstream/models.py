@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     promote.add_argument("--question", choices=QUESTIONS, required=True)
     promote.add_argument("--set", dest="series_set", type=series_set, required=True,
                          help="the series set's key, as `list` shows it (e.g. day1-stocks)")
-    promote.add_argument("--version", required=True)
+    promote.add_argument("--version", type=positive_int, required=True, help="the version number, as `list` shows it")
     rollback = commands.add_parser("rollback", help="give the champion alias back to the previous champion")
     rollback.add_argument("--question", choices=QUESTIONS, required=True)
     rollback.add_argument("--set", dest="series_set", type=series_set, required=True)

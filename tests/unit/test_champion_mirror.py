@@ -169,6 +169,12 @@ def test_commands_started_at_once_on_a_new_embedded_store_all_open_it(tmp_path):
     assert not (tmp_path / "mlruns").exists()  # MLflow's default artifact root, unused here
     client = registry.client(Settings.load(environ={"MLFLOW_TRACKING_URI": uri}))
     assert sorted(e.name for e in client.search_experiments()) == ["Default", registry.EXPERIMENT]
+    # A command on the existing store says what it was asked, not alembic's set-up at INFO.
+    listing = subprocess.run([sys.executable, "-m", "finstream.models", "list", "--questions", "lags"],
+                             capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "MLFLOW_TRACKING_URI": uri})
+    assert (listing.returncode, listing.stderr) == (0, ""), listing.stderr
+    assert listing.stdout.startswith("lags: no version registered") and listing.stdout.count("\n") == 1
 
 
 def test_an_experiment_made_by_another_command_since_the_lookup_is_used(tmp_path):
@@ -271,3 +277,13 @@ def test_installed_files_have_the_usual_mode_and_a_failed_write_leaves_nothing(t
     with pytest.raises(OSError, match="File too large"):
         installed.install(tmp_path, "lags", "2", {"question": "lags", "served": "persistence"}, metadata)
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_promote_refuses_a_version_that_is_not_a_number(capsys):
+    from finstream import models
+
+    assert models.parse_args(["promote", "--question", "lags", "--set", "day1", "--version", "3"]).version == 3
+    with pytest.raises(SystemExit) as exited:
+        models.parse_args(["promote", "--question", "lags", "--set", "day1", "--version", "abc"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.startswith("error: argument --version: ")

@@ -327,8 +327,20 @@ def test_the_file_gives_each_value_its_own_type_and_keeps_no_secret(tmp_path):
         Settings.load(environ={}, path=tmp_path / "bom.toml")
 
 
-def test_a_refused_uri_is_not_repeated_with_its_password():
+@pytest.mark.parametrize(("key", "value", "shown"), [
+    ("MLFLOW_TRACKING_URI", "http://mlflow:s3cret@mlflow:99999", "'http://***@mlflow:99999'"),
+    ("MLFLOW_TRACKING_URI", "http://bob:s3cret@", "'http://***@'"),  # no host after the user
+    ("MLFLOW_TRACKING_URI", "http://bob:s3/cret@mlflow:5000", "'http://***@mlflow:5000'"),  # a / unencoded
+    ("POLYGON_BASE_URL", "https://bob:s3cret@", "'https://***@'"),
+    ("POLYGON_WS_DELAYED_URL", "wss://s3cret@", "'wss://***@'"),
+    # Host lists take no user information, and without a scheme it is not a URL's.
+    ("KAFKA_BOOTSTRAP_SERVERS", "bob:s3cret@localhost:9092", "'***@localhost:9092'"),
+    ("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092, bob:s3@cret@kafka:9093", "'localhost:9092, ***@kafka:9093'"),
+    ("ES_NODES", "elastic:s3cret@localhost", "'***@localhost'"),
+    ("ES_NODES", "https://elastic:s3cret@localhost:9200", "'https://***@localhost:9200'"),
+])
+def test_a_refused_value_is_not_repeated_with_its_password(key, value, shown):
     with pytest.raises(SettingError) as refused:
-        Settings.load(environ={"MLFLOW_TRACKING_URI": "http://mlflow:s3cret@mlflow:99999"})
-    assert "s3cret" not in str(refused.value)
-    assert str(refused.value).startswith("setting MLFLOW_TRACKING_URI='http://***@mlflow:99999' (from the environment)")
+        Settings.load(environ={key: value})
+    assert "s3" not in str(refused.value) and "cret" not in str(refused.value)
+    assert str(refused.value).startswith(f"setting {key}={shown} (from the environment) is not ")

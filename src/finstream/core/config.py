@@ -168,11 +168,11 @@ TOPIC_NAME = matching(r"(?!\.{1,2}$)(?!__)[A-Za-z0-9._-]{1,249}",
 INDEX_NAME = satisfying(_index_name, "an Elasticsearch index name (lower case, none of \\ / * ? \" < > | , # : { } "
                                      "or spaces, not starting with - _ +, at most 255 bytes)")
 HOST_PORTS = satisfying(_host_ports(port_required=True, zone=True),
-                        "comma-separated host:port, ports 1-65535, without a protocol (e.g. localhost:9092; "
-                        "KAFKA_SECURITY_PROTOCOL sets the protocol)")
+                        "comma-separated host:port, ports 1-65535, without a protocol or user (e.g. localhost:9092; "
+                        "KAFKA_SECURITY_PROTOCOL sets the protocol, KAFKA_SASL_USERNAME the user)")
 HOSTS = satisfying(_host_ports(port_required=False, zone=False),
-                   "comma-separated host or host:port, ports 1-65535, without a scheme (e.g. localhost:9200; the port "
-                   "defaults to 9200; ES_SCHEME sets the scheme)")
+                   "comma-separated host or host:port, ports 1-65535, without a scheme or user (e.g. localhost:9200; "
+                   "the port defaults to 9200; ES_SCHEME sets the scheme, ES_USERNAME the user)")
 
 
 def _tracking_uri(value: str) -> bool:
@@ -185,19 +185,27 @@ def _tracking_uri(value: str) -> bool:
         return False
     if not value.startswith("http"):
         return True
+    return _has_host(value)
+
+
+def _has_host(url: str) -> bool:
+    """A URL names a host (`http://user:pw@` does not) and, if it has one, a port 1-65535."""
     try:
-        port = urlsplit(value).port  # raises past 65535
+        parts = urlsplit(url)
+        port = parts.port  # raises past 65535
     except ValueError:
         return False
-    return port is None or port >= 1
+    return bool(parts.hostname) and (port is None or port >= 1)
 
 
 TRACKING_URI = satisfying(_tracking_uri,
                           "empty (the embedded store) or a store's URI, its scheme in lower case: http(s)://host..., "
                           "sqlite:///path/mlflow.db, postgresql://..., mysql://..., mssql://..., file:///path or "
                           "databricks")
-HTTP_URL = matching(r"(?i:https?)://[^/:?#\s]+[^\s]*", "an http:// or https:// URL with a host")
-WS_URL = matching(r"(?i:wss?)://[^/:?#\s]+[^\s]*", "a ws:// or wss:// URL with a host")
+HTTP_URL = satisfying(lambda value: re.fullmatch(r"(?i:https?)://[^/:?#\s]+[^\s]*", value) is not None
+                      and _has_host(value), "an http:// or https:// URL with a host")
+WS_URL = satisfying(lambda value: re.fullmatch(r"(?i:wss?)://[^/:?#\s]+[^\s]*", value) is not None
+                    and _has_host(value), "a ws:// or wss:// URL with a host")
 # The job's own Python reads the checkpoint and model folders (state layout, installed models):
 # a local or mounted path, not a URI such as hdfs://.
 PATH = matching(r"(?![A-Za-z][A-Za-z0-9+.-]*:/).*\S.*",
@@ -497,8 +505,20 @@ def _checked(key: str, raw, kind, metadata, source: str):
 
 
 def _shown(raw) -> str:
-    """A refused value as its message shows it: a URI's credentials are not repeated."""
-    return hide_credentials(repr(raw))
+    """A refused value as its message shows it, its credentials as ***: a URI's
+    (errors.hide_credentials), and user information without a scheme, which a host list does not
+    take but a user may try (`bob:pw@localhost:9092` -> `***@localhost:9092`)."""
+    items = re.split(r"([\s,'\"]+)", hide_credentials(repr(raw)))
+    return "".join(_without_user(item) for item in items)
+
+
+def _without_user(item: str) -> str:
+    """One item of a refused value with what comes before its last @ as *** (its scheme kept)."""
+    head, at, host = item.rpartition("@")
+    if not at or head.endswith("://***"):
+        return item
+    scheme = head.partition("://")[0] + "://" if "://" in head else ""
+    return f"{scheme}***@{host}"
 
 
 def _in_range(value, kind: str, metadata) -> bool:

@@ -81,6 +81,8 @@ def client(settings: Settings):
         # store, though this project's experiment keeps its artifacts elsewhere (artifact_location).
         stray = Path("mlruns")
         stray_before = stray.exists()
+        # An existing store's schema check logs alembic's set-up at INFO (nine lines a command).
+        logging.getLogger("alembic").setLevel(logging.WARNING)
         try:
             mlflow_client = MlflowClient(uri, uri)
             mlflow_client.search_registered_models(max_results=1)  # the registry's store, now
