@@ -156,18 +156,19 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     settings = Settings.load()
     names = ["index-bars"] + ([] if args.no_predict else ["predict-bars"])
-    es, es_options = prepare_servers(settings, names)
-    mirror = None
-    if not args.no_predict:
-        installed.require_writable(settings.model_path)
-        # Its first look at the registry runs while Spark starts and the index query with it,
-        # unless it would make the store (MLflow's migrations set up logging process-wide).
-        mirror = ChampionMirror(settings, SERVED).start(wait=registry.may_migrate(settings))
-    try:
-        run(settings, es, es_options, mirror, names, args)
-    finally:
-        if mirror is not None:
-            mirror.stop()
+    with checkpoints.one_job(settings):  # held until the queries have stopped
+        es, es_options = prepare_servers(settings, names)
+        mirror = None
+        if not args.no_predict:
+            installed.require_writable(settings.model_path)
+            # Its first look at the registry runs while Spark starts and the index query with it,
+            # unless it would make the store (MLflow's migrations set up logging process-wide).
+            mirror = ChampionMirror(settings, SERVED).start(wait=registry.may_migrate(settings))
+        try:
+            run(settings, es, es_options, mirror, names, args)
+        finally:
+            if mirror is not None:
+                mirror.stop()
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ that says what to do, exit code 2, and no traceback."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 from finstream.serving import predictor
 from finstream.stores import checkpoints
@@ -105,6 +107,26 @@ def test_a_model_directory_that_cannot_be_written_and_an_unusable_tracking_store
     nowhere = "http://127.0.0.1:1"
     line = pipeline.mistake(*TRAIN, env={"MLFLOW_TRACKING_URI": nowhere})  # at once: no retries
     assert f"cannot use the MLflow tracking store at {nowhere}" in line and "MLFLOW_TRACKING_URI" in line
+
+
+def test_a_second_stream_job_on_the_same_checkpoints(pipeline):
+    """Refused before Spark starts, naming the job that holds them (test_checkpoint_lock.py has
+    the lock's own cases)."""
+    folder = pipeline.settings.checkpoint_path
+    program = ("import dataclasses, time; from finstream.core.config import Settings; "
+               "from finstream.stores import checkpoints; "
+               f"settings = dataclasses.replace(Settings.load(), checkpoint_dir={str(folder)!r}); "
+               "lock = checkpoints.one_job(settings); lock.__enter__(); "
+               "print('held', flush=True); time.sleep(300)")
+    first = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline().strip() == "held"
+        line = pipeline.mistake(*STREAM)
+    finally:
+        first.kill()
+        first.wait()
+    assert line == (f"error: another stream job (pid {first.pid}) is using the checkpoints in {folder}: stop it, "
+                    "or give this job its own CHECKPOINT_DIR")
 
 
 def test_a_predictor_checkpoint_in_another_state_layout(pipeline):

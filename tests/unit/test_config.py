@@ -335,9 +335,13 @@ def test_the_file_gives_each_value_its_own_type_and_keeps_no_secret(tmp_path):
     ("POLYGON_WS_DELAYED_URL", "wss://s3cret@", "'wss://***@'"),
     # Host lists take no user information, and without a scheme it is not a URL's.
     ("KAFKA_BOOTSTRAP_SERVERS", "bob:s3cret@localhost:9092", "'***@localhost:9092'"),
-    ("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092, bob:s3@cret@kafka:9093", "'localhost:9092, ***@kafka:9093'"),
+    ("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092, bob:s3@cret@kafka:9093", "'***@kafka:9093'"),
+    ("KAFKA_BOOTSTRAP_SERVERS", "bob:s3,cret@kafka:9092", "'***@kafka:9092'"),  # no separator is trusted
+    ("KAFKA_BOOTSTRAP_SERVERS", "bob:my s3cret@kafka:9092", "'***@kafka:9092'"),
+    ("KAFKA_BOOTSTRAP_SERVERS", "bob:s3'cret@kafka:9092", "\"***@kafka:9092\""),
     ("ES_NODES", "elastic:s3cret@localhost", "'***@localhost'"),
     ("ES_NODES", "https://elastic:s3cret@localhost:9200", "'https://***@localhost:9200'"),
+    ("ES_NODES", "https://elastic:s3,cret@localhost:9200", "'https://***@localhost:9200'"),
 ])
 def test_a_refused_value_is_not_repeated_with_its_password(key, value, shown):
     with pytest.raises(SettingError) as refused:

@@ -106,6 +106,8 @@ def test_numbers_refused_with_their_reason():
     ("http://u:pw@h:5000/x", "http://***@h:5000/x"),
     ("https://TOKEN123@host/a", "https://***@host/a"),  # a token as the user
     ("http://u:p@ss@host/x", "http://***@host/x"),  # a password holding @
+    ("http://bob:p,w@127.0.0.1:1", "http://***@127.0.0.1:1"),  # and RFC 3986's sub-delimiters
+    ("s3a://AKIA:se(c)r'et@bucket/ck", "s3a://***@bucket/ck"),
     ("postgresql://u@db/mlflow?password=sekret&x=1", "postgresql://***@db/mlflow?password=***&x=1"),
     ("https://h/api?token=abc#frag", "https://h/api?token=***#frag"),
     ("API request to http://finstream:S3cr3t@127.0.0.1:15987/api failed", "API request to "

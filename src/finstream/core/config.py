@@ -506,19 +506,16 @@ def _checked(key: str, raw, kind, metadata, source: str):
 
 def _shown(raw) -> str:
     """A refused value as its message shows it, its credentials as ***: a URI's
-    (errors.hide_credentials), and user information without a scheme, which a host list does not
-    take but a user may try (`bob:pw@localhost:9092` -> `***@localhost:9092`)."""
-    items = re.split(r"([\s,'\"]+)", hide_credentials(repr(raw)))
-    return "".join(_without_user(item) for item in items)
-
-
-def _without_user(item: str) -> str:
-    """One item of a refused value with what comes before its last @ as *** (its scheme kept)."""
-    head, at, host = item.rpartition("@")
-    if not at or head.endswith("://***"):
-        return item
-    scheme = head.partition("://")[0] + "://" if "://" in head else ""
-    return f"{scheme}***@{host}"
+    (errors.hide_credentials), and whatever comes before the value's last @ otherwise, which a
+    host list does not take but a user may try (`bob:pw@localhost:9092` -> `***@localhost:9092`;
+    a password may hold , or a space, so no item boundary is trusted). A scheme is kept."""
+    text = hide_credentials(repr(raw))
+    at = text.rfind("@")
+    if at < 0 or text[:at].endswith("://***"):
+        return text
+    scheme = text.find("://")
+    kept = text[:scheme + 3] if 0 <= scheme < at else text[:1] if text[:1] in "'\"" else ""
+    return f"{kept}***{text[at:]}"
 
 
 def _in_range(value, kind: str, metadata) -> bool:

@@ -18,9 +18,10 @@ T = TypeVar("T")
 
 
 # Credentials a URL may carry: its user information (scheme://user:password@host, or a token as
-# the user; up to the authority's last @, as a password may hold one) and query parameters named
-# like secrets.
-_USERINFO = re.compile(r"(?<=://)[^/?#\s'\"<>(),]+@")
+# the user; up to the authority's last @, as a password may hold one, and RFC 3986's
+# sub-delimiters such as , ' ( )) and query parameters named like secrets. Whitespace, " and < >
+# end it: a URL in prose or brackets next to an address is not user information.
+_USERINFO = re.compile(r"(?<=://)[^/?#\s\"<>]+@")
 _SECRET_PARAMETERS = re.compile(r"(?i)([?&;](?:password|passwd|pwd|token|access_token|secret|api_?key|apikey)=)"
                                 r"[^&#;\s'\"]*")
 

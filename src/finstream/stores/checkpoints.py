@@ -1,5 +1,5 @@
 """The stream job's checkpoints, read as files (no Spark): where each query resumes in the
-topic, and whether the log still holds it.
+topic, and whether the log still holds it; and the lock that keeps one job writing them.
 
 A Structured Streaming checkpoint keeps, per micro-batch, the planned end offsets
 (`offsets/<batch>`, JSON on the last line) and, once the batch's output is written, a marker
@@ -7,13 +7,59 @@ A Structured Streaming checkpoint keeps, per micro-batch, the planned end offset
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from finstream.core import locks
 from finstream.core.config import Settings
 from finstream.core.errors import UserError
 from finstream.stores import topics
+
+JOB_LOCK_FILE = "stream-job.lock"  # in CHECKPOINT_DIR, beside the queries' folders
+# A stopped job's Python driver can outlive its JVM by a few seconds: a restart waits that long.
+JOB_LOCK_SECONDS = 5.0
+
+
+@contextlib.contextmanager
+def one_job(settings: Settings, seconds: float = JOB_LOCK_SECONDS) -> Iterator[None]:
+    """Holds CHECKPOINT_DIR for this stream job while it runs: a second job on the same folder
+    (a second terminal, a service started twice) stops at start with one line naming the
+    first, instead of both writing the same offset logs and state. Spark itself does not stop
+    it on a local or mounted disk: whichever manager writes the checkpoint
+    (spark.sql.streaming.checkpointFileManagerClass, conf/spark-defaults.conf), Hadoop's local
+    file system checks for an existing file and then renames, so two writers race.
+
+    Raises:
+        UserError: CHECKPOINT_DIR or its lock file cannot be made or opened, or another live
+            process held the lock for `seconds` (its pid is named).
+    """
+    folder = settings.checkpoint_path
+    lock_path = folder / JOB_LOCK_FILE
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot write checkpoints to {folder} ({exc.strerror or exc}): set CHECKPOINT_DIR to a "
+                        "folder this user can write") from None
+    try:
+        descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise UserError(f"cannot open the stream job's lock file {lock_path} ({exc.strerror or exc}): remove it "
+                        "if no stream job is running, or set CHECKPOINT_DIR to another folder") from None
+    try:
+        if not locks.acquire(descriptor, seconds):
+            holder = os.pread(descriptor, 16, 0).decode("ascii", "replace").strip()
+            holder = f"pid {holder}" if holder.isdigit() else "its pid unknown"
+            raise UserError(f"another stream job ({holder}) is using the checkpoints in {folder}: stop it, or "
+                            "give this job its own CHECKPOINT_DIR")
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 def _batches(folder: Path) -> list[int]:

@@ -19,15 +19,14 @@ which version to serve.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import re
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from finstream.core import locks
 from finstream.core.config import Settings, local_dir
 from finstream.core.errors import UserError, hide_credentials
 from finstream.core.questions import registered_model_name as model_name  # the registry's name for it
@@ -124,17 +123,9 @@ def _one_opener(uri: str) -> Iterator[None]:
             yield  # a store this user may read but not change: nothing to create, nothing to lock
             return
     try:
-        deadline = time.monotonic() + LOCK_SECONDS
-        while True:
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    # (A lock file left by a process that ended holds nothing: only a live one does.)
-                    raise TimeoutError(f"another process has held {lock_path} for {LOCK_SECONDS} s while "
-                                       "opening the store: stop it") from None
-                time.sleep(0.05)
+        if not locks.acquire(descriptor, LOCK_SECONDS):
+            raise TimeoutError(f"another process has held {lock_path} for {LOCK_SECONDS} s while "
+                               "opening the store: stop it")
         yield
     finally:
         os.close(descriptor)  # releases the lock
