@@ -36,7 +36,7 @@ from pathlib import Path
 
 from bench import flags, report
 from bench.cleanup import drop_run_data
-from bench.latency import HISTORY, MINUTE_MS, RESULTS, ROOT, Series, isolated_env, publish, wait_for
+from bench.latency import HISTORY, MINUTE_MS, ROOT, Series, isolated_env, publish, wait_for
 from finstream.core.config import Settings, local_dir
 from finstream.core.errors import ArgumentParser, HelpFormatter, exit_on_user_error, positive, positive_int
 from finstream.stores import elastic, topics
@@ -234,8 +234,7 @@ def main() -> int:
     parser.add_argument("--tickers", type=positive_int, default=100, help="series in the feed")
     parser.add_argument("--variant", action="append", type=parse_variant,
                         help="`default` or KEY=VALUE,... for the stream job (repeat to compare; default: default)")
-    parser.add_argument("--out", type=flags.results_path, default=str(RESULTS / "batch_breakdown"),
-                        help="results path, without .json/.md")
+    flags.add_out(parser, "batch_breakdown")
     args = parser.parse_args()
     settings = Settings.load()
     elastic.require_cluster(elastic.client(settings), settings)

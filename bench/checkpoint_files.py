@@ -82,8 +82,7 @@ def measure(spark: SparkSession, files: int, repeats: int) -> dict[str, dict[str
                 folder = Path(scratch) / f"{round_number}-{len(rounds[name])}-{manager.rsplit('.', 1)[-1]}"
                 rounds[name].append(file_ms(spark, manager, folder, files))
                 shutil.rmtree(folder)
-    return {name: {"median": round(statistics.median(v), 2), "min": round(min(v), 2), "max": round(max(v), 2)}
-            for name, v in rounds.items()}
+    return {name: report.summary(v) for name, v in rounds.items()}
 
 
 def table(result: dict) -> str:
@@ -101,12 +100,9 @@ def main() -> int:
     parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--files", type=positive_int, default=40, help="files written per round and manager")
     parser.add_argument("--repeats", type=positive_int, default=3, help="rounds")
-    parser.add_argument("--out", type=flags.results_path, default=str(L.RESULTS / "checkpoint_files"),
-                        help="results path, without .json/.md")
+    flags.add_out(parser, "checkpoint_files")
     args = parser.parse_args()
-    spark = (SparkSession.builder.master("local[1]").appName("bench-checkpoint-files")
-             .config("spark.ui.enabled", "false").getOrCreate())
-    spark.sparkContext.setLogLevel("ERROR")
+    spark = report.local_spark("bench-checkpoint-files", "local[1]")
     managers = measure(spark, args.files, args.repeats)
     result = {**report.run_info("checkpoint_files"), "files": args.files, "repeats": args.repeats,
               "configured": configured_manager(), "managers": managers}

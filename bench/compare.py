@@ -210,8 +210,7 @@ def main() -> int:
                         help="documents bulk-indexed into a throwaway index before the first method (0: none)")
     parser.add_argument("--spark-conf", type=flags.spark_conf, action="append", default=[], metavar="spark.KEY=VALUE",
                         help="extra --conf for the stream job (tuning experiments); repeatable")
-    parser.add_argument("--out", type=flags.results_path, default=str(L.RESULTS / "compare"),
-                        help="results path, without .json/.md")
+    flags.add_out(parser, "compare")
     args = parser.parse_args()
     methods = args.methods
 

@@ -3,11 +3,14 @@ starts (a benchmark's mistake found after its minutes of publishing costs those 
 
 from __future__ import annotations
 
+import argparse
 import re
 import tempfile
 from pathlib import Path
 
 from finstream.core.errors import Refused
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def results_path(text: str) -> str:
@@ -25,6 +28,12 @@ def results_path(text: str) -> str:
         raise Refused(f"cannot write under {folder} ({'a file' if folder.is_file() else 'not writable'}): "
                       "give a path in a folder you can write")
     return text.strip()
+
+
+def add_out(parser: argparse.ArgumentParser, name: str) -> None:
+    """A benchmark's --out: its results path (results_path), by default bench/results/`name`."""
+    parser.add_argument("--out", type=results_path, default=str(RESULTS / name),
+                        help="results path, without .json/.md")
 
 
 def _writable(folder: Path) -> bool:

@@ -45,7 +45,6 @@ from producer.publisher import BarPublisher
 
 ROOT = Path(__file__).resolve().parents[1]
 
-RESULTS = ROOT / "bench" / "results"
 HISTORY = 40  # bars per ticker before the measured phases: 20 more than a prediction needs
 MINUTE_MS = 60_000
 
@@ -245,8 +244,7 @@ def main() -> int:
     parser.add_argument("--tickers", type=positive_int, default=100, help="series in the feed")
     parser.add_argument("--trigger", type=flags.trigger_interval, default="1 second",
                         help="the stream job's trigger interval")
-    parser.add_argument("--out", type=flags.results_path, default=str(RESULTS / "latency"),
-                        help="results path, without .json/.md")
+    flags.add_out(parser, "latency")
     parser.add_argument("--keep", action="store_true", help="keep the topic, indices and folders")
     args = parser.parse_args()
 

@@ -22,7 +22,6 @@ import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
 from bench import flags, report
 from bench.cleanup import delete_topic
@@ -44,7 +43,6 @@ from producer.websocket_feed import WebSocketFeed
 from tests.fakes.massive import FakeMassive
 from tests.fakes.massive_ws import FakeMassiveSocket
 
-RESULTS = Path(__file__).resolve().parent / "results"
 MINUTE = 60_000
 
 
@@ -79,8 +77,7 @@ def main() -> int:
                         help="REST poll interval(s): one REST feed per value, all at once")
     parser.add_argument("--server-lag", type=non_negative, default=0.0,
                         help="seconds the fake socket waits after a close")
-    parser.add_argument("--out", type=flags.results_path, default=str(RESULTS / "live_latency"),
-                        help="results path, without .json/.md")
+    flags.add_out(parser, "live_latency")
     args = parser.parse_args()
 
     run_id = uuid.uuid4().hex[:8]

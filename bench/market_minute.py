@@ -77,8 +77,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2, help="bursts of each size (in turn: 1k, 5k, 10k, 1k, ...)")
     parser.add_argument("--trigger", type=flags.trigger_interval, default="1 second",
                         help="the stream job's trigger interval")
-    parser.add_argument("--out", type=flags.results_path, default=str(L.RESULTS / "market_minute"),
-                        help="results path, without .json/.md")
+    flags.add_out(parser, "market_minute")
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats must be 1 or more")

@@ -34,6 +34,25 @@ def commit(root: Path | None = None) -> str:
     return head + ("+" if dirty else "")
 
 
+def summary(values: list[float], digits: int = 2) -> dict[str, float]:
+    """Runs of one figure as {"median", "min", "max"}, each rounded to `digits` decimals."""
+    return {"median": round(statistics.median(values), digits), "min": round(min(values), digits),
+            "max": round(max(values), digits)}
+
+
+def local_spark(app: str, master: str = "local[*]", **conf: str):
+    """A Spark session in this process, for a benchmark that runs Spark's code outside the
+    stream job: no UI, and only Spark's errors logged. `conf`: further Spark properties."""
+    from pyspark.sql import SparkSession  # only the benchmarks that run Spark pay its import
+
+    builder = SparkSession.builder.master(master).appName(app).config("spark.ui.enabled", "false")
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
 def spread(values: list[float], digits: int = 2) -> str:
     """Runs of one figure as `median (min-max)`, or the one value, with `digits` decimals."""
     if len(values) == 1:

@@ -49,7 +49,6 @@ from finstream.stores import checkpoints, topics
 
 ROOT = Path(__file__).resolve().parents[1]
 
-RESULTS = ROOT / "bench" / "results"
 QUERIES = ("index-bars", "predict-bars")
 # Growth below this per minute is noise on a shared 2-core machine (and reported as flat).
 FLAT_MB_PER_MINUTE = 1.0
@@ -153,8 +152,7 @@ def main() -> int:
     parser.add_argument("--tickers", type=positive_int, default=200, help="series in the feed")
     parser.add_argument("--trigger", type=flags.trigger_interval, default="1 second",
                         help="the stream job's trigger interval")
-    parser.add_argument("--out", type=flags.results_path, default=str(RESULTS / "soak"),
-                        help="results path, without .json/.md")
+    flags.add_out(parser, "soak")
     parser.add_argument("--keep", action="store_true", help="keep the topic, indices and folders")
     args = parser.parse_args()
     if args.report_minutes > args.minutes:

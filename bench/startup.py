@@ -21,13 +21,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from bench import flags, report
 from bench import latency as L  # the latency benchmark's generator, isolation and clean-up
 from finstream.core.errors import ArgumentParser, HelpFormatter, UserError, exit_on_user_error, positive_int
 
-BENCH = Path(__file__).resolve().parent
 DEFAULT_JOB = "jobs/stream_index.py"
 JOB_TIMEOUT_S = 600
 
@@ -81,8 +79,7 @@ def main() -> int:
     parser.add_argument("--restarts", type=positive_int, default=2, help="restarts with nothing new per round")
     parser.add_argument("--bars", type=positive_int, default=4_000, help="bars on the topic at the first start")
     parser.add_argument("--job", action="append", help=f"a job file to time (repeat to compare; default {DEFAULT_JOB})")
-    parser.add_argument("--out", type=flags.results_path, default=str(BENCH / "results" / "startup"),
-                        help="results path, without .json/.md")
+    flags.add_out(parser, "startup")
     args = parser.parse_args()
     jobs = list(dict.fromkeys(args.job or [DEFAULT_JOB]))
     for job in jobs:

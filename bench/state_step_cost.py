@@ -30,7 +30,6 @@ Writes bench/results/state_step_cost.{json,md}.
 from __future__ import annotations
 
 import random
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -42,7 +41,7 @@ from pyspark.sql.pandas.serializers import ApplyInPandasWithStateSerializer
 from pyspark.sql.pandas.types import to_arrow_type
 
 from bench import flags, report
-from bench.latency import MINUTE_MS, RESULTS
+from bench.latency import MINUTE_MS
 from finstream.core.errors import ArgumentParser, HelpFormatter, exit_on_user_error
 from finstream.core.questions import served
 from finstream.core.series_sets import SeriesSet
@@ -177,13 +176,9 @@ def measure(series: int, new_bars: int, buckets: int, repeats: int) -> dict:
     bars_per_call = series * new_bars
     return {"series_per_bucket": series, "new_bars_per_series": new_bars, "buckets": buckets, "repeats": repeats,
             "rows_per_call": statuses,  # the last call's output rows per status: what the time bought
-            "ms_per_call": {part: summary(values) for part, values in per_call.items()},
-            "ms_per_bar": {part: summary([v / bars_per_call for v in values]) for part, values in per_call.items()}}
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {"median": round(statistics.median(values), 4), "min": round(min(values), 4),
-            "max": round(max(values), 4)}
+            "ms_per_call": {part: report.summary(values, 4) for part, values in per_call.items()},
+            "ms_per_bar": {part: report.summary([v / bars_per_call for v in values], 4)
+                           for part, values in per_call.items()}}
 
 
 def table(results: dict[str, dict]) -> str:
@@ -201,8 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--repeats", type=int, default=5, help="runs of each scenario")
     parser.add_argument("--buckets", type=int, default=50, help="buckets (calls) per run")
-    parser.add_argument("--out", type=flags.results_path, default=str(RESULTS / "state_step_cost"),
-                        help="results path, without .json/.md")
+    flags.add_out(parser, "state_step_cost")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.buckets < 1:
         parser.error("--repeats and --buckets must be at least 1")

@@ -32,8 +32,6 @@ from finstream.core.questions import QUESTIONS, SERVED
 from finstream.training import selection
 from finstream.training.regressors import load_params
 
-RESULTS = Path(__file__).resolve().parent / "results"
-
 # Generated daily bars (geometric random walks): sizes no sample has. Spark built-ins only, so
 # nothing here needs to reach the executors.
 DAY_MS = 86_400_000
@@ -84,8 +82,7 @@ def main() -> None:
     parser.add_argument("--folds", type=non_negative_int, default=0, help="walk-forward folds (0: holdout only)")
     parser.add_argument("--questions", type=choice_list(tuple(QUESTIONS)), default=",".join(SERVED),
                         help="forecasting questions to time, comma-separated")
-    parser.add_argument("--out", type=flags.results_path, default=str(RESULTS / "train_scaling"),
-                        help="results path, without .json/.md")
+    flags.add_out(parser, "train_scaling")
     args = parser.parse_args()
     spark = SparkSession.builder.appName("finstream-bench-train").getOrCreate()
     rows = []

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -95,8 +94,7 @@ def measure(spark: SparkSession, messages: int, repeats: int) -> dict:
                 times[form].append(seconds(frame, form))
         frame.unpersist()
         per_message = {form: [1e6 * t / messages for t in runs] for form, runs in times.items()}
-        result[kind] = {form: {"median": round(statistics.median(v), 2), "min": round(min(v), 2),
-                               "max": round(max(v), 2)} for form, v in per_message.items()}
+        result[kind] = {form: report.summary(v) for form, v in per_message.items()}
     return result
 
 
@@ -118,12 +116,9 @@ def main() -> int:
     parser = ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--messages", type=positive_int, default=200_000, help="valid bar messages checked per run")
     parser.add_argument("--repeats", type=positive_int, default=5, help="measured runs of each form")
-    parser.add_argument("--out", type=flags.results_path, default=str(L.RESULTS / "validation_cost"),
-                        help="results path, without .json/.md")
+    flags.add_out(parser, "validation_cost")
     args = parser.parse_args()
-    spark = (SparkSession.builder.master("local[*]").appName("bench-validation-cost")
-             .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2").getOrCreate())
-    spark.sparkContext.setLogLevel("ERROR")
+    spark = report.local_spark("bench-validation-cost", **{"spark.sql.shuffle.partitions": "2"})
     kinds = measure(spark, args.messages, args.repeats)
     result = {**report.run_info("validation_cost"), "messages": args.messages, "repeats": args.repeats,
               "parallelism": spark.sparkContext.defaultParallelism, "kinds": kinds}
