@@ -73,6 +73,21 @@ def port(text: str) -> int:
     return number
 
 
+def ui_command(settings: Settings, port: int) -> tuple[list[str], dict[str, str]]:
+    """MLflow's UI on the tracking store, on the loopback only: its command and environment.
+
+    The store's URI and the artifact root go in the variables MLflow's CLI reads for
+    --backend-store-uri and --default-artifact-root, not on the command line, where `ps` shows
+    a password in them to every user of the machine.
+    """
+    environment = {**os.environ, "MLFLOW_BACKEND_STORE_URI": registry.tracking_uri(settings)}
+    location = registry.artifact_location(settings)
+    if location:
+        environment["MLFLOW_DEFAULT_ARTIFACT_ROOT"] = location
+    command = [str(Path(sys.executable).with_name("mlflow")), "ui", "--host", "127.0.0.1", "--port", str(port)]
+    return command, environment
+
+
 def main(argv: list[str] | None = None) -> None:
     """Runs one command (see the module's docstring); `ui` replaces this process with MLflow's UI.
 
@@ -88,13 +103,9 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings.load()
     registry.require_store(settings)
     if args.command == "ui":
-        ui_command = [str(Path(sys.executable).with_name("mlflow")), "ui", "--host", "127.0.0.1",
-                      "--port", str(args.port), "--backend-store-uri", registry.tracking_uri(settings)]
-        location = registry.artifact_location(settings)
-        if location:
-            ui_command += ["--default-artifact-root", location]
+        command, environment = ui_command(settings, args.port)
         print(f"MLflow UI on http://127.0.0.1:{args.port} ({registry.shown_uri(settings)})", flush=True)
-        os.execv(ui_command[0], ui_command)
+        os.execve(command[0], command, environment)
     client = registry.client(settings)
     if args.command == "list":
         for question in args.questions:

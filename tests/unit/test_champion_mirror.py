@@ -287,3 +287,13 @@ def test_promote_refuses_a_version_that_is_not_a_number(capsys):
         models.parse_args(["promote", "--question", "lags", "--set", "day1", "--version", "abc"])
     assert exited.value.code == 2
     assert capsys.readouterr().err.startswith("error: argument --version: ")
+
+
+def test_the_ui_gets_the_stores_uri_from_the_environment_not_its_command_line():
+    """`ps` shows every process's command line to every user of the machine."""
+    from finstream import models
+
+    settings = Settings.load(environ={"MLFLOW_TRACKING_URI": "postgresql://mlflow:pw-9@db/mlflow"})
+    command, environment = models.ui_command(settings, 5001)
+    assert command[1:] == ["ui", "--host", "127.0.0.1", "--port", "5001"] and not any("pw-9" in a for a in command)
+    assert environment["MLFLOW_BACKEND_STORE_URI"] == "postgresql://mlflow:pw-9@db/mlflow"
