@@ -17,10 +17,10 @@
 # Run it twice: the second replay publishes every bar again, and the indices still hold
 # each bar and each prediction once (deterministic document ids).
 #
-# Measured (2 cores, a fresh clone, downloads cached; make demo, 2026-12-03): make install and
-# make up about 87 s together, then 1/6 6 s; 2/6 0 s; 3/6 194 s (the first live forecast at 195 s,
-# 4 min 44 s after make demo started); 4/6 156 s (EURUSD's first at 352 s); 5/6 562 s; 6/6 5 s;
-# 923 s for the six steps, 1 010 s in all.
+# Measured (2 cores, a fresh clone, downloads cached; make demo, 2026-12-05): make install and
+# make up about 52 s together, then 1/6 4 s; 2/6 0 s; 3/6 104 s (the first live forecast at 106 s,
+# 2 min 38 s after make demo started); 4/6 92 s (EURUSD's first at 198 s); 5/6 384 s; 6/6 4 s;
+# 587 s for the six steps, 639 s in all.
 #
 # GOOG daily and EURUSD hourly are served live at once, each by the champion of its own series
 # set (day1-stocks, hour1-fx), one after the other: the first live forecast waits for one short
