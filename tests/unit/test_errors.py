@@ -110,6 +110,12 @@ def test_numbers_refused_with_their_reason():
     ("s3a://AKIA:se(c)r'et@bucket/ck", "s3a://***@bucket/ck"),
     ("postgresql://u@db/mlflow?password=sekret&x=1", "postgresql://***@db/mlflow?password=***&x=1"),
     ("https://h/api?token=abc#frag", "https://h/api?token=***#frag"),
+    ("https://idp/t?client_id=app&client_secret=cs-1&refresh_token=rt-2", "https://idp/t?client_id=app"
+     "&client_secret=***&refresh_token=***"),
+    ("https://b.s3.amazonaws.com/k?X-Amz-Credential=AKIA&X-Amz-Security-Token=st-3&X-Amz-Signature=9f",
+     "https://b.s3.amazonaws.com/k?X-Amz-Credential=AKIA&X-Amz-Security-Token=***&X-Amz-Signature=***"),
+    ("https://a.blob.core.windows.net/c?sv=2022&sig=abc%2Bd", "https://a.blob.core.windows.net/c?sv=2022&sig=***"),
+    ("mongodb://h/db?auth=s3", "mongodb://h/db?auth=***"),
     ("API request to http://finstream:S3cr3t@127.0.0.1:15987/api failed", "API request to "
      "http://***@127.0.0.1:15987/api failed"),
     ("sqlite:////tmp/m.db and a@b and http://h:5000/x?q=1", "sqlite:////tmp/m.db and a@b and http://h:5000/x?q=1"),

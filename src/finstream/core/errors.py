@@ -22,7 +22,10 @@ T = TypeVar("T")
 # sub-delimiters such as , ' ( )) and query parameters named like secrets. Whitespace, " and < >
 # end it: a URL in prose or brackets next to an address is not user information.
 _USERINFO = re.compile(r"(?<=://)[^/?#\s\"<>]+@")
-_SECRET_PARAMETERS = re.compile(r"(?i)([?&;](?:password|passwd|pwd|token|access_token|secret|api_?key|apikey)=)"
+# (OAuth's client_secret and tokens, a presigned S3 URL's session token and signature, an Azure
+# SAS signature, `auth=` as some databases' drivers take it.)
+_SECRET_PARAMETERS = re.compile(r"(?i)([?&;](?:password|passwd|pwd|token|access_token|refresh_token|id_token|secret"
+                                r"|client_secret|api_?key|apikey|auth|x-amz-security-token|x-amz-signature|sig)=)"
                                 r"[^&#;\s'\"]*")
 
 
