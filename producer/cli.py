@@ -22,12 +22,14 @@ from tqdm import tqdm
 
 from finstream.core.config import LIVE_SOURCES, WS_FEEDS, Settings, setting_type
 from finstream.core.errors import (
+    USER_ERROR_EXIT,
     ArgumentParser,
     Refused,
     UserError,
     non_negative_int,
     positive,
     positive_int32,
+    print_error,
     ticker_list,
 )
 from finstream.core.logs import setup_logging
@@ -133,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
               f"({publisher.delivered} acknowledged)", flush=True)
         return 0
     except (MarketDataError, PublishError, UserError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        print_error(exc)
+        return USER_ERROR_EXIT
     except KeyboardInterrupt:
         print("interrupted: every bar sent so far was flushed", file=sys.stderr)
         return 130

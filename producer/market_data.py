@@ -39,6 +39,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from finstream.core.config import Secret
+from finstream.core.errors import hide_credentials
 from finstream.core.retry import Transient, retrying
 from finstream.core.schema import TIMESPAN_SECONDS, Bar, as_integer
 
@@ -136,7 +137,7 @@ class MassiveClient:
                 for result in body.get("results") or []:
                     if not isinstance(result, dict):
                         log.warning("%s: a result that is not an aggregate, skipped: %s", ticker,
-                                    self._redact(repr(result))[:200])
+                                    self.redact(repr(result))[:200])
                     elif within(result, first, last):
                         yield result
                     else:
@@ -148,7 +149,7 @@ class MassiveClient:
                 if next_url and not self._continues(next_url, series_path):
                     # The key goes with every request: never to another host, never for another series.
                     raise MarketDataError(f"the API's next page for {ticker} is not on {self.base_url} or not this "
-                                          f"series ({self._redact(next_url.split('?')[0])[:200]}): stopping; check "
+                                          f"series ({self.redact(next_url.split('?')[0])[:200]}): stopping; check "
                                           "POLYGON_BASE_URL")
                 if next_url:
                     seen.add(next_url)
@@ -169,7 +170,7 @@ class MassiveClient:
 
     # -- HTTP -----------------------------------------------------------------------------
     def _get_json(self, url: str, params: dict | None) -> dict:
-        shown = self._redact(url.split("?")[0])
+        shown = self.redact(url.split("?")[0])
 
         def attempt() -> dict:
             self.rate_limiter.wait()
@@ -198,7 +199,7 @@ class MassiveClient:
         if status >= 500:
             raise Transient(f"HTTP {status}", retry_after_seconds(response.headers.get("Retry-After")))
         if status >= 400:
-            raise MarketDataError(f"{self._redact(url.split('?')[0])}: HTTP {status} "
+            raise MarketDataError(f"{self.redact(url.split('?')[0])}: HTTP {status} "
                                   f"{self._api_message(response)}: {ADVICE.get(status, 'the request was refused')}")
         try:
             body = response.json()
@@ -209,7 +210,7 @@ class MassiveClient:
         if not isinstance(body.get("results"), (list, type(None))):
             raise Transient("the response's results are not a list")
         if body.get("status") == "ERROR":
-            reason = self._redact(str(body.get("error") or body.get("message")))
+            reason = self.redact(str(body.get("error") or body.get("message")))
             raise MarketDataError(f"the API answered status ERROR: {reason}")
         return body
 
@@ -219,11 +220,13 @@ class MassiveClient:
             text = body.get("message") or body.get("error") or body.get("status") or ""
         except ValueError:
             text = ""
-        return f"({self._redact(str(text))[:200]})" if text else ""
+        return f"({self.redact(str(text))[:200]})" if text else ""
 
-    def _redact(self, text: str) -> str:
+    def redact(self, text: str) -> str:
+        """`text` without the API key, or any credentials in a URL (errors.hide_credentials): for
+        every line that may repeat a request's URL or the API's answer."""
         key = self.api_key.reveal()
-        return text.replace(key, "***") if key else text
+        return hide_credentials(text.replace(key, "***") if key else text)
 
 
 def retry_after_seconds(value: str | None) -> float | None:

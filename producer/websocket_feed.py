@@ -254,7 +254,7 @@ class WebSocketFeed:
 
     def _on_status(self, status: dict, cluster: str) -> bool:
         """Acts on a status message; True once authenticated."""
-        kind, message = status.get("status"), self._redact(str(status.get("message", "")))
+        kind, message = status.get("status"), self.client.redact(str(status.get("message", "")))
         if kind == "auth_success":  # the run of taken connections ends only once one lasts (_stream)
             log.info("%s WebSocket: authenticated", cluster)
             return True
@@ -374,8 +374,4 @@ class WebSocketFeed:
     def _raw(self, value) -> str:
         text = value if isinstance(value, str) else \
             value.decode("utf-8", "replace") if isinstance(value, bytes) else json.dumps(value)
-        return self._redact(text)[:500]
-
-    def _redact(self, text: str) -> str:
-        key = self.client.api_key.reveal()
-        return text.replace(key, "***") if key else text
+        return self.client.redact(text)[:500]

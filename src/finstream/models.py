@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -73,6 +74,22 @@ def port(text: str) -> int:
     return number
 
 
+def require_free_port(number: int) -> None:
+    """Checks that the UI can listen on 127.0.0.1:`number` (as gunicorn binds it, SO_REUSEADDR).
+
+    Raises:
+        UserError: the port is taken (say, by another UI), with the flag to pick another; taken
+            after this check, gunicorn reports it itself.
+    """
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", number))
+        except OSError as exc:
+            raise UserError(f"cannot listen on 127.0.0.1:{number} ({exc.strerror}): is another MLflow UI running? "
+                            "Stop it, or pass --port with a free port") from None
+
+
 def ui_command(settings: Settings, port: int) -> tuple[list[str], dict[str, str]]:
     """MLflow's UI on the tracking store, on the loopback only: its command and environment.
 
@@ -103,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings.load()
     registry.require_store(settings)
     if args.command == "ui":
+        require_free_port(args.port)
         command, environment = ui_command(settings, args.port)
         print(f"MLflow UI on http://127.0.0.1:{args.port} ({registry.shown_uri(settings)})", flush=True)
         os.execve(command[0], command, environment)

@@ -4,6 +4,7 @@ background, predict-bars waiting for it, and a stop that never leaves a first lo
 from __future__ import annotations
 
 import http.server
+import importlib.util
 import os
 import socket
 import subprocess
@@ -146,6 +147,23 @@ def test_a_server_answering_503_or_without_tls_is_reported_at_once_with_its_reas
     assert "(too many 503 error responses)" in line and seconds < 5
     line, seconds = refused(f"https://127.0.0.1:{server_503}")  # TLS to a plain-HTTP port
     assert "([SSL: " in line and seconds < 5
+
+
+def test_a_database_store_mlflow_cannot_open_is_reported_at_once_without_its_retries(tmp_path):
+    """MLflow's engine retries a database it cannot open for about 100 s, whatever the reason."""
+    folder = tmp_path / "store"
+    folder.mkdir()
+    line, seconds = refused(f"sqlite:///{folder}")
+    assert line == (f"MLFLOW_TRACKING_URI sqlite:///{folder} names a folder: name the database file in it, "
+                    f"e.g. sqlite:///{folder}/mlflow.db") and seconds < 5
+    (tmp_path / "notes.db").write_text("not a database\n")
+    line, seconds = refused(f"sqlite:///{tmp_path / 'notes.db'}")
+    assert "((sqlite3.DatabaseError) file is not a database)" in line and seconds < 5
+    if importlib.util.find_spec("pymysql") is None:
+        line, seconds = refused("mysql+pymysql://mlflow:pw-3 x@127.0.0.1:1/mlflow")
+        assert line == ("cannot use the MLflow tracking store at mysql+pymysql://***@127.0.0.1:1/mlflow: its database "
+                        "driver is not installed (No module named 'pymysql'): pip install PyMySQL into this "
+                        "environment, or leave MLFLOW_TRACKING_URI empty for the embedded store") and seconds < 5
 
 
 def test_the_stores_password_is_never_shown(server_503):
@@ -297,3 +315,15 @@ def test_the_ui_gets_the_stores_uri_from_the_environment_not_its_command_line():
     command, environment = models.ui_command(settings, 5001)
     assert command[1:] == ["ui", "--host", "127.0.0.1", "--port", "5001"] and not any("pw-9" in a for a in command)
     assert environment["MLFLOW_BACKEND_STORE_URI"] == "postgresql://mlflow:pw-9@db/mlflow"
+
+
+def test_the_ui_on_a_port_in_use_is_one_line_naming_the_flag():
+    from finstream import models
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        number = taken.getsockname()[1]
+        with pytest.raises(UserError, match=f"cannot listen on 127.0.0.1:{number} .*pass --port with a free port"):
+            models.require_free_port(number)
+    models.require_free_port(number)  # free again

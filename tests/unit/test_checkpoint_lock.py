@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -64,6 +65,26 @@ def test_a_checkpoint_folder_that_cannot_be_written_is_one_line(tmp_path):
         pass
     assert str(refused.value) == (f"cannot write checkpoints to {blocker / 'checkpoints'} (Not a directory): set "
                                   "CHECKPOINT_DIR to a folder this user can write")
+
+
+@pytest.mark.parametrize("what", ["file", "dangling link", "looping link", "kernel folder"])
+def test_what_stands_where_the_checkpoint_folder_should_be_is_named(tmp_path, what):
+    """mkdir says only "File exists" for a file or a broken symbolic link."""
+    folder, shown = tmp_path / "checkpoints", {
+        "file": "a file, not a folder", "dangling link": f"a symbolic link to {tmp_path / 'gone'}, which does not "
+        "exist", "looping link": "a symbolic link that loops", "kernel folder": "No such file or directory"}[what]
+    if what == "file":
+        folder.write_text("")
+    elif what == "dangling link":
+        folder.symlink_to(tmp_path / "gone")
+    elif what == "looping link":
+        folder.symlink_to(folder)
+    else:  # a folder that exists but takes no new file (as one of another user, to root too)
+        folder = Path("/proc/self")
+    with pytest.raises(UserError) as refused, checkpoints.one_job(settings_in(folder), seconds=0):
+        pass
+    assert str(refused.value) == (f"cannot write checkpoints to {folder} ({shown}): set CHECKPOINT_DIR to a folder "
+                                  "this user can write")
 
 
 def test_a_lock_file_that_cannot_be_opened_or_holds_no_pid(tmp_path):

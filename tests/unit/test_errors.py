@@ -119,6 +119,11 @@ def test_numbers_refused_with_their_reason():
     ("API request to http://finstream:S3cr3t@127.0.0.1:15987/api failed", "API request to "
      "http://***@127.0.0.1:15987/api failed"),
     ("sqlite:////tmp/m.db and a@b and http://h:5000/x?q=1", "sqlite:////tmp/m.db and a@b and http://h:5000/x?q=1"),
+    # Parameters whose names hold a secret's word; a database password SQLAlchemy takes unencoded.
+    ("postgresql://u@h/db?sslpassword=k-1&sslmode=require", "postgresql://***@h/db?sslpassword=***&sslmode=require"),
+    ("s3://b?secret_key=sk-2&region=eu&apiKey=k3", "s3://b?secret_key=***&region=eu&apiKey=***"),
+    ("postgresql+psycopg2://mlflow:S3 cr/e#t?\"x@db:5432/mlflow", "postgresql+psycopg2://***@db:5432/mlflow"),
+    ("could not reach mysql://root:p w@127.0.0.1/m: refused", "could not reach mysql://***@127.0.0.1/m: refused"),
     # Not user information: an @ after the authority's end, or past text around a URL.
     ("http://host:5000?owner=a@b.com", "http://host:5000?owner=a@b.com"),
     ("see <http://host:5000>,<ops@corp.com>", "see <http://host:5000>,<ops@corp.com>"),
@@ -127,6 +132,23 @@ def test_credentials_in_urls_are_hidden(text, shown):
     from finstream.core.errors import hide_credentials
 
     assert hide_credentials(text) == shown
+
+
+def test_an_error_line_never_shows_a_urls_password(capsys):
+    """Every entry point's one-line error (a UserError, argparse's refusal, the producer's API
+    failure) goes through print_error."""
+    from finstream.core.errors import ArgumentParser, UserError, exit_on_user_error, print_error
+
+    def fails():
+        raise UserError("cannot reach http://u:pw-8@h:1/x")
+
+    assert exit_on_user_error(fails) == 2
+    print_error(RuntimeError("https://u:pw-8@h/v2/aggs: HTTP 503"))
+    with pytest.raises(SystemExit):
+        ArgumentParser(prog="p").error("argument --url: bad value 'http://u:pw-8@h'")
+    assert capsys.readouterr().err.splitlines() == [
+        "error: cannot reach http://***@h:1/x", "error: https://***@h/v2/aggs: HTTP 503",
+        "error: argument --url: bad value 'http://***@h' (see p --help)"]
 
 
 def test_no_log_line_or_traceback_shows_a_urls_password():

@@ -112,6 +112,19 @@ def test_401_says_to_check_the_key_and_never_shows_it(fake, caplog):
     assert sleeps == []  # not retried
 
 
+@pytest.mark.parametrize("fault", [Fault(503), Fault(404, b'{"status":"NOT_FOUND"}')])
+def test_a_base_url_with_credentials_never_shows_them(fake, caplog, fault):
+    """POLYGON_BASE_URL may carry a proxy's user and password (https://user:pw@host)."""
+    caplog.set_level(logging.DEBUG)
+    fake.faults = [fault] * 4
+    client, _ = make_client(fake)
+    client.base_url = fake.url.replace("://", "://proxy-user:pw-7781@")
+    with pytest.raises(MarketDataError) as err:
+        fetch(client)
+    assert "://***@127.0.0.1" in str(err.value)
+    assert "pw-7781" not in str(err.value) + caplog.text and "proxy-user" not in str(err.value)
+
+
 @pytest.mark.parametrize("status, advice", [(400, "POLYGON_API_KEY"), (403, "plan"), (404, "ticker")])
 def test_client_errors_explain_what_to_do(fake, status, advice):
     fake.faults = [Fault(status, b'{"status":"NOT_AUTHORIZED","message":"You are not entitled"}')]

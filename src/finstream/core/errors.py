@@ -22,19 +22,30 @@ T = TypeVar("T")
 # sub-delimiters such as , ' ( )) and query parameters named like secrets. Whitespace, " and < >
 # end it: a URL in prose or brackets next to an address is not user information.
 _USERINFO = re.compile(r"(?<=://)[^/?#\s\"<>]+@")
-# (OAuth's client_secret and tokens, a presigned S3 URL's session token and signature, an Azure
-# SAS signature, `auth=` as some databases' drivers take it.)
-_SECRET_PARAMETERS = re.compile(r"(?i)([?&;](?:password|passwd|pwd|token|access_token|refresh_token|id_token|secret"
-                                r"|client_secret|api_?key|apikey|auth|x-amz-security-token|x-amz-signature|sig)=)"
-                                r"[^&#;\s'\"]*")
+# A database URL's password is whatever lies between `user:` and the next @: SQLAlchemy reads it
+# so, and accepts a password holding a space, / # ? or " unencoded.
+_DATABASE_PASSWORD = re.compile(r"(?i)(\b(?:postgres(?:ql)?|mysql|mariadb|mssql|oracle|cockroachdb)(?:\+\w+)?://)"
+                                r"[^:/@\s]*:[^@\n]*@")
+# Any parameter whose name holds password, passwd, pwd, secret, token or key (sslpassword,
+# secret_key, client_secret, refresh_token, X-Amz-Security-Token, apikey ...), and a few short
+# ones: a presigned S3 URL's signature, an Azure SAS's sig, `auth=` as some drivers take it.
+_SECRET_PARAMETERS = re.compile(r"(?i)([?&;](?:[\w.-]*(?:password|passwd|pwd|secret|token|key)[\w.-]*"
+                                r"|auth|sig|x-amz-signature)=)[^&#;\s'\"]*")
 
 
 def hide_credentials(text: str) -> str:
     """`text` with every URL's credentials as ***: its user information
-    (`https://user:pw@host` -> `https://***@host`) and secret-named query parameters
-    (`?password=x` -> `?password=***`). For lines that repeat a URI a user configured: MLflow's
-    errors and links do, with the password in them."""
+    (`https://user:pw@host` -> `https://***@host`, a database URL's `user:pass word@` too) and
+    secret-named query parameters (`?password=x` -> `?password=***`). For lines that repeat a URI
+    a user configured: MLflow's errors and links do, with the password in them."""
+    text = _DATABASE_PASSWORD.sub(r"\1***@", text)
     return _SECRET_PARAMETERS.sub(r"\1***", _USERINFO.sub("***@", text))
+
+
+def print_error(message: object) -> None:
+    """Prints `error: <message>` on stderr, any credentials in it hidden (hide_credentials): a
+    failure's message may repeat a URL the user configured, password and all."""
+    print(f"error: {hide_credentials(str(message))}", file=sys.stderr, flush=True)
 
 
 class UserError(Exception):
@@ -55,7 +66,7 @@ def exit_on_user_error(main: Callable[[], object]) -> int:
     try:
         code = main()
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
+        print_error(exc)
         return USER_ERROR_EXIT
     return code if isinstance(code, int) else 0
 
@@ -161,5 +172,5 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):  # noqa: D401 - argparse's hook
         """Prints `error: <message> (see <prog> --help)` on stderr and exits with code 2 (SystemExit)."""
-        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr, flush=True)
+        print_error(f"{message} (see {self.prog} --help)")
         raise SystemExit(USER_ERROR_EXIT)

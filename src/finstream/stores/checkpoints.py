@@ -8,6 +8,7 @@ A Structured Streaming checkpoint keeps, per micro-batch, the planned end offset
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 from collections.abc import Iterator
@@ -42,11 +43,14 @@ def one_job(settings: Settings, seconds: float = JOB_LOCK_SECONDS) -> Iterator[N
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"cannot write checkpoints to {folder} ({exc.strerror or exc}): set CHECKPOINT_DIR to a "
+        raise UserError(f"cannot write checkpoints to {folder} ({_why(folder, exc)}): set CHECKPOINT_DIR to a "
                         "folder this user can write") from None
     try:
         descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
+        if not os.path.lexists(lock_path):  # the folder refuses a new file: not the lock file's fault
+            raise UserError(f"cannot write checkpoints to {folder} ({exc.strerror or exc}): set CHECKPOINT_DIR to "
+                            "a folder this user can write") from None
         raise UserError(f"cannot open the stream job's lock file {lock_path} ({exc.strerror or exc}): remove it "
                         "if no stream job is running, or set CHECKPOINT_DIR to another folder") from None
     try:
@@ -60,6 +64,21 @@ def one_job(settings: Settings, seconds: float = JOB_LOCK_SECONDS) -> Iterator[N
         yield
     finally:
         os.close(descriptor)  # releases the lock
+
+
+def _why(folder: Path, exc: OSError) -> str:
+    """Why `folder` cannot be made: mkdir's reason, or what stands there when mkdir says only
+    "File exists" (a file, a dangling or looping symbolic link)."""
+    if not isinstance(exc, FileExistsError):
+        return exc.strerror or str(exc)
+    try:
+        os.stat(folder)
+    except OSError as problem:
+        if problem.errno == errno.ELOOP:
+            return "a symbolic link that loops"
+        return f"a symbolic link to {os.readlink(folder)}, which does not exist" if folder.is_symlink() else \
+            problem.strerror or str(problem)
+    return "a file, not a folder"
 
 
 def _batches(folder: Path) -> list[int]:

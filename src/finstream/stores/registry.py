@@ -152,6 +152,7 @@ def require_store(settings: Settings, timeout: int = 10) -> None:
         UserError: one line naming the store (its password hidden) and the reason, saying to
             set MLFLOW_TRACKING_URI to a reachable server or leave it empty for the embedded store.
     """
+    _require_database(settings)
     try:
         with _environment(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT=str(timeout)):
             experiment_id(client(settings), settings)
@@ -159,6 +160,50 @@ def require_store(settings: Settings, timeout: int = 10) -> None:
         raise UserError(f"cannot use the MLflow tracking store at {shown_uri(settings)} ({_reason(exc)}): "
                         "set MLFLOW_TRACKING_URI to a reachable server, or leave it empty for the embedded store "
                         "under .local/mlflow") from None
+
+
+# The PyPI package of each module SQLAlchemy's usual dialects import.
+_DRIVER_PACKAGES = {"psycopg2": "psycopg2-binary", "MySQLdb": "mysqlclient", "pymysql": "PyMySQL",
+                    "pymssql": "pymssql", "pyodbc": "pyodbc", "oracledb": "oracledb", "cx_Oracle": "oracledb"}
+
+
+def _require_database(settings: Settings) -> None:
+    """For a database store: one connection, before MLflow's, whose engine retries a refused one
+    nine times with back-off (about 100 s) whatever the reason. A SQLite URI naming a folder, a
+    database that refuses or a driver not installed is then reported at once.
+
+    Raises:
+        UserError: the store's URI (password hidden), the reason and what to do.
+    """
+    uri = tracking_uri(settings)
+    if not may_migrate(settings) and sqlite_path(uri) is None:
+        return  # a tracking server, a file store, databricks: no database of ours to connect to
+    path = sqlite_path(uri)
+    if path is not None and path.is_dir():
+        raise UserError(f"MLFLOW_TRACKING_URI {shown_uri(settings)} names a folder: name the database file in it, "
+                        f"e.g. sqlite:///{path / 'mlflow.db'}")
+    if path is not None and not path.exists():
+        return  # made by client(), under its lock
+    import sqlalchemy  # MLflow's own dependency
+
+    try:
+        engine = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool)
+    except ImportError as exc:  # the dialect's driver (psycopg2, MySQLdb ...)
+        package = _DRIVER_PACKAGES.get(exc.name or "", exc.name)
+        raise UserError(f"cannot use the MLflow tracking store at {shown_uri(settings)}: its database driver is not "
+                        f"installed ({exc}): pip install {package} into this environment, or leave "
+                        "MLFLOW_TRACKING_URI empty for the embedded store") from None
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy's ArgumentError and the like: a URI it cannot read
+        raise UserError(f"MLFLOW_TRACKING_URI {shown_uri(settings)} is not a database URI SQLAlchemy reads "
+                        f"({hide_credentials(first_line(exc))[:200]}): see docs/configuration.md") from None
+    try:
+        sqlalchemy.inspect(engine).get_table_names()  # reads the schema: a file that is no database fails
+    except Exception as exc:  # noqa: BLE001 - every driver has its own errors
+        raise UserError(f"cannot use the MLflow tracking store at {shown_uri(settings)} ({_reason(exc)}): set "
+                        "MLFLOW_TRACKING_URI to a reachable database, or leave it empty for the embedded store "
+                        "under .local/mlflow") from None
+    finally:
+        engine.dispose()
 
 
 @contextlib.contextmanager
