@@ -102,8 +102,8 @@ def start_indexing(spark: SparkSession, checked: DataFrame, settings: Settings, 
                    args: argparse.Namespace) -> StreamingQuery:
     """index-bars: every checked message (validation.checked_messages) -> a bar document or a dead letter."""
     messages = checked.observe("messages", *B.message_counts())
-    return start(spark, messages.writeStream.foreachBatch(BatchWriter(settings, es_options)), "index-bars",
-                 settings, args)
+    writer = BatchWriter(settings, es_options, settings.query_checkpoint("index-bars"))
+    return start(spark, messages.writeStream.foreachBatch(writer), "index-bars", settings, args)
 
 
 def start_predicting(spark: SparkSession, checked: DataFrame, settings: Settings, es_options: dict[str, str],

@@ -18,6 +18,7 @@ them just the same.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import socket
 import sys
@@ -86,8 +87,9 @@ def require_free_port(number: int) -> None:
         try:
             probe.bind(("127.0.0.1", number))
         except OSError as exc:
-            raise UserError(f"cannot listen on 127.0.0.1:{number} ({exc.strerror}): is another MLflow UI running? "
-                            "Stop it, or pass --port with a free port") from None
+            advice = ("is another MLflow UI running? Stop it, or pass --port with a free port"
+                      if exc.errno == errno.EADDRINUSE else "pass --port with a port this user may open (1024 or more)")
+            raise UserError(f"cannot listen on 127.0.0.1:{number} ({exc.strerror}): {advice}") from None
 
 
 def ui_command(settings: Settings, port: int) -> tuple[list[str], dict[str, str]]:

@@ -157,6 +157,9 @@ def test_a_database_store_mlflow_cannot_open_is_reported_at_once_without_its_ret
     assert line == (f"MLFLOW_TRACKING_URI sqlite:///{folder} names a folder: name the database file in it, "
                     f"e.g. sqlite:///{folder}/mlflow.db") and seconds < 5
     (tmp_path / "notes.db").write_text("not a database\n")
+    line, seconds = refused(f"sqlite:///{tmp_path / 'notes.db' / 'mlflow.db'}")
+    assert line == (f"MLFLOW_TRACKING_URI sqlite:///{tmp_path / 'notes.db' / 'mlflow.db'} names a path through "
+                    f"{tmp_path / 'notes.db'}, a file: name a database file in a folder") and seconds < 5
     line, seconds = refused(f"sqlite:///{tmp_path / 'notes.db'}")
     assert "((sqlite3.DatabaseError) file is not a database)" in line and seconds < 5
     if importlib.util.find_spec("pymysql") is None:
@@ -327,3 +330,10 @@ def test_the_ui_on_a_port_in_use_is_one_line_naming_the_flag():
         with pytest.raises(UserError, match=f"cannot listen on 127.0.0.1:{number} .*pass --port with a free port"):
             models.require_free_port(number)
     models.require_free_port(number)  # free again
+
+
+def test_a_relative_sqlite_store_keeps_its_artifacts_beside_it(tmp_path, monkeypatch):
+    """MLflow's tutorials' form, sqlite:///mlflow.db: relative to the working folder."""
+    monkeypatch.chdir(tmp_path)
+    settings = Settings.load(environ={"MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"})
+    assert registry.artifact_location(settings) == (tmp_path / "artifacts").as_uri()

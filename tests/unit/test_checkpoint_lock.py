@@ -95,6 +95,13 @@ def test_a_lock_file_that_cannot_be_opened_or_holds_no_pid(tmp_path):
     assert str(refused.value) == (f"cannot open the stream job's lock file {folder / checkpoints.JOB_LOCK_FILE} "
                                   "(Is a directory): remove it if no stream job is running, or set CHECKPOINT_DIR to "
                                   "another folder")
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / checkpoints.JOB_LOCK_FILE).symlink_to(tmp_path / "elsewhere")  # dangling: never followed
+    with pytest.raises(UserError, match="Too many levels of symbolic links"), \
+            checkpoints.one_job(settings_in(linked), seconds=0):
+        pass
+    assert not (tmp_path / "elsewhere").exists()
     other = tmp_path / "other"
     other.mkdir()
     with open(other / checkpoints.JOB_LOCK_FILE, "wb") as held:  # held by a tool that wrote no pid

@@ -124,6 +124,18 @@ def test_numbers_refused_with_their_reason():
     ("s3://b?secret_key=sk-2&region=eu&apiKey=k3", "s3://b?secret_key=***&region=eu&apiKey=***"),
     ("postgresql+psycopg2://mlflow:S3 cr/e#t?\"x@db:5432/mlflow", "postgresql+psycopg2://***@db:5432/mlflow"),
     ("could not reach mysql://root:p w@127.0.0.1/m: refused", "could not reach mysql://***@127.0.0.1/m: refused"),
+    ("https://h/cb#access_token=at-4&state=s", "https://h/cb#access_token=***&state=s"),
+    ("https://h/k?password=a'b\"c&x=1 and ?Signature=v2-5&X-Goog-Signature=g-6",
+     "https://h/k?password=***&x=1 and ?Signature=***&X-Goog-Signature=***"),
+    ("mssql+pyodbc:///?odbc_connect=DRIVER%3Dx%3BUID%3Du%3BPWD%3Ds-7%3BDATABASE%3Dm",
+     "mssql+pyodbc:///?odbc_connect=DRIVER%3Dx%3BUID%3Du%3BPWD%3D***%3BDATABASE%3Dm"),
+    # Not secrets: a port before a later @, a key file's path, words that end in key or hold no secret.
+    ("at postgresql://pg.internal:5432/mlflow?user=svc@tenant1", "at postgresql://pg.internal:5432/mlflow?user=svc@tenant1"),
+    ("mysql://db:3306/m: Access denied for user 'u'@'host'", "mysql://db:3306/m: Access denied for user 'u'@'host'"),
+    ("postgresql://db.internal:5432/m (could not translate host name): ask dba@corp.com",
+     "postgresql://db.internal:5432/m (could not translate host name): ask dba@corp.com"),
+    ("mysql://h/m?ssl_key=/etc/k.pem&keyword=x&monkey=y&key_id=z", "mysql://h/m?ssl_key=/etc/k.pem&keyword=x"
+     "&monkey=y&key_id=z"),
     # Not user information: an @ after the authority's end, or past text around a URL.
     ("http://host:5000?owner=a@b.com", "http://host:5000?owner=a@b.com"),
     ("see <http://host:5000>,<ops@corp.com>", "see <http://host:5000>,<ops@corp.com>"),

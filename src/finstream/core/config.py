@@ -179,8 +179,8 @@ def _tracking_uri(value: str) -> bool:
     """MLflow's tracking URI: empty (the embedded store) or a URI of a store MLflow knows, its
     scheme in lower case as MLflow matches it, a server's port 1-65535. A bare path would
     silently make a folder store wherever the command runs; `localhost:5000` (no http://)
-    would be read as a scheme."""
-    if not re.fullmatch(r"|databricks(-uc)?(://.*)?|uc:.+|file:.+|sqlite:///.+|https?://[^/:?#\s]+.*"
+    would be read as a scheme; SQLite's `:memory:` would lose every run when the command ends."""
+    if not re.fullmatch(r"|databricks(-uc)?(://.*)?|uc:.+|file:.+|sqlite:///(?!:memory:).+|https?://[^/:?#\s]+.*"
                         r"|(postgresql|mysql|mssql)(\+\w+)?://.+", value):
         return False
     if not value.startswith("http"):
@@ -288,6 +288,7 @@ class Settings:
     stream_trigger_interval: str
     stream_max_offsets_per_trigger: int = field(metadata=at_least(0, JAVA_LONG_MAX))
     stream_min_partitions: int = field(metadata=at_least(0))
+    stream_write_records_per_task: int = field(metadata=at_least(0))
     kafka_fetch_max_wait_ms: int = field(metadata=at_least(0))
     stream_state_partitions: int = field(metadata=at_least(0))
     stream_state_buckets: int = field(metadata=at_least(1))

@@ -23,14 +23,18 @@ T = TypeVar("T")
 # end it: a URL in prose or brackets next to an address is not user information.
 _USERINFO = re.compile(r"(?<=://)[^/?#\s\"<>]+@")
 # A database URL's password is whatever lies between `user:` and the next @: SQLAlchemy reads it
-# so, and accepts a password holding a space, / # ? or " unencoded.
+# so, and takes a space, / # ? or " in it unencoded. Not a port (`db:5432/mlflow ... ops@corp`),
+# and not across the prose around a URL (`: `, ` (`, `; `, another `://`).
 _DATABASE_PASSWORD = re.compile(r"(?i)(\b(?:postgres(?:ql)?|mysql|mariadb|mssql|oracle|cockroachdb)(?:\+\w+)?://)"
-                                r"[^:/@\s]*:[^@\n]*@")
-# Any parameter whose name holds password, passwd, pwd, secret, token or key (sslpassword,
-# secret_key, client_secret, refresh_token, X-Amz-Security-Token, apikey ...), and a few short
-# ones: a presigned S3 URL's signature, an Azure SAS's sig, `auth=` as some drivers take it.
-_SECRET_PARAMETERS = re.compile(r"(?i)([?&;](?:[\w.-]*(?:password|passwd|pwd|secret|token|key)[\w.-]*"
-                                r"|auth|sig|x-amz-signature)=)[^&#;\s'\"]*")
+                                r"[^:/@\s]*:(?!\d+(?:[/?#\s]|$))(?:(?!://|\s\(|:\s|;\s)[^@\n])*@")
+# Query or fragment parameters (also percent-encoded inside another, as ODBC's odbc_connect) whose
+# name holds password, pwd, secret, token or signature (sslpassword, client_secret, refresh_token,
+# X-Amz-Security-Token, X-Goog-Signature ...), or ends in key (apikey, secret_key, access_key; not
+# ssl_key, a file's path); a SAS's `sig`, `auth` as some drivers take it. A value runs to the next
+# parameter or whitespace: quotes and parentheses may be part of a password.
+_SECRET_PARAMETERS = re.compile(r"(?i)((?:[?&;#]|%3B|%26)(?:[\w.-]*(?:password|passwd|pwd|secret|token|signature)"
+                                r"[\w.-]*|(?!ssl_?key(?:=|%3D))(?:[\w-]*[_-])?(?:api|access|private|account)?_?key"
+                                r"|auth|sig)(?:=|%3D))(?:(?!%3B|%26)[^&#;\s<>])*")
 
 
 def hide_credentials(text: str) -> str:

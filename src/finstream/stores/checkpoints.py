@@ -46,7 +46,8 @@ def one_job(settings: Settings, seconds: float = JOB_LOCK_SECONDS) -> Iterator[N
         raise UserError(f"cannot write checkpoints to {folder} ({_why(folder, exc)}): set CHECKPOINT_DIR to a "
                         "folder this user can write") from None
     try:
-        descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        # Not through a symbolic link: a dangling one would make its target wherever it points.
+        descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except OSError as exc:
         if not os.path.lexists(lock_path):  # the folder refuses a new file: not the lock file's fault
             raise UserError(f"cannot write checkpoints to {folder} ({exc.strerror or exc}): set CHECKPOINT_DIR to "
@@ -97,6 +98,31 @@ def resume_offsets(checkpoint: Path, topic: str) -> dict[int, int]:
         return {}
     planned = (checkpoint / "offsets" / str(committed[-1])).read_text().strip().splitlines()[-1]
     return {int(partition): int(offset) for partition, offset in json.loads(planned).get(topic, {}).items()}
+
+
+def batch_records(checkpoint: Path, topic: str, batch_id: int) -> int | None:
+    """The records micro-batch `batch_id` reads from `topic`: its planned end offsets less the
+    batch before it's, from the query's offset log (written before the batch runs).
+
+    Args:
+        checkpoint: the query's checkpoint folder (Settings.query_checkpoint).
+        topic: the Kafka topic.
+        batch_id: the micro-batch.
+
+    Returns:
+        The record count (a partition new since the batch before counts from offset 0, an
+        overestimate if its first records are deleted), or None when either entry is missing or
+        unreadable (the query's first batch).
+    """
+    ends = []
+    for batch in (batch_id - 1, batch_id):
+        try:
+            planned = (checkpoint / "offsets" / str(batch)).read_text().strip().splitlines()[-1]
+            ends.append({int(p): int(o) for p, o in json.loads(planned).get(topic, {}).items()})
+        except (OSError, ValueError, IndexError, AttributeError):
+            return None
+    before, after = ends
+    return sum(max(0, offset - before.get(partition, 0)) for partition, offset in after.items())
 
 
 @dataclass(frozen=True)

@@ -179,6 +179,11 @@ def _require_database(settings: Settings) -> None:
     if not may_migrate(settings) and sqlite_path(uri) is None:
         return  # a tracking server, a file store, databricks: no database of ours to connect to
     path = sqlite_path(uri)
+    if path is not None:
+        existing = next(parent for parent in path.parents if parent.exists())
+        if not existing.is_dir():
+            raise UserError(f"MLFLOW_TRACKING_URI {shown_uri(settings)} names a path through {existing}, a file: name "
+                            "a database file in a folder")
     if path is not None and path.is_dir():
         raise UserError(f"MLFLOW_TRACKING_URI {shown_uri(settings)} names a folder: name the database file in it, "
                         f"e.g. sqlite:///{path / 'mlflow.db'}")
@@ -279,7 +284,7 @@ def artifact_location(settings: Settings) -> str | None:
     """A SQLite store keeps its artifacts in a folder beside it; a server decides its own."""
     uri = tracking_uri(settings)
     if uri.startswith("sqlite:///"):
-        return (sqlite_path(uri).parent / "artifacts").as_uri()
+        return (sqlite_path(uri).parent.resolve() / "artifacts").as_uri()  # a relative path: from here
     return None
 
 

@@ -1,0 +1,39 @@
+"""index-bars writes a small micro-batch in fewer tasks than its Kafka partitions: the batch's
+records counted from the query's offset log (no Spark)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from finstream.ingest.indexing import write_tasks
+from finstream.stores.checkpoints import batch_records
+
+METADATA = '{"batchWatermarkMs":0,"batchTimestampMs":1764930000000,"conf":{}}'
+
+
+def offset_log(checkpoint, batch_id: int, offsets: dict[str, dict[str, int]]) -> None:
+    """An offset log entry as Spark writes it: version, metadata, one line per source."""
+    folder = checkpoint / "offsets"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / str(batch_id)).write_text(f"v1\n{METADATA}\n{json.dumps(offsets)}")
+
+
+def test_a_batchs_records_are_its_end_offsets_less_the_batch_befores(tmp_path):
+    offset_log(tmp_path, 6, {"finance-data": {"0": 100, "1": 250, "2": 40}})
+    offset_log(tmp_path, 7, {"finance-data": {"2": 43, "0": 104, "1": 250, "3": 5}})  # partition 3 is new
+    assert batch_records(tmp_path, "finance-data", 7) == 4 + 0 + 3 + 5
+    assert batch_records(tmp_path, "finance-data", 6) is None  # the query's first batch here: not known
+    assert batch_records(tmp_path, "finance-data", 8) is None
+    assert batch_records(tmp_path, "other-topic", 7) == 0
+    (tmp_path / "offsets" / "6").write_text("v1\n")  # torn or foreign: not counted, never an error
+    assert batch_records(tmp_path, "finance-data", 7) is None
+
+
+@pytest.mark.parametrize(("records", "per_task", "tasks"), [
+    (12, 5000, 1), (5000, 5000, 1), (5001, 5000, 2), (200_000, 5000, 40), (0, 5000, 1),
+    (None, 5000, None), (12, 0, None),
+])
+def test_write_tasks(records, per_task, tasks):
+    assert write_tasks(records, per_task) == tasks
