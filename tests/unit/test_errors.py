@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 import pytest
 
@@ -161,6 +162,23 @@ def test_an_error_line_never_shows_a_urls_password(capsys):
     assert capsys.readouterr().err.splitlines() == [
         "error: cannot reach http://***@h:1/x", "error: https://***@h/v2/aggs: HTTP 503",
         "error: argument --url: bad value 'http://***@h' (see p --help)"]
+
+
+def test_mlflows_log_lines_and_a_threads_traceback_hide_a_urls_password():
+    """MLflow logs through a handler of its own unless told not to; a thread's uncaught error
+    is printed by threading.excepthook, not sys.excepthook."""
+    import subprocess
+    import sys
+
+    program = ("from finstream.core.logs import setup_logging; import logging, threading; setup_logging(); "
+               "import mlflow; logging.getLogger('mlflow.store').warning('retrying http://u:pw-5@h/api'); "
+               "t = threading.Thread(target=lambda: (_ for _ in ()).throw(RuntimeError('http://u:pw-5@h/t')), "
+               "name='follower'); t.start(); t.join()")
+    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_CONFIGURE_LOGGING"}
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0 and "pw-5" not in result.stdout + result.stderr, result.stderr
+    assert "mlflow.store: retrying http://***@h/api" in result.stderr
+    assert "Exception in thread follower:" in result.stderr and "RuntimeError: http://***@h/t" in result.stderr
 
 
 def test_no_log_line_or_traceback_shows_a_urls_password():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import traceback
 
 from finstream.core.errors import hide_credentials
@@ -34,10 +35,15 @@ def setup_logging(level: str | None = None) -> None:
     logging.getLogger("kafka.coordinator.consumer").setLevel(logging.ERROR)
     # A URI's credentials never reach a log line or a traceback (MLflow's errors repeat the
     # tracking URI, password and all).
-    for handler in logging.getLogger().handlers:
-        if HIDE_CREDENTIALS not in handler.filters:
-            handler.addFilter(HIDE_CREDENTIALS)
+    # MLflow gives its loggers a handler of its own, which the filter below would not see, unless
+    # told not to when it is first imported: its records then reach the root's handlers.
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+    for logger in (logging.getLogger(), logging.getLogger("mlflow")):  # mlflow's, if imported before
+        for handler in logger.handlers:
+            if HIDE_CREDENTIALS not in handler.filters:
+                handler.addFilter(HIDE_CREDENTIALS)
     sys.excepthook = _hiding_excepthook
+    threading.excepthook = _hiding_thread_excepthook
 
 
 class _HideCredentials(logging.Filter):
@@ -65,3 +71,13 @@ HIDE_CREDENTIALS = _HideCredentials()
 def _hiding_excepthook(kind, value, tb) -> None:
     """An uncaught exception's traceback, as Python prints it, with URLs' credentials hidden."""
     sys.stderr.write(hide_credentials("".join(traceback.format_exception(kind, value, tb))))
+
+
+def _hiding_thread_excepthook(args: threading.ExceptHookArgs) -> None:
+    """A thread's uncaught exception, as threading prints it, with URLs' credentials hidden (the
+    registry's follower and MLflow's own threads may fail with the tracking URI in the error)."""
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else threading.get_ident()
+    sys.stderr.write(hide_credentials(f"Exception in thread {name}:\n" + "".join(
+        traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback))))
