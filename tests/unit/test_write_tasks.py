@@ -27,13 +27,29 @@ def test_a_batchs_records_are_its_end_offsets_less_the_batch_befores(tmp_path):
     assert batch_records(tmp_path, "finance-data", 6) is None  # the query's first batch here: not known
     assert batch_records(tmp_path, "finance-data", 8) is None
     assert batch_records(tmp_path, "other-topic", 7) == 0
-    (tmp_path / "offsets" / "6").write_text("v1\n")  # torn or foreign: not counted, never an error
-    assert batch_records(tmp_path, "finance-data", 7) is None
+    for torn in ("v1\n", '{"finance-data": {"0": null}}', '["finance-data"]', '{"finance-data": 3}'):
+        (tmp_path / "offsets" / "6").write_text(torn)  # torn or foreign: not counted, never an error
+        assert batch_records(tmp_path, "finance-data", 7) is None
 
 
-@pytest.mark.parametrize(("records", "per_task", "tasks"), [
-    (12, 5000, 1), (5000, 5000, 1), (5001, 5000, 2), (200_000, 5000, 40), (0, 5000, 1),
-    (None, 5000, None), (12, 0, None),
+@pytest.mark.parametrize(("records", "per_task", "at_least", "tasks"), [
+    (12, 5000, 0, 1), (5000, 5000, 0, 1), (5001, 5000, 0, 2), (200_000, 5000, 0, 40), (0, 5000, 0, 1),
+    (12, 5000, 24, 24),  # STREAM_MIN_PARTITIONS is kept
+    (None, 5000, 0, None), (12, 0, 0, None),
 ])
-def test_write_tasks(records, per_task, tasks):
-    assert write_tasks(records, per_task) == tasks
+def test_write_tasks(records, per_task, at_least, tasks):
+    assert write_tasks(records, per_task, at_least) == tasks
+
+
+def test_a_batch_that_cannot_be_counted_is_written_as_spark_partitions_it_and_said_once(tmp_path, caplog):
+    from finstream.core.config import Settings
+    from finstream.ingest.indexing import BatchWriter
+
+    writer = BatchWriter(Settings.load(environ={"KAFKA_TOPIC": "finance-data"}), {}, tmp_path)
+    offset_log(tmp_path, 0, {"finance-data": {"0": 10}})
+    offset_log(tmp_path, 1, {"finance-data": {"0": 22}})
+    assert writer._tasks(1) == 1
+    with caplog.at_level("WARNING"):
+        assert writer._tasks(0) is None  # the query's first batch: not counted, not a problem
+        assert writer._tasks(5) is None and writer._tasks(6) is None
+    assert [r.getMessage()[:47] for r in caplog.records] == ["index-bars: batch 5's records cannot be counted"]

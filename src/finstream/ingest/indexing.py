@@ -42,6 +42,7 @@ class BatchWriter:
     checkpoint: Path | None = None  # the query's, to count a batch's records (None: not counted)
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     _columns: list | None = field(default=None, init=False, repr=False)  # built at the first batch
+    _uncounted: bool = field(default=False, init=False, repr=False)  # a batch could not be counted (logged once)
 
     def __call__(self, messages: DataFrame, batch_id: int) -> None:
         """Writes one micro-batch.
@@ -54,32 +55,47 @@ class BatchWriter:
         if self._columns is None:
             self._columns = B.index_document_columns(self.settings.es_index_bars, self.settings.es_index_dead_letters)
         documents = messages.select(*self._columns)
-        records = None if self.checkpoint is None else \
-            checkpoints.batch_records(self.checkpoint, self.settings.kafka_topic, batch_id)
-        tasks = write_tasks(records, self.settings.stream_write_records_per_task)
+        tasks = self._tasks(batch_id)
         if tasks is not None:
-            documents = documents.coalesce(tasks)  # fewer tasks than partitions, never more
+            # Fewer tasks than partitions, never more; no shuffle, so the batch's Kafka reads and
+            # validation run in those tasks too.
+            documents = documents.coalesce(tasks)
         # "{field}": ES-Hadoop's multi-resource write takes each document's index from the field.
         options = {**self.es_options, "es.mapping.exclude": B.TARGET_INDEX}
         write_documents(documents, f"{{{B.TARGET_INDEX}}}", options, self.settings, self.sleep)
         log.info("index-bars batch %d written (%.2f s)", batch_id, time.perf_counter() - started)
 
+    def _tasks(self, batch_id: int) -> int | None:
+        """write_tasks for this batch, its records counted from the offset log; None (Spark's
+        partitioning) when off or not countable, said once (a query's first batch is not)."""
+        per_task = self.settings.stream_write_records_per_task
+        if self.checkpoint is None or per_task <= 0:
+            return None
+        records = checkpoints.batch_records(self.checkpoint, self.settings.kafka_topic, batch_id)
+        if records is None and batch_id > 0 and not self._uncounted:
+            self._uncounted = True
+            log.warning("index-bars: batch %d's records cannot be counted from %s/offsets; batches written by "
+                        "one task per Kafka partition (STREAM_WRITE_RECORDS_PER_TASK has no effect)", batch_id,
+                        self.checkpoint)
+        return write_tasks(records, per_task, self.settings.stream_min_partitions)
 
-def write_tasks(records: int | None, per_task: int) -> int | None:
-    """How many tasks at most write a micro-batch of `records` (None: as many as its Kafka
-    partitions, Spark's way).
 
-    A write task costs about 0.15 s whatever its rows (its Kafka read, its bulk request and
+def write_tasks(records: int | None, per_task: int, at_least: int = 0) -> int | None:
+    """How many tasks at most read, validate and write a micro-batch of `records` (None: as
+    many as Spark's Kafka source makes, one per partition with records, or STREAM_MIN_PARTITIONS).
+
+    A task costs a fixed 0.1-0.2 s whatever its rows (its Kafka reads, its bulk request and
     refresh; bench/results/tuning.md), so a small batch read from three partitions is written
     faster by one task than by three, which on two cores also run in two waves.
 
     Args:
         records: the batch's record count (checkpoints.batch_records), None when not known.
         per_task: STREAM_WRITE_RECORDS_PER_TASK; 0 turns the merging off.
+        at_least: STREAM_MIN_PARTITIONS (0: none): never fewer tasks than the user asked for.
 
     Returns:
-        ceil(records / per_task), at least 1; None when either is unknown or off.
+        max(ceil(records / per_task), at_least, 1); None when either is unknown or off.
     """
     if records is None or per_task <= 0:
         return None
-    return max(1, math.ceil(records / per_task))
+    return max(1, at_least, math.ceil(records / per_task))

@@ -119,7 +119,7 @@ def batch_records(checkpoint: Path, topic: str, batch_id: int) -> int | None:
         try:
             planned = (checkpoint / "offsets" / str(batch)).read_text().strip().splitlines()[-1]
             ends.append({int(p): int(o) for p, o in json.loads(planned).get(topic, {}).items()})
-        except (OSError, ValueError, IndexError, AttributeError):
+        except (OSError, ValueError, IndexError, AttributeError, TypeError):  # missing, torn or foreign
             return None
     before, after = ends
     return sum(max(0, offset - before.get(partition, 0)) for partition, offset in after.items())
