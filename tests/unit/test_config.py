@@ -309,7 +309,7 @@ def test_a_flag_that_overrides_a_setting_takes_its_range():
 
 def test_the_file_gives_each_value_its_own_type_and_keeps_no_secret(tmp_path):
     text = (conf_dir() / "pipeline.toml").read_text()
-    (tmp_path / "quoted.toml").write_text(text.replace("KAFKA_TOPIC_PARTITIONS = 3", 'KAFKA_TOPIC_PARTITIONS = "3"'))
+    (tmp_path / "quoted.toml").write_text(text.replace("KAFKA_TOPIC_PARTITIONS = 1", 'KAFKA_TOPIC_PARTITIONS = "3"'))
     with pytest.raises(SettingError, match=r"^setting KAFKA_TOPIC_PARTITIONS='3' \(in .*quoted.toml\) is not a whole "
                                            r"number; write it without quotes$"):
         Settings.load(environ={}, path=tmp_path / "quoted.toml")
