@@ -38,6 +38,8 @@ def setup_logging(level: str | None = None) -> None:
     # MLflow gives its loggers a handler of its own, which the filter below would not see, unless
     # told not to when it is first imported: its records then reach the root's handlers.
     os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+    # Importing mlflow.pyfunc warns three times about MLflow's own type hints, nothing of ours.
+    logging.getLogger("mlflow.types.type_hints").setLevel(logging.ERROR)
     for logger in (logging.getLogger(), logging.getLogger("mlflow")):  # mlflow's, if imported before
         for handler in logger.handlers:
             if HIDE_CREDENTIALS not in handler.filters:
