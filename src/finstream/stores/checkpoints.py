@@ -86,6 +86,18 @@ def _batches(folder: Path) -> list[int]:
     return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.exists() else []
 
 
+def planned_offsets(checkpoint: Path, topic: str, batch_id: int) -> dict[int, int]:
+    """Partition -> the end offset micro-batch `batch_id` planned to read to, from the query's
+    offset log (its last line is the Kafka source's offsets: one source per query).
+
+    Raises:
+        OSError: no such entry. ValueError, IndexError, AttributeError, TypeError: an entry torn
+            or not Spark's Kafka offsets.
+    """
+    planned = (checkpoint / "offsets" / str(batch_id)).read_text().strip().splitlines()[-1]
+    return {int(partition): int(offset) for partition, offset in json.loads(planned).get(topic, {}).items()}
+
+
 def resume_offsets(checkpoint: Path, topic: str) -> dict[int, int]:
     """Partition -> the offset a restarted query reads first; empty before its first commit.
 
@@ -94,10 +106,7 @@ def resume_offsets(checkpoint: Path, topic: str) -> dict[int, int]:
         topic: the Kafka topic whose offsets to read.
     """
     committed = _batches(checkpoint / "commits")
-    if not committed:
-        return {}
-    planned = (checkpoint / "offsets" / str(committed[-1])).read_text().strip().splitlines()[-1]
-    return {int(partition): int(offset) for partition, offset in json.loads(planned).get(topic, {}).items()}
+    return planned_offsets(checkpoint, topic, committed[-1]) if committed else {}
 
 
 def batch_records(checkpoint: Path, topic: str, batch_id: int) -> int | None:
@@ -114,14 +123,10 @@ def batch_records(checkpoint: Path, topic: str, batch_id: int) -> int | None:
         overestimate if its first records are deleted), or None when either entry is missing or
         unreadable (the query's first batch).
     """
-    ends = []
-    for batch in (batch_id - 1, batch_id):
-        try:
-            planned = (checkpoint / "offsets" / str(batch)).read_text().strip().splitlines()[-1]
-            ends.append({int(p): int(o) for p, o in json.loads(planned).get(topic, {}).items()})
-        except (OSError, ValueError, IndexError, AttributeError, TypeError):  # missing, torn or foreign
-            return None
-    before, after = ends
+    try:
+        before, after = (planned_offsets(checkpoint, topic, batch) for batch in (batch_id - 1, batch_id))
+    except (OSError, ValueError, IndexError, AttributeError, TypeError):  # missing, torn or foreign
+        return None
     return sum(max(0, offset - before.get(partition, 0)) for partition, offset in after.items())
 
 

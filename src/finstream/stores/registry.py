@@ -176,19 +176,19 @@ def _require_database(settings: Settings) -> None:
         UserError: the store's URI (password hidden), the reason and what to do.
     """
     uri = tracking_uri(settings)
-    if not may_migrate(settings) and sqlite_path(uri) is None:
-        return  # a tracking server, a file store, databricks: no database of ours to connect to
     path = sqlite_path(uri)
     if path is not None:
         existing = next(parent for parent in path.parents if parent.exists())
         if not existing.is_dir():
             raise UserError(f"MLFLOW_TRACKING_URI {shown_uri(settings)} names a path through {existing}, a file: name "
                             "a database file in a folder")
-    if path is not None and path.is_dir():
-        raise UserError(f"MLFLOW_TRACKING_URI {shown_uri(settings)} names a folder: name the database file in it, "
-                        f"e.g. sqlite:///{path / 'mlflow.db'}")
-    if path is not None and not path.exists():
-        return  # made by client(), under its lock
+        if path.is_dir():
+            raise UserError(f"MLFLOW_TRACKING_URI {shown_uri(settings)} names a folder: name the database file in "
+                            f"it, e.g. sqlite:///{path / 'mlflow.db'}")
+        if not path.exists():
+            return  # made by client(), under its lock
+    elif not may_migrate(settings):
+        return  # a tracking server, a file store, databricks: no database of ours to connect to
     import sqlalchemy  # MLflow's own dependency
 
     try:
