@@ -120,9 +120,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging()
     settings = Settings.load()
+    if args.command == "ui":
+        require_free_port(args.port)  # before the store's check, which takes seconds
     registry.require_store(settings)
     if args.command == "ui":
-        require_free_port(args.port)
         command, environment = ui_command(settings, args.port)
         print(f"MLflow UI on http://127.0.0.1:{args.port} ({registry.shown_uri(settings)})", flush=True)
         os.execve(command[0], command, environment)

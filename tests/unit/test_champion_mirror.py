@@ -85,7 +85,7 @@ def test_a_waited_first_sync_is_done_on_return(mirror):
 def test_only_a_database_store_not_made_yet_may_migrate(tmp_path, uri, existing, expected):
     uri = uri.format(tmp=tmp_path)
     if existing:
-        (tmp_path / "mlflow.db").write_bytes(b"")
+        (tmp_path / "mlflow.db").write_bytes(b"SQLite format 3\x00")  # made (an empty file is made again)
     assert registry.may_migrate(Settings.load(environ={"MLFLOW_TRACKING_URI": uri})) is expected
 
 
@@ -153,6 +153,9 @@ def test_a_database_store_mlflow_cannot_open_is_reported_at_once_without_its_ret
     """MLflow's engine retries a database it cannot open for about 100 s, whatever the reason."""
     folder = tmp_path / "store"
     folder.mkdir()
+    assert refused("sqlite:////")[0].endswith("names a folder: name the database file in it, e.g. sqlite:////mlflow.db")
+    (tmp_path / "empty.db").write_bytes(b"")  # made by hand: gets the schema, its logging quiet
+    assert registry.may_migrate(Settings.load(environ={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'empty.db'}"}))
     line, seconds = refused(f"sqlite:///{folder}")
     assert line == (f"MLFLOW_TRACKING_URI sqlite:///{folder} names a folder: name the database file in it, "
                     f"e.g. sqlite:///{folder}/mlflow.db") and seconds < 5

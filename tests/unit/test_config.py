@@ -187,6 +187,8 @@ def test_two_kinds_of_document_in_one_index_are_refused():
     ("MLFLOW_TRACKING_URI", "sqlite:////tmp/m.db", True), ("MLFLOW_TRACKING_URI", "databricks", True),
     ("MLFLOW_TRACKING_URI", "not a uri", False), ("MLFLOW_TRACKING_URI", "/srv/mlruns", False),
     ("MLFLOW_TRACKING_URI", "sqlite:///:memory:", False), ("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db", True),
+    ("MLFLOW_TRACKING_URI", "http://bob:S3c r3t@h:1/", False), ("POLYGON_BASE_URL", 'http://bob:S3c"r3t@h:1', False),
+    ("POLYGON_WS_REALTIME_URL", "wss://h/<x>", False), ("POLYGON_BASE_URL", "http://bob:S3c%20r3t@h:1", True),
     # The likeliest slips: no http:// (read as a scheme), a misspelt scheme, no host.
     ("MLFLOW_TRACKING_URI", "localhost:5000", False), ("MLFLOW_TRACKING_URI", "htp://x:5000", False),
     ("MLFLOW_TRACKING_URI", "http://", False), ("MLFLOW_TRACKING_URI", "postgresql+psycopg2://u@db/m", True),

@@ -147,6 +147,21 @@ def test_credentials_in_urls_are_hidden(text, shown):
     assert hide_credentials(text) == shown
 
 
+def test_a_configured_password_no_pattern_can_bound_is_hidden_verbatim():
+    """An @, a space or a quote in a database URL's password (SQLAlchemy takes them unencoded),
+    and the secrets themselves, once the settings that hold them have loaded."""
+    from finstream.core.config import Settings
+    from finstream.core.errors import hide_credentials
+
+    uri = "postgresql://bob:p@ss w'0rd-48@db.example:5432/mlflow"
+    Settings.load(environ={"MLFLOW_TRACKING_URI": uri, "POLYGON_API_KEY": "k-48-secret-xyz",
+                           "POLYGON_BASE_URL": "https://ops@k48"})
+    shown = hide_credentials(f"cannot open {uri}: refused")
+    assert shown == "cannot open postgresql://***@db.example:5432/mlflow: refused"
+    assert hide_credentials("key k-48-secret-xyz refused") == "key *** refused"
+    assert hide_credentials("ops and k48") == "ops and k48"  # a bare user is no credential
+
+
 def test_an_error_line_never_shows_a_urls_password(capsys):
     """Every entry point's one-line error (a UserError, argparse's refusal, the producer's API
     failure) goes through print_error."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from finstream.core.errors import Refused, UserError, hide_credentials
+from finstream.core.errors import Refused, UserError, hide_credentials, remember_credentials
 from finstream.core.schema import JAVA_INT_MAX
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]  # src/finstream/core/config.py
@@ -180,8 +180,8 @@ def _tracking_uri(value: str) -> bool:
     scheme in lower case as MLflow matches it, a server's port 1-65535. A bare path would
     silently make a folder store wherever the command runs; `localhost:5000` (no http://)
     would be read as a scheme; SQLite's `:memory:` would lose every run when the command ends."""
-    if not re.fullmatch(r"|databricks(-uc)?(://.*)?|uc:.+|file:.+|sqlite:///(?!:memory:).+|https?://[^/:?#\s]+.*"
-                        r"|(postgresql|mysql|mssql)(\+\w+)?://.+", value):
+    if not re.fullmatch(r"|databricks(-uc)?(://.*)?|uc:.+|file:.+|sqlite:///(?!:memory:).+"
+                        r"|https?://[^/:?#\s]+[^\s\"<>]*|(postgresql|mysql|mssql)(\+\w+)?://.+", value):
         return False
     if not value.startswith("http"):
         return True
@@ -202,10 +202,12 @@ TRACKING_URI = satisfying(_tracking_uri,
                           "empty (the embedded store) or a store's URI, its scheme in lower case: http(s)://host..., "
                           "sqlite:///path/mlflow.db, postgresql://..., mysql://..., mssql://..., file:///path or "
                           "databricks")
-HTTP_URL = satisfying(lambda value: re.fullmatch(r"(?i:https?)://[^/:?#\s]+[^\s]*", value) is not None
-                      and _has_host(value), "an http:// or https:// URL with a host")
-WS_URL = satisfying(lambda value: re.fullmatch(r"(?i:wss?)://[^/:?#\s]+[^\s]*", value) is not None
-                    and _has_host(value), "a ws:// or wss:// URL with a host")
+HTTP_URL = satisfying(lambda value: re.fullmatch(r"(?i:https?)://[^/:?#\s]+[^\s\"<>]*", value) is not None
+                      and _has_host(value), "an http:// or https:// URL with a host, a space, quote or <> in it "
+                      "percent-encoded")
+WS_URL = satisfying(lambda value: re.fullmatch(r"(?i:wss?)://[^/:?#\s]+[^\s\"<>]*", value) is not None
+                    and _has_host(value), "a ws:// or wss:// URL with a host, a space, quote or <> in it "
+                    "percent-encoded")
 # The job's own Python reads the checkpoint and model folders (state layout, installed models):
 # a local or mounted path, not a URI such as hdfs://.
 PATH = matching(r"(?![A-Za-z][A-Za-z0-9+.-]*:/).*\S.*",
@@ -360,7 +362,10 @@ class Settings:
                                f"KAFKA_SASL_MECHANISM: one of {', '.join(SASL_MECHANISMS)}")
         _check_together(settings)
         for secret in SECRETS:  # a <NAME>_FILE that cannot be read: now, not once servers are reached
-            read_secret(secret, environ)
+            remember_credentials(read_secret(secret, environ).reveal(), secret=True)
+        for value in values.values():  # a URL's or host list's user and password
+            if isinstance(value, str) and "@" in value:
+                remember_credentials(value)
         return settings
 
     # -- derived values ------------------------------------------------------------------

@@ -37,11 +37,39 @@ _SECRET_PARAMETERS = re.compile(r"(?i)((?:[?&;#]|%3B|%26)(?:[\w.-]*(?:password|p
                                 r"|auth|sig)(?:=|%3D))(?:(?!%3B|%26)[^&#;\s<>])*")
 
 
+# Credentials the loaded settings hold, hidden verbatim wherever they appear (longest first): a
+# password holding what no pattern above can bound (a space, a quote, an @) is hidden all the same.
+_REMEMBERED: list[str] = []
+
+
+def remember_credentials(value: str, *, secret: bool = False) -> None:
+    """Makes hide_credentials hide a configured credential verbatim from now on, in this process.
+
+    Args:
+        value: a setting's value. A URL or host list gives the part between its scheme (if any)
+            and its last @ (`https://bob:p w@h` -> `bob:p w`), kept when it holds a `:` (user and
+            password) or is 16 characters or more (a token as the user); without an @, nothing.
+        secret: the value is itself a secret (a password, an API key): kept whole, if 6
+            characters or more (a shorter one would hide common words).
+    """
+    if not secret:
+        at = value.rfind("@")
+        scheme = value.find("://")
+        value = value[scheme + 3 if 0 <= scheme < at else 0:at] if at >= 0 else ""
+        value = value if ":" in value or len(value) >= 16 else ""
+    if len(value) >= (6 if secret else 3) and value not in _REMEMBERED:
+        _REMEMBERED.append(value)
+        _REMEMBERED.sort(key=len, reverse=True)
+
+
 def hide_credentials(text: str) -> str:
-    """`text` with every URL's credentials as ***: its user information
-    (`https://user:pw@host` -> `https://***@host`, a database URL's `user:pass word@` too) and
-    secret-named query parameters (`?password=x` -> `?password=***`). For lines that repeat a URI
-    a user configured: MLflow's errors and links do, with the password in them."""
+    """`text` with every URL's credentials as ***: the credentials the settings hold
+    (remember_credentials), any URL's user information (`https://user:pw@host` ->
+    `https://***@host`, a database URL's `user:pass word@` too) and secret-named query parameters
+    (`?password=x` -> `?password=***`). For lines that repeat a URI a user configured: MLflow's
+    errors and links do, with the password in them."""
+    for known in _REMEMBERED:
+        text = text.replace(known, "***")
     text = _DATABASE_PASSWORD.sub(r"\1***@", text)
     return _SECRET_PARAMETERS.sub(r"\1***", _USERINFO.sub("***@", text))
 

@@ -52,8 +52,8 @@ def may_migrate(settings: Settings) -> bool:
     store: no.) The migrations' alembic set-up takes over the process's logging while it runs."""
     uri = tracking_uri(settings)
     path = sqlite_path(uri)
-    if path is not None:
-        return not path.exists()
+    if path is not None:  # an empty file (made by hand, or by a store that failed) gets the schema too
+        return not path.exists() or (path.is_file() and path.stat().st_size == 0)
     return not uri.startswith(("http://", "https://", "file:", "databricks")) and "://" in uri
 
 
@@ -178,8 +178,8 @@ def _require_database(settings: Settings) -> None:
     uri = tracking_uri(settings)
     path = sqlite_path(uri)
     if path is not None:
-        existing = next(parent for parent in path.parents if parent.exists())
-        if not existing.is_dir():
+        existing = next((parent for parent in path.parents if parent.exists()), None)  # None: path is /
+        if existing is not None and not existing.is_dir():
             raise UserError(f"MLFLOW_TRACKING_URI {shown_uri(settings)} names a path through {existing}, a file: name "
                             "a database file in a folder")
         if path.is_dir():
