@@ -147,11 +147,17 @@ def test_credentials_in_urls_are_hidden(text, shown):
     assert hide_credentials(text) == shown
 
 
-def test_a_configured_password_no_pattern_can_bound_is_hidden_verbatim():
+def test_a_configured_password_no_pattern_can_bound_is_hidden_verbatim(monkeypatch):
     """An @, a space or a quote in a database URL's password (SQLAlchemy takes them unencoded),
     and the secrets themselves, once the settings that hold them have loaded."""
+    from finstream.core import errors
     from finstream.core.config import Settings
     from finstream.core.errors import hide_credentials
+
+    # What this test's settings remember stays in this test (process-wide otherwise).
+    monkeypatch.setattr(errors, "_REMEMBERED_USERINFO", list(errors._REMEMBERED_USERINFO))
+    monkeypatch.setattr(errors, "_REMEMBERED_WORDS", set(errors._REMEMBERED_WORDS))
+    monkeypatch.setattr(errors, "_WORDS", errors._WORDS)
 
     uri = "postgresql://bob:p@ss w'0rd-48@db.example:5432/mlflow"
     Settings.load(environ={"MLFLOW_TRACKING_URI": uri, "POLYGON_API_KEY": "k-48-secret-xyz",
@@ -160,6 +166,14 @@ def test_a_configured_password_no_pattern_can_bound_is_hidden_verbatim():
     assert shown == "cannot open postgresql://***@db.example:5432/mlflow: refused"
     assert hide_credentials("key k-48-secret-xyz refused") == "key *** refused"
     assert hide_credentials("ops and k48") == "ops and k48"  # a bare user is no credential
+    Settings.load(environ={"MLFLOW_TRACKING_URI": "http://bob:p%40ss-w0rd49@h49:1/x", "ES_PASSWORD": "elastic",
+                           "CHECKPOINT_DIR": "/srv/finstream@prod/ck"})
+    assert hide_credentials("login p@ss-w0rd49 refused") == "login *** refused"  # decoded, as a driver may say it
+    # Not credentials: a path's @, a secret inside a longer name, a user's empty password.
+    kept = "/srv/finstream@prod/ck and elastic_transport"
+    assert hide_credentials(kept) == kept
+    Settings.load(environ={"MLFLOW_TRACKING_URI": "http://http:@mlflow.corp49:5000"})
+    assert hide_credentials("cannot reach http://mlflow.corp49:5000") == "cannot reach http://mlflow.corp49:5000"
 
 
 def test_an_error_line_never_shows_a_urls_password(capsys):

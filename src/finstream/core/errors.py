@@ -10,6 +10,7 @@ import re
 import sys
 from collections.abc import Callable
 from typing import TypeVar
+from urllib.parse import unquote
 
 from finstream.core.schema import JAVA_INT_MAX, TICKER_PATTERN
 
@@ -37,29 +38,47 @@ _SECRET_PARAMETERS = re.compile(r"(?i)((?:[?&;#]|%3B|%26)(?:[\w.-]*(?:password|p
                                 r"|auth|sig)(?:=|%3D))(?:(?!%3B|%26)[^&#;\s<>])*")
 
 
-# Credentials the loaded settings hold, hidden verbatim wherever they appear (longest first): a
-# password holding what no pattern above can bound (a space, a quote, an @) is hidden all the same.
-_REMEMBERED: list[str] = []
+# Credentials the loaded settings hold, hidden verbatim wherever they appear: a password holding
+# what no pattern above can bound (a space, a quote, an @) is hidden all the same. A URL's
+# `user:password@` as it was given, longest first; passwords and secrets alone as whole words.
+_REMEMBERED_USERINFO: list[str] = []
+_REMEMBERED_WORDS: set[str] = set()
+_WORDS: re.Pattern | None = None
+_DATABASE_SCHEME = re.compile(r"(?i)(?:postgres(?:ql)?|mysql|mariadb|mssql|oracle|cockroachdb)(?:\+\w+)?")
 
 
 def remember_credentials(value: str, *, secret: bool = False) -> None:
     """Makes hide_credentials hide a configured credential verbatim from now on, in this process.
 
     Args:
-        value: a setting's value. A URL or host list gives the part between its scheme (if any)
-            and its last @ (`https://bob:p w@h` -> `bob:p w`), kept when it holds a `:` (user and
-            password) or is 16 characters or more (a token as the user); without an @, nothing.
-        secret: the value is itself a secret (a password, an API key): kept whole, if 6
-            characters or more (a shorter one would hide common words).
+        value: a setting's value. A URL with user information gives its `user:password@` (up to
+            the authority's last @; a database URL's password may also hold / # ?), and its
+            password alone, as given and percent-decoded. A user without a password, or a
+            value with no scheme (a path holding an @), gives nothing; a token as the user (16
+            characters or more) counts as a password.
+        secret: the value is itself a secret (a password, an API key).
+
+    A password or secret is hidden only as a whole word (no letter, digit or _ against it), and
+    only from 6 characters: a shorter one, or one inside a longer name, would hide common text.
     """
-    if not secret:
-        at = value.rfind("@")
-        scheme = value.find("://")
-        value = value[scheme + 3 if 0 <= scheme < at else 0:at] if at >= 0 else ""
-        value = value if ":" in value or len(value) >= 16 else ""
-    if len(value) >= (6 if secret else 3) and value not in _REMEMBERED:
-        _REMEMBERED.append(value)
-        _REMEMBERED.sort(key=len, reverse=True)
+    global _WORDS
+    words = {value} if secret else set()
+    scheme = value.find("://")
+    if not secret and scheme > 0:
+        rest = value[scheme + 3:]
+        authority = rest if _DATABASE_SCHEME.fullmatch(value[:scheme]) else re.split(r"[/?#]", rest, maxsplit=1)[0]
+        userinfo = authority[:max(0, authority.rfind("@"))]
+        _user, colon, password = userinfo.partition(":")
+        if (colon and password) or len(userinfo) >= 16:
+            if userinfo + "@" not in _REMEMBERED_USERINFO:
+                _REMEMBERED_USERINFO.append(userinfo + "@")
+                _REMEMBERED_USERINFO.sort(key=len, reverse=True)
+            words |= {password, unquote(password)} if colon else {userinfo}
+    words = {word for word in words if len(word) >= 6} - _REMEMBERED_WORDS
+    if words:
+        _REMEMBERED_WORDS.update(words)
+        alternatives = "|".join(re.escape(word) for word in sorted(_REMEMBERED_WORDS, key=len, reverse=True))
+        _WORDS = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")
 
 
 def hide_credentials(text: str) -> str:
@@ -68,8 +87,10 @@ def hide_credentials(text: str) -> str:
     `https://***@host`, a database URL's `user:pass word@` too) and secret-named query parameters
     (`?password=x` -> `?password=***`). For lines that repeat a URI a user configured: MLflow's
     errors and links do, with the password in them."""
-    for known in _REMEMBERED:
-        text = text.replace(known, "***")
+    for userinfo in _REMEMBERED_USERINFO:
+        text = text.replace(userinfo, "***@")
+    if _WORDS is not None:
+        text = _WORDS.sub("***", text)
     text = _DATABASE_PASSWORD.sub(r"\1***@", text)
     return _SECRET_PARAMETERS.sub(r"\1***", _USERINFO.sub("***@", text))
 
