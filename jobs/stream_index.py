@@ -23,14 +23,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
 from finstream.core.config import Settings
-from finstream.core.errors import ArgumentParser, exit_on_user_error
+from finstream.core.errors import ArgumentParser, exit_on_user_error, require_folder
 from finstream.core.logs import setup_logging
 from finstream.core.questions import SERVED
 from finstream.ingest import validation as B
 from finstream.ingest.indexing import BatchWriter
 from finstream.ingest.source import processing_time, stream_records
 from finstream.ops.monitoring import ProgressListener
-from finstream.serving import installed, predictor
+from finstream.serving import predictor
 from finstream.serving.champions import ChampionMirror
 from finstream.serving.installed import ServedForecasts
 from finstream.serving.live_skill import LiveSkillWatch
@@ -133,7 +133,7 @@ def run(settings: Settings, es: Elasticsearch, es_options: dict[str, str], mirro
     spark = SparkSession.builder.appName("finstream-stream-index").getOrCreate()
     progress = monitor(spark, settings, es, predicting=mirror is not None)
     # Built once (each build is hundreds of calls into the JVM); both queries start from it.
-    checked = B.checked_messages(stream_records(spark, settings))
+    checked = B.checked_messages(stream_records(spark, settings, catching_up=args.available_now))
     queries = [start_indexing(spark, checked, settings, es_options, args)]
     try:
         if mirror is not None:
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
         es, es_options = prepare_servers(settings, names)
         mirror = None
         if not args.no_predict:
-            installed.require_writable(settings.model_path)
+            require_folder(settings.model_path, "models", "set MODEL_DIR to a writable folder")
             # Its first look at the registry runs while Spark starts and the index query with it,
             # unless it would make the store (MLflow's migrations set up logging process-wide).
             mirror = ChampionMirror(settings, SERVED).start(wait=registry.may_migrate(settings))

@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     settings = Settings.load()
     run_id = new_run_id()
-    report_dir = steps.report_dir(run_id, args.report_dir)
     es = steps.check_servers(settings, args.source)  # before any Spark work
+    report_dir = steps.report_dir(run_id, args.report_dir)
     data_source = steps.data_source(settings, args.source)
     spark = SparkSession.builder.appName("finstream-train").getOrCreate()
     bars = steps.read_bars(spark, settings, args.source, es)

@@ -63,18 +63,28 @@ def test_a_checkpoint_folder_that_cannot_be_written_is_one_line(tmp_path):
     blocker.write_text("")
     with pytest.raises(UserError) as refused, checkpoints.one_job(settings_in(blocker / "checkpoints")):
         pass
-    assert str(refused.value) == (f"cannot write checkpoints to {blocker / 'checkpoints'} (Not a directory): set "
-                                  "CHECKPOINT_DIR to a folder this user can write")
+    assert str(refused.value) == (f"cannot write checkpoints to {blocker / 'checkpoints'} ({blocker} is a file, not "
+                                  "a folder): set CHECKPOINT_DIR to a folder this user can write")
 
 
-@pytest.mark.parametrize("what", ["file", "dangling link", "looping link", "kernel folder"])
+@pytest.mark.parametrize("what", ["file", "dangling link", "looping link", "kernel folder",
+                                  "dangling link as its parent", "file as its parent"])
 def test_what_stands_where_the_checkpoint_folder_should_be_is_named(tmp_path, what):
-    """mkdir says only "File exists" for a file or a broken symbolic link."""
+    """mkdir says only "File exists" or "Not a directory" for a file or a broken symbolic link,
+    there or at a parent."""
     folder, shown = tmp_path / "checkpoints", {
         "file": "a file, not a folder", "dangling link": f"a symbolic link to {tmp_path / 'gone'}, which does not "
-        "exist", "looping link": "a symbolic link that loops", "kernel folder": "No such file or directory"}[what]
+        "exist", "looping link": "a symbolic link that loops", "kernel folder": "No such file or directory",
+        "dangling link as its parent": f"{tmp_path / 'parent'} is a symbolic link to {tmp_path / 'gone'}, which "
+        "does not exist", "file as its parent": f"{tmp_path / 'parent'} is a file, not a folder"}[what]
     if what == "file":
         folder.write_text("")
+    elif what == "dangling link as its parent":
+        (tmp_path / "parent").symlink_to(tmp_path / "gone")
+        folder = tmp_path / "parent" / "checkpoints"
+    elif what == "file as its parent":
+        (tmp_path / "parent").write_text("")
+        folder = tmp_path / "parent" / "sub" / "checkpoints"
     elif what == "dangling link":
         folder.symlink_to(tmp_path / "gone")
     elif what == "looping link":

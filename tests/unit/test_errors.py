@@ -137,6 +137,17 @@ def test_numbers_refused_with_their_reason():
      "postgresql://db.internal:5432/m (could not translate host name): ask dba@corp.com"),
     ("mysql://h/m?ssl_key=/etc/k.pem&keyword=x&monkey=y&key_id=z", "mysql://h/m?ssl_key=/etc/k.pem&keyword=x"
      "&monkey=y&key_id=z"),
+    ("https://h/_search?sort_key=ts&tokenizer=standard&passwordless=true&token_type=bearer&public_key=pk&key_id=2",
+     "https://h/_search?sort_key=ts&tokenizer=standard&passwordless=true&token_type=bearer&public_key=pk&key_id=2"),
+    # A word's end in camel case; keys of a secret kind, whatever their spelling.
+    ("https://sts/?SecretAccessKey=s-1&tokenValue=t-2&AWSSecretKey=s-3&private_key_passphrase=p-4&code=c-5",
+     "https://sts/?SecretAccessKey=***&tokenValue=***&AWSSecretKey=***&private_key_passphrase=***&code=***"),
+    ("Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=root;SharedAccessKey=k-6;EntityPath=q",
+     "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=root;SharedAccessKey=***;EntityPath=q"),
+    ("https://dd/api?application_key=k-7&x-functions-key=k-8&x-amz-server-side-encryption-customer-key=k-9",
+     "https://dd/api?application_key=***&x-functions-key=***&x-amz-server-side-encryption-customer-key=***"),
+    ("https://maps/api?key=AIza-1&x-api-key=k-2&Ocp-Apim-Subscription-Key=k-3&private_key=k-4&api-key=k-5",
+     "https://maps/api?key=***&x-api-key=***&Ocp-Apim-Subscription-Key=***&private_key=***&api-key=***"),
     # Not user information: an @ after the authority's end, or past text around a URL.
     ("http://host:5000?owner=a@b.com", "http://host:5000?owner=a@b.com"),
     ("see <http://host:5000>,<ops@corp.com>", "see <http://host:5000>,<ops@corp.com>"),
@@ -225,3 +236,26 @@ def test_no_log_line_or_traceback_shows_a_urls_password():
     assert "at http://***@h/x" in result.stderr and "RuntimeError: http://***@h/y" in result.stderr
     assert "RuntimeError: API request to http://***@h/z failed" in result.stderr
     assert "--- Logging error ---" in result.stderr
+
+
+def test_a_folder_a_job_writes_that_cannot_be_made_is_one_line_before_any_work(tmp_path, monkeypatch):
+    """--report-dir (checked before the training, not after it), MODEL_DIR and CHECKPOINT_DIR
+    share one check: what stands in the way is named."""
+    from finstream.core.errors import UserError, require_folder
+    from finstream.training import steps
+
+    monkeypatch.setenv("FINSTREAM_LOCAL", str(tmp_path))
+    (tmp_path / "taken").write_text("")
+    with pytest.raises(UserError) as refused:
+        steps.report_dir("run-1", "taken/reports")
+    taken = tmp_path / "taken"
+    assert str(refused.value) == (f"cannot write training reports to {taken / 'reports'} ({taken} is a file, not a "
+                                  "folder): give --report-dir a folder this user can write")
+    assert steps.report_dir("run-2", None) == tmp_path / "reports" / "run-2"
+    assert [p.name for p in (tmp_path / "reports" / "run-2").iterdir()] == []  # its probe file gone
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(UserError, match=r"\(.*loop is a symbolic link that loops\): set CHECK"):
+        require_folder(tmp_path / "loop" / "a" / "b", "checkpoints", "set CHECKPOINT_DIR to a folder")
+    (tmp_path / "link").symlink_to(tmp_path / "gone")
+    with pytest.raises(UserError, match=r"\(.*link is a symbolic link to .*gone, which does not exist\): set MODEL"):
+        require_folder(tmp_path / "link" / "models", "models", "set MODEL_DIR to a writable folder")

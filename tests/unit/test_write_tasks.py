@@ -8,6 +8,7 @@ import json
 import pytest
 
 from finstream.ingest.indexing import write_tasks
+from finstream.ingest.source import read_splits, stream_options
 from finstream.stores.checkpoints import batch_records
 
 METADATA = '{"batchWatermarkMs":0,"batchTimestampMs":1764930000000,"conf":{}}'
@@ -39,6 +40,22 @@ def test_a_batchs_records_are_its_end_offsets_less_the_batch_befores(tmp_path):
 ])
 def test_write_tasks(records, per_task, at_least, tasks):
     assert write_tasks(records, per_task, at_least) == tasks
+
+
+@pytest.mark.parametrize(("configured", "master", "catching_up", "splits"), [
+    (3, "local[*]", False, 3), (3, "local[*]", True, 3),  # set: taken as it is
+    (0, "local[*]", True, 8), (0, "local[2]", True, 2), (0, "local", True, 1),
+    (0, "local[*]", False, 0),  # running on: a small batch stays in one read task
+    (0, "spark://host:7077", True, 0), (0, "k8s://https://api:6443", True, 0),  # a cluster: a task per partition
+])
+def test_a_backlog_is_read_in_a_task_per_local_core_unless_set(configured, master, catching_up, splits):
+    """--available-now on a local master splits a topic of one partition across the cores;
+    a running job keeps a small batch in one task."""
+    from finstream.core.config import Settings
+
+    assert read_splits(configured, master, 8, catching_up=catching_up) == splits
+    settings = Settings.load()
+    assert stream_options(settings, splits).get("minPartitions") == (str(splits) if splits else None)
 
 
 def test_a_batch_that_cannot_be_counted_is_written_as_spark_partitions_it_and_said_once(tmp_path, caplog):

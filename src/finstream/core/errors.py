@@ -5,10 +5,14 @@ point into that line on stderr and exit code 2, never a traceback."""
 from __future__ import annotations
 
 import argparse
+import errno
 import math
+import os
 import re
 import sys
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 from urllib.parse import unquote
 
@@ -29,13 +33,19 @@ _USERINFO = re.compile(r"(?<=://)[^/?#\s\"<>]+@")
 _DATABASE_PASSWORD = re.compile(r"(?i)(\b(?:postgres(?:ql)?|mysql|mariadb|mssql|oracle|cockroachdb)(?:\+\w+)?://)"
                                 r"[^:/@\s]*:(?!\d+(?:[/?#\s]|$))(?:(?!://|\s\(|:\s|;\s)[^@\n])*@")
 # Query or fragment parameters (also percent-encoded inside another, as ODBC's odbc_connect) whose
-# name holds password, pwd, secret, token or signature (sslpassword, client_secret, refresh_token,
-# X-Amz-Security-Token, X-Goog-Signature ...), or ends in key (apikey, secret_key, access_key; not
-# ssl_key, a file's path); a SAS's `sig`, `auth` as some drivers take it. A value runs to the next
-# parameter or whitespace: quotes and parentheses may be part of a password.
-_SECRET_PARAMETERS = re.compile(r"(?i)((?:[?&;#]|%3B|%26)(?:[\w.-]*(?:password|passwd|pwd|secret|token|signature)"
-                                r"[\w.-]*|(?!ssl_?key(?:=|%3D))(?:[\w-]*[_-])?(?:api|access|private|account)?_?key"
-                                r"|auth|sig)(?:=|%3D))(?:(?!%3B|%26)[^&#;\s<>])*")
+# name ends a word in password, passphrase, pwd, secret, token, signature or assertion
+# (sslpassword, client_secret, refresh_token, SecretAccessKey, X-Amz-Security-Token; not tokenizer
+# or token_type), or names a key of a secret kind (key, apiKey, x-api-key, application_key,
+# SharedAccessKey, Ocp-Apim-Subscription-Key; not sort_key, ssl_key, public_key, key_id); a SAS's
+# `sig`, `auth` as some drivers take it, an OAuth or Azure Functions `code`. A value runs to the
+# next parameter or whitespace: quotes and parentheses may be part of a password.
+_SECRET_WORDS = "password|passwd|passphrase|pwd|secret|token|signature|assertion"
+_SECRET_KEY_KINDS = ("api|access|private|account|secret|client|subscription|master|signing|shared|storage|encryption"
+                     "|application|app|user|auth|hmac|session|license|write|functions|customer|sas")
+_SECRET_PARAMETERS = re.compile(
+    rf"(?i)((?:[?&;#]|%3B|%26)(?:[\w.-]*(?:{_SECRET_WORDS})s?(?-i:(?![a-z]))(?![_-](?:type|endpoint|filter|count))"
+    rf"[\w.-]*|(?:(?:[\w-]*[_-])?(?:(?:{_SECRET_KEY_KINDS})[_-]?)+)?key|auth|sig|code)(?:=|%3D))"
+    r"(?:(?!%3B|%26)[^&#;\s<>])*")
 
 
 # Credentials the loaded settings hold, hidden verbatim wherever they appear: a password holding
@@ -103,6 +113,52 @@ def print_error(message: object) -> None:
 
 class UserError(Exception):
     """Its message is the whole report: what went wrong and what to do."""
+
+
+def os_reason(exc: OSError, path: Path) -> str:
+    """Why an OS call on `path` failed, for a one-line error: what stands in the way where the
+    system names no culprit ("File exists", "Not a directory", "Too many levels of symbolic
+    links": a file, a dangling or looping symbolic link, at `path` or at a parent, which is then
+    named), else the system's reason ("Permission denied"). Never raises."""
+    if isinstance(exc, (FileExistsError, NotADirectoryError)) or exc.errno == errno.ELOOP:
+        try:
+            for where in (*reversed(path.parents), path):
+                if os.path.lexists(where) and not where.is_dir():
+                    return ("" if where == path else f"{where} is ") + _what_stands(where)
+        except OSError:  # a parent this user cannot search, or one changing meanwhile
+            pass
+    return exc.strerror or str(exc)
+
+
+def _what_stands(where: Path) -> str:
+    """What `where` is, a path that exists but is no folder (OSError: it changed meanwhile)."""
+    try:
+        os.stat(where)
+    except OSError as problem:
+        if problem.errno == errno.ELOOP:
+            return "a symbolic link that loops"
+        target = os.readlink(where)
+        if problem.errno == errno.ENOENT:
+            return f"a symbolic link to {target}, which does not exist"
+        return f"a symbolic link to {target} ({problem.strerror or problem})"
+    return "a file, not a folder"
+
+
+def require_folder(folder: Path, what: str, advice: str) -> None:
+    """Makes `folder` and its parents if missing, and checks that this user can write a file
+    there: before a job's work, not after it.
+
+    Raises:
+        UserError: `cannot write <what> to <folder> (<os_reason>): <advice>`.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        # A new file of its own (O_EXCL): never written through a symbolic link left there.
+        descriptor, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
+        os.close(descriptor)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserError(f"cannot write {what} to {folder} ({os_reason(exc, folder)}): {advice}") from None
 
 
 def exit_on_user_error(main: Callable[[], object]) -> int:

@@ -74,15 +74,16 @@ class BatchWriter:
         records = checkpoints.batch_records(self.checkpoint, self.settings.kafka_topic, batch_id)
         if records is None and batch_id > 0 and not self._uncounted:
             self._uncounted = True
-            log.warning("index-bars: batch %d's records cannot be counted from %s/offsets; batches written by "
-                        "one task per Kafka partition (STREAM_WRITE_RECORDS_PER_TASK has no effect)", batch_id,
-                        self.checkpoint)
+            log.warning("index-bars: batch %d's records cannot be counted from %s/offsets; batches written in "
+                        "the tasks Spark's Kafka source reads them in (STREAM_WRITE_RECORDS_PER_TASK has no effect)",
+                        batch_id, self.checkpoint)
         return write_tasks(records, per_task, self.settings.stream_min_partitions)
 
 
 def write_tasks(records: int | None, per_task: int, at_least: int = 0) -> int | None:
     """How many tasks at most read, validate and write a micro-batch of `records` (None: as
-    many as Spark's Kafka source makes, one per partition with records, or STREAM_MIN_PARTITIONS).
+    many as Spark's Kafka source makes: one per partition with records, or its minPartitions'
+    splits, source.read_splits).
 
     A task costs a fixed 0.1-0.2 s whatever its rows (its Kafka reads, its bulk request and
     refresh; bench/results/tuning.md), so a small batch read from three partitions is written
@@ -91,7 +92,8 @@ def write_tasks(records: int | None, per_task: int, at_least: int = 0) -> int | 
     Args:
         records: the batch's record count (checkpoints.batch_records), None when not known.
         per_task: STREAM_WRITE_RECORDS_PER_TASK; 0 turns the merging off.
-        at_least: STREAM_MIN_PARTITIONS (0: none): never fewer tasks than the user asked for.
+        at_least: STREAM_MIN_PARTITIONS as set (0: none): never fewer tasks than the user asked
+            for. The split source.read_splits makes by itself when catching up is no floor.
 
     Returns:
         max(ceil(records / per_task), at_least, 1); None when either is unknown or off.

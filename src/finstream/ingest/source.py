@@ -3,6 +3,9 @@ job (a streaming read) and for training (a batch read of the whole log)."""
 
 from __future__ import annotations
 
+import os
+import re
+
 from pyspark.errors import ArithmeticException, IllegalArgumentException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import DataStreamWriter
@@ -25,12 +28,48 @@ def kafka_options(settings: Settings) -> dict[str, str]:
     }
 
 
-def stream_options(settings: Settings) -> dict[str, str]:
+def local_threads(master: str, cores: int | None) -> int | None:
+    """A local master's task threads: "local" 1, "local[4]" 4, "local[*]" the machine's `cores`
+    (os.cpu_count()); None on a cluster (spark://, yarn, k8s://)."""
+    local = re.fullmatch(r"local(?:\[(\*|\d+)(?:,\s*\d+)?\])?", master.strip())
+    if local is None:
+        return None
+    threads = local.group(1)
+    if threads is None:
+        return 1
+    return max(1, cores or 1) if threads == "*" else max(1, int(threads))
+
+
+def read_splits(configured: int, master: str, cores: int | None, *, catching_up: bool) -> int:
+    """The Kafka source's minPartitions: the fewest tasks a micro-batch is read in (0: one per
+    Kafka partition with records, Spark's default).
+
+    Args:
+        configured: STREAM_MIN_PARTITIONS (0: choose).
+        master: spark.master.
+        cores: the machine's cores, for local[*].
+        catching_up: the job reads what the topic holds and exits (--available-now).
+
+    Returns:
+        `configured` when set. Else, catching up on a local master, its threads: a backlog on a
+        topic of one partition is then read, validated and written by every core (1 000 000
+        bars 1.3-1.5x faster on 2 cores; bench/results/tuning.md). Running on, 0: a small
+        batch's second split would cost index-bars 0.13-0.18 s (its reads merged into one task
+        by indexing.write_tasks) and predict-bars a second read task; a cluster reads a task
+        per Kafka partition (docs/scaling.md).
+    """
+    if configured > 0:
+        return configured
+    return (local_threads(master, cores) or 0) if catching_up else 0
+
+
+def stream_options(settings: Settings, splits: int | None = None) -> dict[str, str]:
     """The stream job's read options: kafka_options, plus how a streaming query reads the topic.
 
     A gap in the offsets fails the query; a fetch at the log's end waits at most
     KAFKA_FETCH_MAX_WAIT_MS; STREAM_MAX_OFFSETS_PER_TRIGGER caps a micro-batch and
-    STREAM_MIN_PARTITIONS splits it into more tasks (0: Spark's default for either).
+    `splits` (read_splits; None: STREAM_MIN_PARTITIONS) splits it into more tasks (0: Spark's
+    default for either).
     """
     options = {
         **kafka_options(settings),
@@ -44,20 +83,23 @@ def stream_options(settings: Settings) -> dict[str, str]:
     }
     if settings.stream_max_offsets_per_trigger > 0:
         options["maxOffsetsPerTrigger"] = str(settings.stream_max_offsets_per_trigger)
-    if settings.stream_min_partitions > 0:
+    splits = settings.stream_min_partitions if splits is None else splits
+    if splits > 0:
         # Splits large partitions' offset ranges into more tasks: a backlog keeps every core busy.
-        options["minPartitions"] = str(settings.stream_min_partitions)
+        options["minPartitions"] = str(splits)
     return options
 
 
-def stream_records(spark: SparkSession, settings: Settings) -> DataFrame:
-    """The topic as an unbounded stream of Kafka records.
+def stream_records(spark: SparkSession, settings: Settings, *, catching_up: bool = False) -> DataFrame:
+    """The topic as an unbounded stream of Kafka records (`catching_up`: see read_splits).
 
     Returns:
         A streaming DataFrame of the Kafka source's columns: key and value (binary), topic,
         partition, offset, timestamp and timestampType.
     """
-    return spark.readStream.format("kafka").options(**stream_options(settings)).load()
+    splits = read_splits(settings.stream_min_partitions, spark.sparkContext.master, os.cpu_count(),
+                         catching_up=catching_up)
+    return spark.readStream.format("kafka").options(**stream_options(settings, splits)).load()
 
 
 def log_records(spark: SparkSession, settings: Settings) -> DataFrame:

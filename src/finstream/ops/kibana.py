@@ -23,7 +23,7 @@ from typing import Any
 
 from finstream.core import schema
 from finstream.core.config import PROJECT_ROOT, Settings
-from finstream.core.errors import ArgumentParser, HelpFormatter, UserError, exit_on_user_error
+from finstream.core.errors import ArgumentParser, HelpFormatter, UserError, exit_on_user_error, os_reason
 from finstream.core.questions import Question, watched
 
 NDJSON_PATH = PROJECT_ROOT / "conf" / "kibana" / "dashboards.ndjson"
@@ -444,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     except OSError as exc:
-        raise UserError(f"cannot write {path} ({exc.strerror or exc}): give a file path in a folder you can "
+        raise UserError(f"cannot write {path} ({os_reason(exc, path)}): give a file path in a folder you can "
                         "write") from None
     print(f"wrote {text.count(chr(10))} saved objects to {path}")
     return 0

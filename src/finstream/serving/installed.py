@@ -17,7 +17,6 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from finstream.core.errors import UserError
 from finstream.core.questions import Question, registered_model_name
 from finstream.core.series_sets import SeriesSet
 from finstream.serving.forecasters import Forecaster, forecaster
@@ -27,22 +26,6 @@ log = logging.getLogger(__name__)
 POINTER = "CHAMPION"
 SCORER = "scorer.json"
 METADATA = "metadata.json"
-
-
-class ModelDirUnwritable(UserError):
-    """MODEL_DIR cannot be written: the stream could not install a champion there."""
-
-
-def require_writable(model_dir: Path) -> None:
-    """Raises ModelDirUnwritable before anything else if a model could not be installed there."""
-    try:
-        model_dir.mkdir(parents=True, exist_ok=True)
-        probe = model_dir / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise ModelDirUnwritable(f"cannot write models to {model_dir} ({exc.strerror}): set MODEL_DIR to a "
-                                 "writable folder") from None
 
 
 def version_dir(model_dir: Path, question: str, set_key: str, version: str) -> Path:

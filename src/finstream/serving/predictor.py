@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -54,6 +53,7 @@ from finstream.core.questions import Question, watched
 from finstream.core.schema import SERIES
 from finstream.features.spec import FORECAST_FEATURES
 from finstream.ingest.es_sink import write_documents
+from finstream.ingest.source import local_threads
 from finstream.ingest.spark_types import ES_SPARK_TYPES, bar_schema
 from finstream.ingest.validation import now_millis
 from finstream.serving import worker
@@ -215,13 +215,8 @@ def state_partitions(configured: int, master: str, shuffle_partitions: int, core
     """
     if configured > 0:
         return configured
-    local = re.fullmatch(r"local(?:\[(\*|\d+)(?:,\s*\d+)?\])?", master.strip())
-    if local is None:
-        return shuffle_partitions
-    threads = local.group(1)
-    if threads is None:  # "local": one thread
-        return 1
-    return max(1, cores or 1) if threads == "*" else max(1, int(threads))
+    threads = local_threads(master, cores)
+    return shuffle_partitions if threads is None else threads
 
 
 def state_buckets(settings: Settings) -> Column:

@@ -8,7 +8,6 @@ A Structured Streaming checkpoint keeps, per micro-batch, the planned end offset
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from pathlib import Path
 
 from finstream.core import locks
 from finstream.core.config import Settings
-from finstream.core.errors import UserError
+from finstream.core.errors import UserError, os_reason, require_folder
 from finstream.stores import topics
 
 JOB_LOCK_FILE = "stream-job.lock"  # in CHECKPOINT_DIR, beside the queries' folders
@@ -40,18 +39,14 @@ def one_job(settings: Settings, seconds: float = JOB_LOCK_SECONDS) -> Iterator[N
     """
     folder = settings.checkpoint_path
     lock_path = folder / JOB_LOCK_FILE
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot write checkpoints to {folder} ({_why(folder, exc)}): set CHECKPOINT_DIR to a "
-                        "folder this user can write") from None
+    require_folder(folder, "checkpoints", "set CHECKPOINT_DIR to a folder this user can write")
     try:
         # Not through a symbolic link: a dangling one would make its target wherever it points.
         descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except OSError as exc:
         if not os.path.lexists(lock_path):  # the folder refuses a new file: not the lock file's fault
-            raise UserError(f"cannot write checkpoints to {folder} ({exc.strerror or exc}): set CHECKPOINT_DIR to "
-                            "a folder this user can write") from None
+            raise UserError(f"cannot write checkpoints to {folder} ({os_reason(exc, lock_path)}): set "
+                            "CHECKPOINT_DIR to a folder this user can write") from None
         raise UserError(f"cannot open the stream job's lock file {lock_path} ({exc.strerror or exc}): remove it "
                         "if no stream job is running, or set CHECKPOINT_DIR to another folder") from None
     try:
@@ -65,21 +60,6 @@ def one_job(settings: Settings, seconds: float = JOB_LOCK_SECONDS) -> Iterator[N
         yield
     finally:
         os.close(descriptor)  # releases the lock
-
-
-def _why(folder: Path, exc: OSError) -> str:
-    """Why `folder` cannot be made: mkdir's reason, or what stands there when mkdir says only
-    "File exists" (a file, a dangling or looping symbolic link)."""
-    if not isinstance(exc, FileExistsError):
-        return exc.strerror or str(exc)
-    try:
-        os.stat(folder)
-    except OSError as problem:
-        if problem.errno == errno.ELOOP:
-            return "a symbolic link that loops"
-        return f"a symbolic link to {os.readlink(folder)}, which does not exist" if folder.is_symlink() else \
-            problem.strerror or str(problem)
-    return "a file, not a folder"
 
 
 def _batches(folder: Path) -> list[int]:
@@ -250,5 +230,5 @@ def require_state_layout(settings: Settings, query: str, key_column: str, bucket
         checkpoint.mkdir(parents=True, exist_ok=True)
         recorded.write_text(json.dumps(layout) + "\n")
     except OSError as error:
-        raise UserError(f"cannot write the checkpoint folder {checkpoint} ({error.strerror or error}): set "
+        raise UserError(f"cannot write the checkpoint folder {checkpoint} ({os_reason(error, checkpoint)}): set "
                         f"CHECKPOINT_DIR to a writable folder") from None

@@ -10,6 +10,7 @@ from elasticsearch import Elasticsearch
 from pyspark.sql import DataFrame, SparkSession
 
 from finstream.core.config import Settings, local_dir
+from finstream.core.errors import require_folder
 from finstream.ingest.source import log_records
 from finstream.stores import elastic, registry, topics
 from finstream.training import replay
@@ -28,9 +29,14 @@ def report_dir(run_id: str, chosen: str | None = None) -> Path:
         chosen: --report-dir, relative to .local/ (None: reports/<run_id>).
 
     Returns:
-        The folder (not created).
+        The folder, made if missing: before any Spark work, not after the training.
+
+    Raises:
+        UserError: this user cannot write a file there (what stands in the way is named).
     """
-    return local_dir() / "reports" / run_id if not chosen else local_dir() / chosen
+    folder = local_dir() / "reports" / run_id if not chosen else local_dir() / chosen
+    require_folder(folder, "training reports", "give --report-dir a folder this user can write")
+    return folder
 
 
 def check_servers(settings: Settings, source: str) -> Elasticsearch:
