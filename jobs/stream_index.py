@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
         mirror = None
         if not args.no_predict:
             require_folder(settings.model_path, "models", "set MODEL_DIR to a writable folder")
+            registry.require_file_store(settings)  # the mirror's MLflow would write among a folder's files
             # Its first look at the registry runs while Spark starts and the index query with it,
             # unless it would make the store (MLflow's migrations set up logging process-wide).
             mirror = ChampionMirror(settings, SERVED).start(wait=registry.may_migrate(settings))

@@ -172,6 +172,24 @@ def test_a_database_store_mlflow_cannot_open_is_reported_at_once_without_its_ret
                         "environment, or leave MLFLOW_TRACKING_URI empty for the embedded store") and seconds < 5
 
 
+def test_a_file_store_on_a_folder_of_other_files_is_refused_before_mlflow_writes_there(tmp_path):
+    """MLflow logged a traceback per folder it took for a broken experiment, and made .trash,
+    models and an experiment among the user's files."""
+    folder = tmp_path / "notes"
+    (folder / "drafts").mkdir(parents=True)
+    (folder / "todo.txt").write_text("x\n")
+    line, seconds = refused(f"file://{folder}")
+    assert line == (f"MLFLOW_TRACKING_URI file://{folder} names a folder holding other files (drafts, todo.txt) and "
+                    "no MLflow store: name a new or empty folder, or an MLflow file store") and seconds < 5
+    assert sorted(p.name for p in folder.iterdir()) == ["drafts", "todo.txt"]
+    line, _ = refused(f"file://{folder / 'todo.txt'}")
+    assert line.startswith(f"MLFLOW_TRACKING_URI file://{folder / 'todo.txt'} names {folder / 'todo.txt'}, which is "
+                           "not a folder")
+    store = f"file://{tmp_path / 'store'}"
+    registry.require_store(Settings.load(environ={"MLFLOW_TRACKING_URI": store}))  # a new folder: MLflow makes it
+    registry.require_store(Settings.load(environ={"MLFLOW_TRACKING_URI": store}))  # and takes it again
+
+
 def test_the_stores_password_is_never_shown(server_503):
     uri = f"http://finstream:s3cret-pw@127.0.0.1:{server_503}/mlflow"
     line, _ = refused(uri)

@@ -345,6 +345,10 @@ def test_the_file_gives_each_value_its_own_type_and_keeps_no_secret(tmp_path):
     ("ES_NODES", "elastic:s3cret@localhost", "'***@localhost'"),
     ("ES_NODES", "https://elastic:s3cret@localhost:9200", "'https://***@localhost:9200'"),
     ("ES_NODES", "https://elastic:s3,cret@localhost:9200", "'https://***@localhost:9200'"),
+    # A user:password alone in a host list: what follows a host's colon that is no port.
+    ("ES_NODES", "elastic:S3cr3t", "'elastic:***'"),
+    ("ES_NODES", "localhost:9200,elastic:s3,cret", "'localhost:9200,elastic:***'"),
+    ("KAFKA_BOOTSTRAP_SERVERS", "[::1]:9092,bob:s3cret", "'[::1]:9092,bob:***'"),
 ])
 def test_a_refused_value_is_not_repeated_with_its_password(key, value, shown):
     with pytest.raises(SettingError) as refused:

@@ -167,12 +167,12 @@ TOPIC_NAME = matching(r"(?!\.{1,2}$)(?!__)[A-Za-z0-9._-]{1,249}",
                       "of Kafka's own topics)")
 INDEX_NAME = satisfying(_index_name, "an Elasticsearch index name (lower case, none of \\ / * ? \" < > | , # : { } "
                                      "or spaces, not starting with - _ +, at most 255 bytes)")
-HOST_PORTS = satisfying(_host_ports(port_required=True, zone=True),
+HOST_PORTS = {"hosts": True, **satisfying(_host_ports(port_required=True, zone=True),
                         "comma-separated host:port, ports 1-65535, without a protocol or user (e.g. localhost:9092; "
-                        "KAFKA_SECURITY_PROTOCOL sets the protocol, KAFKA_SASL_USERNAME the user)")
-HOSTS = satisfying(_host_ports(port_required=False, zone=False),
+                        "KAFKA_SECURITY_PROTOCOL sets the protocol, KAFKA_SASL_USERNAME the user)")}
+HOSTS = {"hosts": True, **satisfying(_host_ports(port_required=False, zone=False),
                    "comma-separated host or host:port, ports 1-65535, without a scheme or user (e.g. localhost:9200; "
-                   "the port defaults to 9200; ES_SCHEME sets the scheme, ES_USERNAME the user)")
+                   "the port defaults to 9200; ES_SCHEME sets the scheme, ES_USERNAME the user)")}
 
 
 def _tracking_uri(value: str) -> bool:
@@ -500,7 +500,8 @@ def _checked(key: str, raw, kind, metadata, source: str):
         unquote = "; write it without quotes" if isinstance(raw, _Quoted) else ""
         raise SettingError(f"setting {key}={_shown(raw)} ({source}) is not {KINDS[kind]}{unquote}")
     if "valid" in metadata and not metadata["valid"](value):
-        raise SettingError(f"setting {key}={_shown(raw)} ({source}) is not {metadata['wanted']}")
+        raise SettingError(f"setting {key}={_shown(raw, metadata.get('hosts', False))} ({source}) is not "
+                           f"{metadata['wanted']}")
     if "one_of" in metadata and value not in metadata["one_of"]:
         raise SettingError(f"setting {key}={_shown(raw)} ({source}) is not one of: "
                            f"{', '.join(repr(c) for c in metadata['one_of'])}")
@@ -510,13 +511,18 @@ def _checked(key: str, raw, kind, metadata, source: str):
     return value
 
 
-def _shown(raw) -> str:
+def _shown(raw, hosts: bool = False) -> str:
     """A refused value as its message shows it, its credentials as ***: a URI's
     (errors.hide_credentials), and whatever comes before the value's last @ otherwise, which a
     host list does not take but a user may try (`bob:pw@localhost:9092` -> `***@localhost:9092`;
-    a password may hold , or a space, so no item boundary is trusted). A scheme is kept."""
+    a password may hold , or a space, so no item boundary is trusted). A scheme is kept.
+    `hosts`: a host list, where a user may also write `user:password` alone; whatever follows a
+    host's colon that is no port is hidden, to the end (`elastic:pw` -> `elastic:***`)."""
     text = hide_credentials(repr(raw))
     at = text.rfind("@")
+    if hosts and at < 0:
+        port = re.search(r"(?<=[^\]'\"]):(?![0-9]+\s*(?:,|['\"]$))(?![^\[]*\])", text)
+        return text if port is None else f"{text[:port.end()]}***{text[-1]}"
     if at < 0 or text[:at].endswith("://***"):
         return text
     scheme = text.find("://")

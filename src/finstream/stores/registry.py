@@ -152,6 +152,7 @@ def require_store(settings: Settings, timeout: int = 10) -> None:
         UserError: one line naming the store (its password hidden) and the reason, saying to
             set MLFLOW_TRACKING_URI to a reachable server or leave it empty for the embedded store.
     """
+    require_file_store(settings)
     _require_database(settings)
     try:
         with _environment(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT=str(timeout)):
@@ -160,6 +161,40 @@ def require_store(settings: Settings, timeout: int = 10) -> None:
         raise UserError(f"cannot use the MLflow tracking store at {shown_uri(settings)} ({_reason(exc)}): "
                         "set MLFLOW_TRACKING_URI to a reachable server, or leave it empty for the embedded store "
                         "under .local/mlflow") from None
+
+
+def file_store_path(uri: str) -> Path | None:
+    """The folder of a `file:` tracking URI (MLflow's own reading of it), else None."""
+    if not uri.startswith("file:"):
+        return None
+    from mlflow.utils.file_utils import local_file_uri_to_path
+
+    return Path(local_file_uri_to_path(uri))
+
+
+def require_file_store(settings: Settings) -> None:
+    """For a `file:` store: a file, or a folder holding other files and nothing of MLflow's, is
+    refused. MLflow would log a traceback for each folder it takes for a broken experiment and
+    make its own folders (.trash, models, an experiment) among the user's files.
+
+    Raises:
+        UserError: the store's URI, what is there and what to do.
+    """
+    root = file_store_path(tracking_uri(settings))
+    if root is None or not os.path.lexists(root):
+        return
+    if not root.is_dir():
+        raise UserError(f"MLFLOW_TRACKING_URI {shown_uri(settings)} names {root}, which is not a folder: name a "
+                        "folder for MLflow's file store, or leave it empty for the embedded store")
+    try:
+        entries = sorted(entry.name for entry in root.iterdir())
+    except OSError:
+        return  # MLflow's own error then says what is wrong
+    ours = any(name in (".trash", "models") or (root / name / "meta.yaml").is_file() for name in entries)
+    if entries and not ours:
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise UserError(f"MLFLOW_TRACKING_URI {shown_uri(settings)} names a folder holding other files ({shown}) "
+                        "and no MLflow store: name a new or empty folder, or an MLflow file store")
 
 
 # The PyPI package of each module SQLAlchemy's usual dialects import.
