@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
 from elasticsearch import Elasticsearch
@@ -28,7 +27,7 @@ from finstream.core.logs import setup_logging
 from finstream.core.questions import SERVED
 from finstream.ingest import validation as B
 from finstream.ingest.indexing import BatchWriter
-from finstream.ingest.source import processing_time, stream_records
+from finstream.ingest.source import jvm_cores, processing_time, stream_records
 from finstream.ops.monitoring import ProgressListener
 from finstream.serving import predictor
 from finstream.serving.champions import ChampionMirror
@@ -120,7 +119,7 @@ def start_predicting(spark: SparkSession, checked: DataFrame, settings: Settings
     rows = rows.observe("predictions", *predictor.status_counts(), *predictor.live_skill_sums())
     # Taken by the query when its checkpoint is new; an existing checkpoint keeps its own.
     partitions = predictor.state_partitions(settings.stream_state_partitions, spark.sparkContext.master,
-                                            int(spark.conf.get("spark.sql.shuffle.partitions")), os.cpu_count())
+                                            int(spark.conf.get("spark.sql.shuffle.partitions")), jvm_cores(spark))
     spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
     log.info("predict-bars: %d state partitions if its checkpoint is new (an existing one keeps its own)", partitions)
     writer = PredictionWriter(settings, es_options, models)

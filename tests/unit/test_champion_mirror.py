@@ -185,6 +185,14 @@ def test_a_file_store_on_a_folder_of_other_files_is_refused_before_mlflow_writes
     line, _ = refused(f"file://{folder / 'todo.txt'}")
     assert line.startswith(f"MLFLOW_TRACKING_URI file://{folder / 'todo.txt'} names {folder / 'todo.txt'}, which is "
                            "not a folder")
+    local = tmp_path / "local"  # laid out as .local: MODEL_DIR's models folder is no MLflow registry
+    (local / "models" / "lags" / "default" / "3").mkdir(parents=True)
+    (local / "lost+found").mkdir()
+    line, _ = refused(f"file://{local}")
+    assert "names a folder holding other files (models) and no MLflow store" in line
+    line, _ = refused("file:~/mlruns")
+    assert line.endswith("starts with ~, which MLflow does not expand: write the home folder out, e.g. "
+                         "file:///home/me/mlruns")
     store = f"file://{tmp_path / 'store'}"
     registry.require_store(Settings.load(environ={"MLFLOW_TRACKING_URI": store}))  # a new folder: MLflow makes it
     registry.require_store(Settings.load(environ={"MLFLOW_TRACKING_URI": store}))  # and takes it again

@@ -349,9 +349,23 @@ def test_the_file_gives_each_value_its_own_type_and_keeps_no_secret(tmp_path):
     ("ES_NODES", "elastic:S3cr3t", "'elastic:***'"),
     ("ES_NODES", "localhost:9200,elastic:s3,cret", "'localhost:9200,elastic:***'"),
     ("KAFKA_BOOTSTRAP_SERVERS", "[::1]:9092,bob:s3cret", "'[::1]:9092,bob:***'"),
+    ("ES_NODES", "elastic:s3]cret", "'elastic:***'"), ("ES_NODES", ":s3cret", "':***'"),  # scanned from the left
+    ("KAFKA_BOOTSTRAP_SERVERS", "bob:s3@cret@kafka:9092,x:s3cret", "'***@kafka:9092,x:***'"),
 ])
 def test_a_refused_value_is_not_repeated_with_its_password(key, value, shown):
     with pytest.raises(SettingError) as refused:
         Settings.load(environ={key: value})
     assert "s3" not in str(refused.value) and "cret" not in str(refused.value)
     assert str(refused.value).startswith(f"setting {key}={shown} (from the environment) is not ")
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    ("http://localhost:9200", "'http://localhost:9200'"), ("SASL_SSL://broker:9093", "'SASL_SSL://broker:9093'"),
+    ("localhost:99999", "'localhost:99999'"), ("[fe80::1%eth0]:9200", "'[fe80::1%eth0]:9200'"),
+    ("localhost:abc", "'localhost:***'"),  # what no port is may be a password: hidden, and said so
+])
+def test_a_host_lists_mistake_stays_readable(value, shown):
+    with pytest.raises(SettingError) as refused:
+        Settings.load(environ={"ES_NODES": value})
+    assert str(refused.value).startswith(f"setting ES_NODES={shown} (from the environment) is not ")
+    assert str(refused.value).endswith("(what followed a colon and was no port is shown as ***)") == ("***" in shown)

@@ -500,8 +500,9 @@ def _checked(key: str, raw, kind, metadata, source: str):
         unquote = "; write it without quotes" if isinstance(raw, _Quoted) else ""
         raise SettingError(f"setting {key}={_shown(raw)} ({source}) is not {KINDS[kind]}{unquote}")
     if "valid" in metadata and not metadata["valid"](value):
-        raise SettingError(f"setting {key}={_shown(raw, metadata.get('hosts', False))} ({source}) is not "
-                           f"{metadata['wanted']}")
+        shown = _shown(raw, metadata.get("hosts", False))
+        hidden = " (what followed a colon and was no port is shown as ***)" if shown.endswith(":***'") else ""
+        raise SettingError(f"setting {key}={shown} ({source}) is not {metadata['wanted']}{hidden}")
     if "one_of" in metadata and value not in metadata["one_of"]:
         raise SettingError(f"setting {key}={_shown(raw)} ({source}) is not one of: "
                            f"{', '.join(repr(c) for c in metadata['one_of'])}")
@@ -516,18 +517,37 @@ def _shown(raw, hosts: bool = False) -> str:
     (errors.hide_credentials), and whatever comes before the value's last @ otherwise, which a
     host list does not take but a user may try (`bob:pw@localhost:9092` -> `***@localhost:9092`;
     a password may hold , or a space, so no item boundary is trusted). A scheme is kept.
-    `hosts`: a host list, where a user may also write `user:password` alone; whatever follows a
-    host's colon that is no port is hidden, to the end (`elastic:pw` -> `elastic:***`)."""
+    `hosts`: a host list, where a user may also write `user:password` alone: what follows a colon
+    that starts no port (digits to a comma or the end), no `//` and lies in no [IPv6 address] is
+    hidden, to the end (`elastic:pw` -> `elastic:***`, `localhost:abc` -> `localhost:***`)."""
     text = hide_credentials(repr(raw))
     at = text.rfind("@")
-    if hosts and at < 0:
-        port = re.search(r"(?<=[^\]'\"]):(?![0-9]+\s*(?:,|['\"]$))(?![^\[]*\])", text)
-        return text if port is None else f"{text[:port.end()]}***{text[-1]}"
+    if hosts:  # after the quote, or after the last @ (hidden below)
+        cut = at + 1 if at >= 0 else 1
+        text = text[:cut] + _hide_after_a_colon(text[cut:-1]) + text[-1]
     if at < 0 or text[:at].endswith("://***"):
         return text
     scheme = text.find("://")
     kept = text[:scheme + 3] if 0 <= scheme < at else text[:1] if text[:1] in "'\"" else ""
     return f"{kept}***{text[at:]}"
+
+
+def _hide_after_a_colon(nodes: str) -> str:
+    """`nodes` (a host list's text) cut at its first colon that starts no port, no `//` and lies
+    in no brackets, with *** after it; unchanged without one. Scanned from the left: a password
+    may hold ] [ , or a quote."""
+    bracketed = False
+    for i, char in enumerate(nodes):
+        if char == "[":
+            bracketed = True
+        elif char == "]":
+            bracketed = False
+        elif char == ":" and not bracketed:
+            rest = nodes[i + 1:]
+            if rest.startswith("//") or re.match(r"[0-9]+\s*(?:,|$)", rest):
+                continue
+            return nodes[:i + 1] + "***"
+    return nodes
 
 
 def _in_range(value, kind: str, metadata) -> bool:

@@ -3,7 +3,6 @@ job (a streaming read) and for training (a batch read of the whole log)."""
 
 from __future__ import annotations
 
-import os
 import re
 
 from pyspark.errors import ArithmeticException, IllegalArgumentException
@@ -28,9 +27,15 @@ def kafka_options(settings: Settings) -> dict[str, str]:
     }
 
 
+def jvm_cores(spark: SparkSession) -> int:
+    """The processors the driver's JVM sees: what `local[*]` runs a thread per. Not
+    os.cpu_count(): the JVM counts a container's CPU limit, not the host's cores."""
+    return int(spark.sparkContext._jvm.java.lang.Runtime.getRuntime().availableProcessors())
+
+
 def local_threads(master: str, cores: int | None) -> int | None:
-    """A local master's task threads: "local" 1, "local[4]" 4, "local[*]" the machine's `cores`
-    (os.cpu_count()); None on a cluster (spark://, yarn, k8s://)."""
+    """A local master's task threads: "local" 1, "local[4]" 4, "local[*]" `cores` (jvm_cores);
+    None on a cluster (spark://, yarn, k8s://)."""
     local = re.fullmatch(r"local(?:\[(\*|\d+)(?:,\s*\d+)?\])?", master.strip())
     if local is None:
         return None
@@ -47,11 +52,12 @@ def read_splits(configured: int, master: str, cores: int | None, *, catching_up:
     Args:
         configured: STREAM_MIN_PARTITIONS (0: choose).
         master: spark.master.
-        cores: the machine's cores, for local[*].
+        cores: jvm_cores, for local[*].
         catching_up: the job reads what the topic holds and exits (--available-now).
 
     Returns:
-        `configured` when set. Else, catching up on a local master, its threads: a backlog on a
+        `configured` when set. Else, catching up on a local master, its threads (a task per
+        local thread): a backlog on a
         topic of one partition is then read, validated and written by every core (1 000 000
         bars 1.3-1.5x faster on 2 cores; bench/results/tuning.md). Running on, 0: a small
         batch's second split would cost index-bars 0.13-0.18 s (its reads merged into one task
@@ -97,7 +103,7 @@ def stream_records(spark: SparkSession, settings: Settings, *, catching_up: bool
         A streaming DataFrame of the Kafka source's columns: key and value (binary), topic,
         partition, offset, timestamp and timestampType.
     """
-    splits = read_splits(settings.stream_min_partitions, spark.sparkContext.master, os.cpu_count(),
+    splits = read_splits(settings.stream_min_partitions, spark.sparkContext.master, jvm_cores(spark),
                          catching_up=catching_up)
     return spark.readStream.format("kafka").options(**stream_options(settings, splits)).load()
 

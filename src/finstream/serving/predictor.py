@@ -206,7 +206,7 @@ def state_partitions(configured: int, master: str, shuffle_partitions: int, core
         configured: STREAM_STATE_PARTITIONS (0: choose).
         master: spark.master, e.g. "local[*]", "local[2]", "spark://host:7077".
         shuffle_partitions: spark.sql.shuffle.partitions.
-        cores: the machine's cores (os.cpu_count()), for local[*].
+        cores: the driver JVM's processors (source.jvm_cores), for local[*].
 
     Returns:
         `configured` when set; on a local master, its threads (one task per core: each task

@@ -172,29 +172,52 @@ def file_store_path(uri: str) -> Path | None:
     return Path(local_file_uri_to_path(uri))
 
 
+# What a folder may hold besides a file store's own: a file system's and a desktop's.
+_NOT_THE_USERS = {"lost+found", ".DS_Store"}
+
+
 def require_file_store(settings: Settings) -> None:
     """For a `file:` store: a file, or a folder holding other files and nothing of MLflow's, is
     refused. MLflow would log a traceback for each folder it takes for a broken experiment and
-    make its own folders (.trash, models, an experiment) among the user's files.
+    make its own folders (.trash, models, an experiment) among the user's files. So is a `~`,
+    which MLflow does not expand: it would make a folder named `~`.
 
     Raises:
         UserError: the store's URI, what is there and what to do.
     """
-    root = file_store_path(tracking_uri(settings))
-    if root is None or not os.path.lexists(root):
+    uri = tracking_uri(settings)
+    root = file_store_path(uri)
+    if root is None:
         return
-    if not root.is_dir():
-        raise UserError(f"MLFLOW_TRACKING_URI {shown_uri(settings)} names {root}, which is not a folder: name a "
-                        "folder for MLflow's file store, or leave it empty for the embedded store")
+    if str(root).startswith("~") or uri.removeprefix("file:").lstrip("/").startswith("~"):
+        raise UserError(f"MLFLOW_TRACKING_URI {shown_uri(settings)} starts with ~, which MLflow does not expand: "
+                        "write the home folder out, e.g. file:///home/me/mlruns")
     try:
-        entries = sorted(entry.name for entry in root.iterdir())
+        if not os.path.lexists(root):
+            return
+        if not root.is_dir():
+            raise UserError(f"MLFLOW_TRACKING_URI {shown_uri(settings)} names {root}, which is not a folder: name "
+                            "a folder for MLflow's file store, or leave it empty for the embedded store")
+        entries = sorted(entry.name for entry in root.iterdir() if entry.name not in _NOT_THE_USERS)
+        if entries and not _holds_a_file_store(root, entries):
+            shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+            raise UserError(f"MLFLOW_TRACKING_URI {shown_uri(settings)} names a folder holding other files ({shown}) "
+                            "and no MLflow store: name a new or empty folder, or an MLflow file store")
     except OSError:
-        return  # MLflow's own error then says what is wrong
-    ours = any(name in (".trash", "models") or (root / name / "meta.yaml").is_file() for name in entries)
-    if entries and not ours:
-        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
-        raise UserError(f"MLFLOW_TRACKING_URI {shown_uri(settings)} names a folder holding other files ({shown}) "
-                        "and no MLflow store: name a new or empty folder, or an MLflow file store")
+        return  # a folder this user cannot read: MLflow's own error then says so
+
+
+def _holds_a_file_store(root: Path, entries: list[str]) -> bool:
+    """Whether `root` holds what MLflow's file stores make: .trash, an experiment (<id>/meta.yaml),
+    or a registry (models/, empty or of <name>/meta.yaml). Not another `models` folder, such as
+    MODEL_DIR's (OSError: a folder this user cannot read)."""
+    if ".trash" in entries or any((root / name / "meta.yaml").is_file() for name in entries):
+        return True
+    models = root / "models"
+    if "models" not in entries or not models.is_dir():
+        return False
+    names = list(models.iterdir())
+    return not names or any((entry / "meta.yaml").is_file() for entry in names)
 
 
 # The PyPI package of each module SQLAlchemy's usual dialects import.
