@@ -66,8 +66,9 @@ def test_bad_tickers_and_flags(pipeline):
     line = pipeline.mistake(*PRODUCER, "replay", env={"LIVE_POLL_SECONDS": "soon"})
     assert "setting LIVE_POLL_SECONDS='soon' (from the environment) is not a number" in line
     line = pipeline.mistake(*PRODUCER, "replay", env={"KAFKA_BOOTSTRAP_SERVERS": "localhost:abc"})
-    assert "setting KAFKA_BOOTSTRAP_SERVERS='localhost:abc' (from the environment) is not comma-separated " \
-           "host:port" in line
+    # What follows a colon and is no port may be a password: hidden, and the line says so.
+    assert "setting KAFKA_BOOTSTRAP_SERVERS='localhost:***' (from the environment) is not comma-separated " \
+           "host:port" in line and line.endswith("(what followed a colon and was no port is shown as ***)")
     line = pipeline.mistake(*PRODUCER, "backfill",
                             env={"POLYGON_API_KEY": "", "POLYGON_API_KEY_FILE": "/nonexistent/key"})
     assert line == ("error: POLYGON_API_KEY_FILE='/nonexistent/key': cannot read it (No such file or directory): "
