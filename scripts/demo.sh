@@ -18,9 +18,9 @@
 # each bar and each prediction once (deterministic document ids).
 #
 # Measured (2 cores, a fresh clone, downloads cached; make demo, 2026-12-05): make install and
-# make up about 62 s together, then 1/6 4 s; 2/6 0 s; 3/6 105 s (the first live forecast at 108 s,
-# 2 min 50 s after make demo started); 4/6 97 s (EURUSD's first at 204 s); 5/6 388 s; 6/6 4 s;
-# 598 s for the six steps, 660 s in all.
+# make up about 62 s together, then 1/6 4 s; 2/6 0 s; 3/6 98 s (the first live forecast at 101 s,
+# 2 min 43 s after make demo started); 4/6 94 s (EURUSD's first at 195 s); 5/6 384 s; 6/6 4 s;
+# 583 s for the six steps, 645 s in all.
 #
 # GOOG daily and EURUSD hourly are served live at once, each by the champion of its own series
 # set (day1-stocks, hour1-fx), one after the other: the first live forecast waits for one short
