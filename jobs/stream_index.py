@@ -5,6 +5,8 @@ Two streaming queries read the topic, each with its own checkpoint below CHECKPO
   predict-bars  every new valid bar -> a forecast for each served question (the registry's
                 champion, or its naive baseline), and the actuals on the prediction made at
                 the bar before it
+A running job that starts STREAM_CATCH_UP_RECORDS or more behind first reads index-bars'
+backlog as --available-now does, in a task per local core, then runs on.
 
     ./spark-submit.sh jobs/stream_index.py                 # runs until stopped
     ./spark-submit.sh jobs/stream_index.py --available-now # processes what the topic holds, then exits
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 
 from elasticsearch import Elasticsearch
 from pyspark.errors import StreamingQueryException
@@ -27,7 +30,7 @@ from finstream.core.logs import setup_logging
 from finstream.core.questions import SERVED
 from finstream.ingest import validation as B
 from finstream.ingest.indexing import BatchWriter
-from finstream.ingest.source import jvm_cores, processing_time, stream_records
+from finstream.ingest.source import catch_up_splits, jvm_cores, processing_time, read_splits, stream_records
 from finstream.ops.monitoring import ProgressListener
 from finstream.serving import predictor
 from finstream.serving.champions import ChampionMirror
@@ -51,12 +54,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def start(spark: SparkSession, stream: DataStreamWriter, name: str, settings: Settings,
-          args: argparse.Namespace) -> StreamingQuery:
+          args: argparse.Namespace, *, catching_up: bool = False) -> StreamingQuery:
+    """Starts a query (`catching_up`: to the topic's end now, then it ends, as --available-now)."""
     stream = stream.queryName(name).option("checkpointLocation", str(settings.query_checkpoint(name)))
     # Each query's jobs in its own FAIR pool (spark.scheduler.mode, conf/): a slow predict
     # batch does not hold the cores while bars wait. The query thread inherits the property.
     spark.sparkContext.setLocalProperty("spark.scheduler.pool", name)
-    if args.available_now:
+    if args.available_now or catching_up:
         stream = stream.trigger(availableNow=True)
     else:
         source = "--trigger" if args.trigger else "STREAM_TRIGGER_INTERVAL"
@@ -66,12 +70,23 @@ def start(spark: SparkSession, stream: DataStreamWriter, name: str, settings: Se
     return query
 
 
-def await_all(spark: SparkSession, queries: list[StreamingQuery]) -> None:
+def await_all(spark: SparkSession, queries: list[StreamingQuery],
+              then: dict[str, Callable[[], StreamingQuery]] | None = None) -> None:
     """Returns when every query has finished; the first failure is raised (and the caller
-    stops the others)."""
+    stops the others).
+
+    Args:
+        spark: the session.
+        queries: the started queries; a successor started here is appended.
+        then: query name -> what starts once that query has ended without error (a catch-up's
+            running query).
+    """
+    then = dict(then or {})
     while any(query.isActive for query in queries):
         spark.streams.awaitAnyTermination()  # raises the query's error if it failed
         spark.streams.resetTerminated()
+        for ended in [query for query in queries if not query.isActive and query.name in then]:
+            queries.append(then.pop(ended.name)())
 
 
 def prepare_servers(settings: Settings, names: list[str]) -> tuple[Elasticsearch, dict[str, str]]:
@@ -98,11 +113,24 @@ def monitor(spark: SparkSession, settings: Settings, es: Elasticsearch, predicti
 
 
 def start_indexing(spark: SparkSession, checked: DataFrame, settings: Settings, es_options: dict[str, str],
-                   args: argparse.Namespace) -> StreamingQuery:
+                   args: argparse.Namespace, *, catching_up: bool = False) -> StreamingQuery:
     """index-bars: every checked message (validation.checked_messages) -> a bar document or a dead letter."""
     messages = checked.observe("messages", *B.message_counts())
     writer = BatchWriter(settings, es_options, settings.query_checkpoint("index-bars"))
-    return start(spark, messages.writeStream.foreachBatch(writer), "index-bars", settings, args)
+    return start(spark, messages.writeStream.foreachBatch(writer), "index-bars", settings, args,
+                 catching_up=catching_up)
+
+
+def catch_up(settings: Settings, master: str, cores: int) -> int:
+    """The read splits of index-bars' catch-up, when a running job starts far behind
+    (source.catch_up_splits; 0: none). predict-bars is not caught up this way: its state step,
+    not its read, bounds a backlog (the same rate split or not; bench/results/tuning.md)."""
+    behind = checkpoints.behind(settings, "index-bars")
+    splits = catch_up_splits(behind, settings, master, cores)
+    if splits:
+        log.info("index-bars is %d records behind: read in %d tasks a batch to the topic's end, then it runs on "
+                 "(STREAM_CATCH_UP_RECORDS=%d)", sum(behind.values()), splits, settings.stream_catch_up_records)
+    return splits
 
 
 def start_predicting(spark: SparkSession, checked: DataFrame, settings: Settings, es_options: dict[str, str],
@@ -131,14 +159,23 @@ def run(settings: Settings, es: Elasticsearch, es_options: dict[str, str], mirro
     """Starts the queries (predict-bars when a mirror is given) and returns when they have ended."""
     spark = SparkSession.builder.appName("finstream-stream-index").getOrCreate()
     progress = monitor(spark, settings, es, predicting=mirror is not None)
+    master, cores = spark.sparkContext.master, jvm_cores(spark)
+    splits = read_splits(settings.stream_min_partitions, master, cores, catching_up=args.available_now)
     # Built once (each build is hundreds of calls into the JVM); both queries start from it.
-    checked = B.checked_messages(stream_records(spark, settings, catching_up=args.available_now))
-    queries = [start_indexing(spark, checked, settings, es_options, args)]
+    checked = B.checked_messages(stream_records(spark, settings, splits))
+    backlog_splits = 0 if args.available_now else catch_up(settings, master, cores)
+    then = {}
+    if backlog_splits:  # index-bars to the topic's end in split reads, then running on `checked`
+        backlog = B.checked_messages(stream_records(spark, settings, backlog_splits))
+        queries = [start_indexing(spark, backlog, settings, es_options, args, catching_up=True)]
+        then["index-bars"] = lambda: start_indexing(spark, checked, settings, es_options, args)
+    else:
+        queries = [start_indexing(spark, checked, settings, es_options, args)]
     try:
         if mirror is not None:
             queries.append(start_predicting(spark, checked, settings, es_options, mirror, args))
         log.info("Spark UI %s (Structured Streaming tab)", spark.sparkContext.uiWebUrl)
-        await_all(spark, queries)
+        await_all(spark, queries, then)
     except StreamingQueryException:
         checkpoints.require_no_gap(settings, names)  # a gap opened while running: say which records
         raise

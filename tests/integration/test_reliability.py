@@ -56,6 +56,7 @@ def interleaved(rng: random.Random, sequences: list[list]) -> list:
 def test_sigkill_at_random_points_loses_and_duplicates_nothing(pipeline, tmp_path):
     seed = int(os.environ.get("CRASH_SEED", time.time()))
     rng = random.Random(seed)
+    pipeline.env["KAFKA_TOPIC_PARTITIONS"] = "1"  # the default: a catch-up splits it across the cores
     publish_baselines(pipeline.settings)  # every series' bars are forecast from the 21st on
     bars = generated_bars(40, 1150)  # 46 000 distinct bars
     resent = {b.doc_id for b in bars[:2000]}  # each sent twice in a row, as a producer retry would
@@ -69,8 +70,10 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(pipeline, tmp_pat
 
     kills = []
     for attempt in range(KILLS):
+        # The first and third starts catch up in split reads (a task per core) before they run on.
         job = pipeline.start_stream(tmp_path / f"run{attempt}.log", STREAM_MAX_OFFSETS_PER_TRIGGER="2500",
-                                    STREAM_TRIGGER_INTERVAL="1 second")
+                                    STREAM_TRIGGER_INTERVAL="1 second",
+                                    STREAM_CATCH_UP_RECORDS="1" if attempt % 2 == 0 else "0")
         before = pipeline.committed_batches()
         wait_until(lambda: pipeline.committed_batches() > before, 180,  # noqa: B023 - called right here
                    f"progress (seed {seed})", 0.2)
@@ -79,6 +82,8 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(pipeline, tmp_pat
         job.wait(30)
         kills.append(pipeline.committed_batches())
     assert kills[-1] < 50_000 / 2500, f"the job finished before the last kill (seed {seed}): {kills}"
+    caught_up = ["records behind: read in" in (tmp_path / f"run{attempt}.log").read_text() for attempt in range(KILLS)]
+    assert caught_up == [attempt % 2 == 0 for attempt in range(KILLS)]
 
     pipeline.stream_index()  # the last restart, to the end of the topic
     settings = pipeline.settings
@@ -89,10 +94,13 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(pipeline, tmp_pat
 
 
 def test_elasticsearch_outage_is_ridden_out_with_backoff(pipeline, tmp_path):
+    pipeline.env["KAFKA_TOPIC_PARTITIONS"] = "1"  # the default: a catch-up splits it across the cores
     bars = generated_bars(20, 1000)
     pipeline.publish([(b.key, b.to_json()) for b in bars])
     log = tmp_path / "stream.log"
-    job = pipeline.start_stream(log, STREAM_MAX_OFFSETS_PER_TRIGGER="1000", STREAM_TRIGGER_INTERVAL="1 second")
+    # 20 000 records behind: index-bars catches up in split reads, through the outage, then runs on.
+    job = pipeline.start_stream(log, STREAM_MAX_OFFSETS_PER_TRIGGER="1000", STREAM_TRIGGER_INTERVAL="1 second",
+                                STREAM_CATCH_UP_RECORDS="10000")
     try:
         wait_until(lambda: pipeline.committed_batches() >= 2, 180, "two batches before the outage", 0.2)
         try:
@@ -106,10 +114,16 @@ def test_elasticsearch_outage_is_ridden_out_with_backoff(pipeline, tmp_path):
                    "every bar to be indexed after the outage", 2.0)
         assert job.poll() is None, f"the job stopped instead of retrying:\n{log.read_text()[-3000:]}"
         assert "retry" in log.read_text()  # it saw the outage and backed off
+        assert "index-bars is 20000 records behind: read in" in log.read_text()
+        later = generated_bars(20, 1001)[1000::1001]  # one more bar a series, after the catch-up ended
+        pipeline.publish([(b.key, b.to_json()) for b in later])
+        wait_until(lambda: job.poll() is not None or pipeline.count(index) == len(bars) + len(later), 120,
+                   "the running query, after the catch-up, to index new bars", 1.0)
+        assert job.poll() is None, log.read_text()[-3000:]
     finally:
         os.killpg(job.pid, signal.SIGTERM)
         job.wait(60)
-    assert pipeline.ids(pipeline.settings.es_index_bars) == {b.doc_id for b in bars}
+    assert pipeline.ids(pipeline.settings.es_index_bars) == {b.doc_id for b in bars + later}
 
 
 def test_broker_restart_during_backfill_delivers_every_bar_once(pipeline):

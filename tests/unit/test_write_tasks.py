@@ -8,7 +8,8 @@ import json
 import pytest
 
 from finstream.ingest.indexing import write_tasks
-from finstream.ingest.source import read_splits, stream_options
+from finstream.ingest.source import catch_up_splits, read_splits, stream_options
+from finstream.stores import checkpoints
 from finstream.stores.checkpoints import batch_records
 
 METADATA = '{"batchWatermarkMs":0,"batchTimestampMs":1764930000000,"conf":{}}'
@@ -70,3 +71,39 @@ def test_a_batch_that_cannot_be_counted_is_written_as_spark_partitions_it_and_sa
         assert writer._tasks(0) is None  # the query's first batch: not counted, not a problem
         assert writer._tasks(5) is None and writer._tasks(6) is None
     assert [r.getMessage()[:47] for r in caplog.records] == ["index-bars: batch 5's records cannot be counted"]
+
+
+@pytest.mark.parametrize(("behind", "environ", "master", "splits"), [
+    ({0: 180_000}, {}, "local[*]", 8),  # a restart after downtime: the backlog in a task per core
+    ({0: 50_000}, {}, "local[2]", 2),  # STREAM_CATCH_UP_RECORDS itself
+    ({0: 49_999}, {}, "local[*]", 0),  # less: read as the running query reads it
+    ({0: 180_000}, {"STREAM_CATCH_UP_RECORDS": "0"}, "local[*]", 0),  # never
+    ({0: 12}, {"STREAM_CATCH_UP_RECORDS": "10"}, "local[*]", 8),
+    ({0: 180_000}, {}, "local", 0),  # one thread: nothing to split across
+    ({p: 30_000 for p in range(8)}, {}, "local[*]", 0),  # already a task per core
+    ({0: 90_000, 1: 90_000, 2: 0}, {}, "local[*]", 8),  # two partitions with records, eight cores
+    ({0: 180_000}, {"STREAM_MIN_PARTITIONS": "4"}, "local[*]", 0),  # set: every batch is split already
+    ({0: 180_000}, {}, "spark://host:7077", 0),  # a cluster reads a task per partition
+])
+def test_a_running_job_far_behind_catches_up_in_a_task_per_core(behind, environ, master, splits):
+    """A running job that restarts far behind reads its backlog split, as --available-now
+    does; a small backlog, a cluster or a set STREAM_MIN_PARTITIONS keeps the running read."""
+    from finstream.core.config import Settings
+
+    assert catch_up_splits(behind, Settings.load(environ=environ), master, 8) == splits
+
+
+def test_what_a_query_has_still_to_read_counts_from_its_last_commit(tmp_path, monkeypatch):
+    from finstream.core.config import Settings
+
+    settings = Settings.load(environ={"KAFKA_TOPIC": "bars", "CHECKPOINT_DIR": str(tmp_path)})
+    monkeypatch.setattr(checkpoints.topics, "end_offsets", lambda _settings: {0: 1_000, 1: 700})
+    monkeypatch.setattr(checkpoints.topics, "beginning_offsets", lambda _settings: {0: 100, 1: 0})
+    assert checkpoints.behind(settings, "index-bars") == {0: 900, 1: 700}  # a new checkpoint: from the first offset
+    folder = settings.query_checkpoint("index-bars")
+    for batch, ends in ((0, {"0": 400, "1": 300}), (1, {"0": 600, "1": 650})):
+        (folder / "offsets").mkdir(parents=True, exist_ok=True)
+        (folder / "offsets" / str(batch)).write_text("v1\n{}\n" + json.dumps({"bars": ends}))
+    (folder / "commits").mkdir()
+    (folder / "commits" / "0").write_text("v1\n{}")
+    assert checkpoints.behind(settings, "index-bars") == {0: 600, 1: 400}  # batch 1 planned, not committed

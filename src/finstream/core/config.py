@@ -290,6 +290,7 @@ class Settings:
     stream_trigger_interval: str
     stream_max_offsets_per_trigger: int = field(metadata=at_least(0, JAVA_LONG_MAX))
     stream_min_partitions: int = field(metadata=at_least(0))
+    stream_catch_up_records: int = field(metadata=at_least(0))
     stream_write_records_per_task: int = field(metadata=at_least(0))
     kafka_fetch_max_wait_ms: int = field(metadata=at_least(0))
     stream_state_partitions: int = field(metadata=at_least(0))

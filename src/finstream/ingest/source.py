@@ -53,15 +53,15 @@ def read_splits(configured: int, master: str, cores: int | None, *, catching_up:
         configured: STREAM_MIN_PARTITIONS (0: choose).
         master: spark.master.
         cores: jvm_cores, for local[*].
-        catching_up: the job reads what the topic holds and exits (--available-now).
+        catching_up: the query reads a backlog and then ends (--available-now, or a running
+            job's catch-up: catch_up_splits).
 
     Returns:
-        `configured` when set. Else, catching up on a local master, its threads (a task per
-        local thread): a backlog on a
-        topic of one partition is then read, validated and written by every core (1 000 000
+        `configured` when set. Else, catching up on a local master, its threads: a backlog on
+        a topic of one partition is then read, validated and written by every core (1 000 000
         bars 1.3-1.5x faster on 2 cores; bench/results/tuning.md). Running on, 0: a small
         batch's second split would cost index-bars 0.13-0.18 s (its reads merged into one task
-        by indexing.write_tasks) and predict-bars a second read task; a cluster reads a task
+        by indexing.write_tasks) and predict-bars a second read task. A cluster reads a task
         per Kafka partition (docs/scaling.md).
     """
     if configured > 0:
@@ -69,13 +69,40 @@ def read_splits(configured: int, master: str, cores: int | None, *, catching_up:
     return (local_threads(master, cores) or 0) if catching_up else 0
 
 
-def stream_options(settings: Settings, splits: int | None = None) -> dict[str, str]:
+def catch_up_splits(behind: dict[int, int], settings: Settings, master: str, cores: int | None) -> int:
+    """The read splits of a running job's catch-up (0: none), which reads its backlog as
+    --available-now does, in a task per local thread, before it runs on.
+
+    Spark 3.4 fixes a Kafka source's minPartitions for the life of a query, so a running query
+    cannot split only its large batches: split, every small batch would pay a second read task
+    (read_splits). The catch-up is a query of its own that ends at the backlog's end.
+
+    Args:
+        behind: Kafka partition -> records the query has still to read (checkpoints.behind).
+        settings: STREAM_CATCH_UP_RECORDS (0: never) and STREAM_MIN_PARTITIONS.
+        master: spark.master.
+        cores: jvm_cores, for local[*].
+
+    Returns:
+        read_splits' split for a backlog when the query is at least STREAM_CATCH_UP_RECORDS
+        behind and the split reads it in more tasks than the running query would (one per
+        partition with records, or STREAM_MIN_PARTITIONS when set); else 0.
+    """
+    records = sum(behind.values())
+    if settings.stream_catch_up_records == 0 or records < settings.stream_catch_up_records:
+        return 0
+    splits = read_splits(settings.stream_min_partitions, master, cores, catching_up=True)
+    running = max(read_splits(settings.stream_min_partitions, master, cores, catching_up=False),
+                  sum(1 for count in behind.values() if count > 0))
+    return splits if splits > running else 0
+
+
+def stream_options(settings: Settings, splits: int) -> dict[str, str]:
     """The stream job's read options: kafka_options, plus how a streaming query reads the topic.
 
     A gap in the offsets fails the query; a fetch at the log's end waits at most
-    KAFKA_FETCH_MAX_WAIT_MS; STREAM_MAX_OFFSETS_PER_TRIGGER caps a micro-batch and
-    `splits` (read_splits; None: STREAM_MIN_PARTITIONS) splits it into more tasks (0: Spark's
-    default for either).
+    KAFKA_FETCH_MAX_WAIT_MS; STREAM_MAX_OFFSETS_PER_TRIGGER caps a micro-batch and `splits`
+    (read_splits) splits it into more tasks (0: Spark's default for either).
     """
     options = {
         **kafka_options(settings),
@@ -89,22 +116,20 @@ def stream_options(settings: Settings, splits: int | None = None) -> dict[str, s
     }
     if settings.stream_max_offsets_per_trigger > 0:
         options["maxOffsetsPerTrigger"] = str(settings.stream_max_offsets_per_trigger)
-    splits = settings.stream_min_partitions if splits is None else splits
     if splits > 0:
         # Splits large partitions' offset ranges into more tasks: a backlog keeps every core busy.
         options["minPartitions"] = str(splits)
     return options
 
 
-def stream_records(spark: SparkSession, settings: Settings, *, catching_up: bool = False) -> DataFrame:
-    """The topic as an unbounded stream of Kafka records (`catching_up`: see read_splits).
+def stream_records(spark: SparkSession, settings: Settings, splits: int) -> DataFrame:
+    """The topic as an unbounded stream of Kafka records, read in at least `splits` tasks a
+    micro-batch (read_splits, catch_up_splits; 0: one per Kafka partition).
 
     Returns:
         A streaming DataFrame of the Kafka source's columns: key and value (binary), topic,
         partition, offset, timestamp and timestampType.
     """
-    splits = read_splits(settings.stream_min_partitions, spark.sparkContext.master, jvm_cores(spark),
-                         catching_up=catching_up)
     return spark.readStream.format("kafka").options(**stream_options(settings, splits)).load()
 
 

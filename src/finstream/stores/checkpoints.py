@@ -89,6 +89,20 @@ def resume_offsets(checkpoint: Path, topic: str) -> dict[int, int]:
     return planned_offsets(checkpoint, topic, committed[-1]) if committed else {}
 
 
+def behind(settings: Settings, query: str) -> dict[int, int]:
+    """Partition -> the records a query has still to read: the log's end (a committed reader's)
+    less where the query resumes (from the log's first offset when its checkpoint is new).
+
+    Args:
+        settings: the topic, the cluster and the checkpoints' folder.
+        query: the streaming query's name (its checkpoint: Settings.query_checkpoint).
+    """
+    resume = resume_offsets(settings.query_checkpoint(query), settings.kafka_topic)
+    first = {} if resume else topics.beginning_offsets(settings)
+    return {partition: max(0, end - resume.get(partition, first.get(partition, 0)))
+            for partition, end in topics.end_offsets(settings).items()}
+
+
 def batch_records(checkpoint: Path, topic: str, batch_id: int) -> int | None:
     """The records micro-batch `batch_id` reads from `topic`: its planned end offsets less the
     batch before it's, from the query's offset log (written before the batch runs).
