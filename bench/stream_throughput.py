@@ -89,7 +89,7 @@ def main() -> int:
 
     result = {**report.run_info("stream_throughput"), "bars": args.bars,
               "tickers": args.tickers, "predict": args.predict, "predictions": predictions, "running": args.running,
-              "catch_up_records": os.environ.get("STREAM_CATCH_UP_RECORDS"),
+              "catch_up_records": settings.stream_catch_up_records if args.running else None,
               "searchable_s": None if searchable_s is None else round(searchable_s, 1),
               "predicted_s": None if predicted_s is None else round(predicted_s, 1),
               "publish_bars_per_s": round(args.bars / publish_s),
@@ -126,7 +126,11 @@ def running_until_searchable(process: subprocess.Popen, es, settings, bars: int,
             predicted = time.time()
     finally:
         os.killpg(process.pid, signal.SIGTERM)
-        process.wait(120)
+        try:
+            process.wait(120)
+        except subprocess.TimeoutExpired:  # never leave a job holding the shared cores
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(30)
         reader.join(30)
     return searchable, predicted, b"".join(output)
 

@@ -30,7 +30,7 @@ from finstream.core.logs import setup_logging
 from finstream.core.questions import SERVED
 from finstream.ingest import validation as B
 from finstream.ingest.indexing import BatchWriter
-from finstream.ingest.source import catch_up_splits, jvm_cores, processing_time, read_splits, stream_records
+from finstream.ingest.source import catch_up_splits, catches_up, jvm_cores, processing_time, read_splits, stream_records
 from finstream.ops.monitoring import ProgressListener
 from finstream.serving import predictor
 from finstream.serving.champions import ChampionMirror
@@ -79,13 +79,31 @@ def await_all(spark: SparkSession, queries: list[StreamingQuery],
         spark: the session.
         queries: the started queries; a successor started here is appended.
         then: query name -> what starts once that query has ended without error (a catch-up's
-            running query).
+            running query); each entry is removed once started (start_successors).
     """
-    then = dict(then or {})
     while any(query.isActive for query in queries):
         spark.streams.awaitAnyTermination()  # raises the query's error if it failed
         spark.streams.resetTerminated()
-        for ended in [query for query in queries if not query.isActive and query.name in then]:
+        # A query that failed after awaitAnyTermination returned has its error cleared by the
+        # reset: asked of each query, it is never lost.
+        raise_failure(queries)
+        start_successors(queries, then)
+    raise_failure(queries)
+
+
+def raise_failure(queries: list[StreamingQuery]) -> None:
+    """Raises the error of the first query that ended with one (StreamingQueryException)."""
+    for query in queries:
+        error = None if query.isActive else query.exception()
+        if error is not None:
+            raise error
+
+
+def start_successors(queries: list[StreamingQuery], then: dict[str, Callable[[], StreamingQuery]] | None) -> None:
+    """Starts the successor of each query in `then` that has ended without error, appends it
+    to `queries` and removes its entry from `then`."""
+    for ended in [query for query in queries if not query.isActive and query.name in (then or {})]:
+        if ended.exception() is None:
             queries.append(then.pop(ended.name)())
 
 
@@ -125,6 +143,8 @@ def catch_up(settings: Settings, master: str, cores: int) -> int:
     """The read splits of index-bars' catch-up, when a running job starts far behind
     (source.catch_up_splits; 0: none). predict-bars is not caught up this way: its state step,
     not its read, bounds a backlog (the same rate split or not; bench/results/tuning.md)."""
+    if not catches_up(settings, master, cores):  # off, or nothing to split: no need to ask Kafka
+        return 0
     behind = checkpoints.behind(settings, "index-bars")
     splits = catch_up_splits(behind, settings, master, cores)
     if splits:
@@ -134,13 +154,18 @@ def catch_up(settings: Settings, master: str, cores: int) -> int:
 
 
 def start_predicting(spark: SparkSession, checked: DataFrame, settings: Settings, es_options: dict[str, str],
-                     mirror: ChampionMirror, args: argparse.Namespace) -> StreamingQuery:
+                     mirror: ChampionMirror, args: argparse.Namespace,
+                     meanwhile: Callable[[], None] = lambda: None) -> StreamingQuery:
     """predict-bars: once the mirror's first look at the registry is done (its champions
     installed for the workers), every new valid bar among the checked messages forecast by the
-    per-series state step, and the predictions it answers judged."""
-    if not mirror.ready(timeout=10):
-        log.info("predict-bars waits for the model registry at %s", registry.tracking_uri(settings))
-        mirror.ready()
+    per-series state step, and the predictions it answers judged. `meanwhile` is called every
+    second of that wait (a catch-up that ended starts its running query)."""
+    waited = 0
+    while not mirror.ready(timeout=1):
+        meanwhile()
+        waited += 1
+        if waited == 10:
+            log.info("predict-bars waits for the model registry at %s", registry.tracking_uri(settings))
     models = ServedForecasts(settings.model_path, SERVED)
     models.current()  # load (or warn) now, not inside the first micro-batch
     rows = predictor.prediction_rows(B.valid_bars(checked), settings)
@@ -173,7 +198,8 @@ def run(settings: Settings, es: Elasticsearch, es_options: dict[str, str], mirro
         queries = [start_indexing(spark, checked, settings, es_options, args)]
     try:
         if mirror is not None:
-            queries.append(start_predicting(spark, checked, settings, es_options, mirror, args))
+            queries.append(start_predicting(spark, checked, settings, es_options, mirror, args,
+                                            lambda: start_successors(queries, then)))
         log.info("Spark UI %s (Structured Streaming tab)", spark.sparkContext.uiWebUrl)
         await_all(spark, queries, then)
     except StreamingQueryException:
@@ -184,7 +210,7 @@ def run(settings: Settings, es: Elasticsearch, es_options: dict[str, str], mirro
             if query.isActive:
                 query.stop()
         progress.wait_for_termination_events(len(queries))
-    log.info("queries %s stopped", ", ".join(query.name for query in queries))
+    log.info("queries %s stopped", ", ".join(dict.fromkeys(query.name for query in queries)))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -84,6 +84,11 @@ def test_a_batch_that_cannot_be_counted_is_written_as_spark_partitions_it_and_sa
     ({0: 90_000, 1: 90_000, 2: 0}, {}, "local[*]", 8),  # two partitions with records, eight cores
     ({0: 180_000}, {"STREAM_MIN_PARTITIONS": "4"}, "local[*]", 0),  # set: every batch is split already
     ({0: 180_000}, {}, "spark://host:7077", 0),  # a cluster reads a task per partition
+    # A per-trigger cap whose batches index-bars writes in fewer tasks than the split: merged again.
+    ({0: 180_000}, {"STREAM_MAX_OFFSETS_PER_TRIGGER": "1000"}, "local[2]", 0),
+    ({0: 180_000}, {"STREAM_MAX_OFFSETS_PER_TRIGGER": "10000"}, "local[2]", 2),
+    ({0: 180_000}, {"STREAM_MAX_OFFSETS_PER_TRIGGER": "1000", "STREAM_WRITE_RECORDS_PER_TASK": "500"}, "local[2]", 2),
+    ({0: 180_000}, {"STREAM_MAX_OFFSETS_PER_TRIGGER": "1000", "STREAM_WRITE_RECORDS_PER_TASK": "0"}, "local[2]", 2),
 ])
 def test_a_running_job_far_behind_catches_up_in_a_task_per_core(behind, environ, master, splits):
     """A running job that restarts far behind reads its backlog split, as --available-now
@@ -97,13 +102,15 @@ def test_what_a_query_has_still_to_read_counts_from_its_last_commit(tmp_path, mo
     from finstream.core.config import Settings
 
     settings = Settings.load(environ={"KAFKA_TOPIC": "bars", "CHECKPOINT_DIR": str(tmp_path)})
-    monkeypatch.setattr(checkpoints.topics, "end_offsets", lambda _settings: {0: 1_000, 1: 700})
-    monkeypatch.setattr(checkpoints.topics, "beginning_offsets", lambda _settings: {0: 100, 1: 0})
-    assert checkpoints.behind(settings, "index-bars") == {0: 900, 1: 700}  # a new checkpoint: from the first offset
+    monkeypatch.setattr(checkpoints.topics, "end_offsets", lambda _settings: {0: 1_000, 1: 700, 2: 500})
+    monkeypatch.setattr(checkpoints.topics, "beginning_offsets", lambda _settings: {0: 100, 1: 0, 2: 400})
+    # A new checkpoint: from the first offset the log holds.
+    assert checkpoints.behind(settings, "index-bars") == {0: 900, 1: 700, 2: 100}
     folder = settings.query_checkpoint("index-bars")
     for batch, ends in ((0, {"0": 400, "1": 300}), (1, {"0": 600, "1": 650})):
         (folder / "offsets").mkdir(parents=True, exist_ok=True)
         (folder / "offsets" / str(batch)).write_text("v1\n{}\n" + json.dumps({"bars": ends}))
     (folder / "commits").mkdir()
     (folder / "commits" / "0").write_text("v1\n{}")
-    assert checkpoints.behind(settings, "index-bars") == {0: 600, 1: 400}  # batch 1 planned, not committed
+    # Batch 1 planned, not committed; partition 2 added since, from its first offset.
+    assert checkpoints.behind(settings, "index-bars") == {0: 600, 1: 400, 2: 100}

@@ -11,6 +11,7 @@ from pyspark.sql.streaming import DataStreamWriter
 
 from finstream.core.config import Settings
 from finstream.core.errors import UserError
+from finstream.ingest.indexing import write_tasks
 
 
 def kafka_options(settings: Settings) -> dict[str, str]:
@@ -79,22 +80,36 @@ def catch_up_splits(behind: dict[int, int], settings: Settings, master: str, cor
 
     Args:
         behind: Kafka partition -> records the query has still to read (checkpoints.behind).
-        settings: STREAM_CATCH_UP_RECORDS (0: never) and STREAM_MIN_PARTITIONS.
+        settings: STREAM_CATCH_UP_RECORDS (0: never), STREAM_MIN_PARTITIONS,
+            STREAM_MAX_OFFSETS_PER_TRIGGER and STREAM_WRITE_RECORDS_PER_TASK.
         master: spark.master.
         cores: jvm_cores, for local[*].
 
     Returns:
         read_splits' split for a backlog when the query is at least STREAM_CATCH_UP_RECORDS
         behind and the split reads it in more tasks than the running query would (one per
-        partition with records, or STREAM_MIN_PARTITIONS when set); else 0.
+        partition with records, or STREAM_MIN_PARTITIONS when set); else 0. Also 0 when
+        STREAM_MAX_OFFSETS_PER_TRIGGER caps a batch below what index-bars writes in that many
+        tasks (indexing.write_tasks would merge the splits again).
     """
     records = sum(behind.values())
-    if settings.stream_catch_up_records == 0 or records < settings.stream_catch_up_records:
+    if not catches_up(settings, master, cores) or records < settings.stream_catch_up_records:
         return 0
     splits = read_splits(settings.stream_min_partitions, master, cores, catching_up=True)
     running = max(read_splits(settings.stream_min_partitions, master, cores, catching_up=False),
                   sum(1 for count in behind.values() if count > 0))
-    return splits if splits > running else 0
+    cap = settings.stream_max_offsets_per_trigger
+    merged = write_tasks(cap, settings.stream_write_records_per_task) if cap > 0 else None
+    return splits if splits > running and (merged is None or merged >= splits) else 0
+
+
+def catches_up(settings: Settings, master: str, cores: int | None) -> bool:
+    """Whether a running job may catch up split at all (catch_up_splits), before counting its
+    backlog: STREAM_CATCH_UP_RECORDS is on, and a local master's threads would split the read
+    while STREAM_MIN_PARTITIONS is unset."""
+    return (settings.stream_catch_up_records > 0
+            and read_splits(settings.stream_min_partitions, master, cores, catching_up=True)
+            > read_splits(settings.stream_min_partitions, master, cores, catching_up=False))
 
 
 def stream_options(settings: Settings, splits: int) -> dict[str, str]:

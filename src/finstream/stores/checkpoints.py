@@ -91,14 +91,15 @@ def resume_offsets(checkpoint: Path, topic: str) -> dict[int, int]:
 
 def behind(settings: Settings, query: str) -> dict[int, int]:
     """Partition -> the records a query has still to read: the log's end (a committed reader's)
-    less where the query resumes (from the log's first offset when its checkpoint is new).
+    less where the query resumes (from the log's first offset for a partition its checkpoint
+    does not know: a new checkpoint, or a partition added since).
 
     Args:
         settings: the topic, the cluster and the checkpoints' folder.
         query: the streaming query's name (its checkpoint: Settings.query_checkpoint).
     """
     resume = resume_offsets(settings.query_checkpoint(query), settings.kafka_topic)
-    first = {} if resume else topics.beginning_offsets(settings)
+    first = topics.beginning_offsets(settings)
     return {partition: max(0, end - resume.get(partition, first.get(partition, 0)))
             for partition, end in topics.end_offsets(settings).items()}
 
