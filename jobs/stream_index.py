@@ -199,7 +199,7 @@ def run(settings: Settings, es: Elasticsearch, es_options: dict[str, str], mirro
     try:
         if mirror is not None:
             queries.append(start_predicting(spark, checked, settings, es_options, mirror, args,
-                                            lambda: start_successors(queries, then)))
+                                            lambda: (raise_failure(queries), start_successors(queries, then))))
         log.info("Spark UI %s (Structured Streaming tab)", spark.sparkContext.uiWebUrl)
         await_all(spark, queries, then)
     except StreamingQueryException:

@@ -93,10 +93,10 @@ def test_elasticsearch_outage_is_ridden_out_with_backoff(pipeline, tmp_path):
     bars = generated_bars(20, 1000)
     pipeline.publish([(b.key, b.to_json()) for b in bars])
     log = tmp_path / "stream.log"
-    # 20 000 records behind: index-bars catches up in split reads (1 000 a batch, written in two
-    # tasks), through the outage, then runs on.
+    # 20 000 records behind: index-bars catches up in split reads (1 000 a batch, written in up
+    # to ten tasks: as many as the cores), through the outage, then runs on.
     job = pipeline.start_stream(log, STREAM_MAX_OFFSETS_PER_TRIGGER="1000", STREAM_TRIGGER_INTERVAL="1 second",
-                                STREAM_CATCH_UP_RECORDS="10000", STREAM_WRITE_RECORDS_PER_TASK="500")
+                                STREAM_CATCH_UP_RECORDS="10000", STREAM_WRITE_RECORDS_PER_TASK="100")
     try:
         wait_until(lambda: pipeline.committed_batches() >= 2, 180, "two batches before the outage", 0.2)
         try:

@@ -78,7 +78,8 @@ def test_a_batch_that_cannot_be_counted_is_written_as_spark_partitions_it_and_sa
     ({0: 50_000}, {}, "local[2]", 2),  # STREAM_CATCH_UP_RECORDS itself
     ({0: 49_999}, {}, "local[*]", 0),  # less: read as the running query reads it
     ({0: 180_000}, {"STREAM_CATCH_UP_RECORDS": "0"}, "local[*]", 0),  # never
-    ({0: 12}, {"STREAM_CATCH_UP_RECORDS": "10"}, "local[*]", 8),
+    ({0: 12}, {"STREAM_CATCH_UP_RECORDS": "10", "STREAM_WRITE_RECORDS_PER_TASK": "1"}, "local[*]", 8),
+    ({0: 12}, {"STREAM_CATCH_UP_RECORDS": "10"}, "local[*]", 0),  # 12 records are written in one task
     ({0: 180_000}, {}, "local", 0),  # one thread: nothing to split across
     ({p: 30_000 for p in range(8)}, {}, "local[*]", 0),  # already a task per core
     ({0: 90_000, 1: 90_000, 2: 0}, {}, "local[*]", 8),  # two partitions with records, eight cores
@@ -89,6 +90,10 @@ def test_a_batch_that_cannot_be_counted_is_written_as_spark_partitions_it_and_sa
     ({0: 180_000}, {"STREAM_MAX_OFFSETS_PER_TRIGGER": "10000"}, "local[2]", 2),
     ({0: 180_000}, {"STREAM_MAX_OFFSETS_PER_TRIGGER": "1000", "STREAM_WRITE_RECORDS_PER_TASK": "500"}, "local[2]", 2),
     ({0: 180_000}, {"STREAM_MAX_OFFSETS_PER_TRIGGER": "1000", "STREAM_WRITE_RECORDS_PER_TASK": "0"}, "local[2]", 2),
+    # Merged into fewer write tasks than the split, but still more than one: worth it.
+    ({0: 180_000}, {"STREAM_MAX_OFFSETS_PER_TRIGGER": "1000", "STREAM_WRITE_RECORDS_PER_TASK": "500"}, "local[4]", 4),
+    ({0: 50_000}, {}, "local[*]", 8),  # 10 write tasks of 5 000 records: the split kept
+    ({0: 50_000}, {"STREAM_WRITE_RECORDS_PER_TASK": "50000"}, "local[*]", 0),  # written in one task anyway
 ])
 def test_a_running_job_far_behind_catches_up_in_a_task_per_core(behind, environ, master, splits):
     """A running job that restarts far behind reads its backlog split, as --available-now

@@ -88,9 +88,10 @@ def catch_up_splits(behind: dict[int, int], settings: Settings, master: str, cor
     Returns:
         read_splits' split for a backlog when the query is at least STREAM_CATCH_UP_RECORDS
         behind and the split reads it in more tasks than the running query would (one per
-        partition with records, or STREAM_MIN_PARTITIONS when set); else 0. Also 0 when
-        STREAM_MAX_OFFSETS_PER_TRIGGER caps a batch below what index-bars writes in that many
-        tasks (indexing.write_tasks would merge the splits again).
+        partition with records, or STREAM_MIN_PARTITIONS when set), also once index-bars has
+        merged a batch's reads into its write tasks (indexing.write_tasks: a batch of
+        STREAM_MAX_OFFSETS_PER_TRIGGER, or the backlog, over STREAM_WRITE_RECORDS_PER_TASK);
+        else 0.
     """
     records = sum(behind.values())
     if not catches_up(settings, master, cores) or records < settings.stream_catch_up_records:
@@ -98,9 +99,10 @@ def catch_up_splits(behind: dict[int, int], settings: Settings, master: str, cor
     splits = read_splits(settings.stream_min_partitions, master, cores, catching_up=True)
     running = max(read_splits(settings.stream_min_partitions, master, cores, catching_up=False),
                   sum(1 for count in behind.values() if count > 0))
+    # index-bars writes a batch in at most write_tasks' tasks, merging the reads of more.
     cap = settings.stream_max_offsets_per_trigger
-    merged = write_tasks(cap, settings.stream_write_records_per_task) if cap > 0 else None
-    return splits if splits > running and (merged is None or merged >= splits) else 0
+    merged = write_tasks(min(cap, records) if cap > 0 else records, settings.stream_write_records_per_task)
+    return splits if min(splits, merged or splits) > running else 0
 
 
 def catches_up(settings: Settings, master: str, cores: int | None) -> bool:
