@@ -128,8 +128,10 @@ def main() -> int:
             stream.wait(timeout=60)
         L.cleanup(es, settings, run_id)
 
+    # The job starts behind by the bursts' history: whether it catches up split is part of the run.
     result = {**report.run_info("market_minute"), "trigger": args.trigger, "burst_history": BURST_HISTORY,
-              "training_tickers": TRAINING_TICKERS, "bursts": bursts}
+              "training_tickers": TRAINING_TICKERS, "catch_up_records": settings.stream_catch_up_records,
+              "bursts": bursts}
     report.write(args.out, result, table(bursts))
     return 0
 
