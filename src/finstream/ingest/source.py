@@ -94,8 +94,10 @@ def catch_up_splits(behind: dict[int, int], settings: Settings, master: str, cor
         else 0.
     """
     records = sum(behind.values())
-    if not catches_up(settings, master, cores) or records < settings.stream_catch_up_records:
+    if settings.stream_catch_up_records == 0 or records < settings.stream_catch_up_records:
         return 0
+    # More tasks than the running read's (which are at least read_splits' running value): so
+    # also nothing on a cluster, on one thread or with STREAM_MIN_PARTITIONS set (catches_up).
     splits = read_splits(settings.stream_min_partitions, master, cores, catching_up=True)
     running = max(read_splits(settings.stream_min_partitions, master, cores, catching_up=False),
                   sum(1 for count in behind.values() if count > 0))
